@@ -1,0 +1,222 @@
+/* vublk.h — libvublk, a vhost-user-blk client.
+ *
+ * libvublk connects to a vhost-user-blk UNIX socket (qemu-storage-daemon,
+ * SPDK, rust-vmm backends), negotiates features, shares rings and an I/O
+ * buffer pool with the backend through memfd memory, and issues virtio-blk
+ * requests.  One `struct vublk` is one connection; it is thread safe: any
+ * number of threads may submit requests at once, many requests in flight.
+ *
+ * Errors: functions return -1 / NULL, or -errno on I/O paths.  The message
+ * and errno of the last failure are kept per thread: vublk_get_error(),
+ * vublk_get_errno().  The library never prints and never exits.
+ *
+ * Threads: each queue has a completion thread that harvests the used ring
+ * and runs completion callbacks; one control thread watches the socket,
+ * applies config changes, enforces timeouts and reconnects after a backend
+ * restart, resubmitting every request that had not completed.
+ */
+#ifndef VUBLK_H
+#define VUBLK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define VUBLK_VERSION_MAJOR 0
+#define VUBLK_VERSION_MINOR 1
+#define VUBLK_VERSION_MICRO 0
+
+/* Returns the library version as "MAJOR.MINOR.MICRO". */
+const char *vublk_version (void);
+
+/* The last error message of this thread ("" if none); valid until the next
+ * failing libvublk call on this thread. */
+const char *vublk_get_error (void);
+
+/* The errno of this thread's last failure (0 if none). */
+int vublk_get_errno (void);
+
+struct vublk;
+
+/* Options for vublk_open(); fill with vublk_options_init() first so that
+ * fields added later keep their defaults. */
+struct vublk_options {
+  unsigned num_queues;       /* queues to use; 0 = min(backend's, 4) */
+  unsigned queue_size;       /* ring entries, power of two <= 1024; 0 = 256 */
+  bool poll;                 /* busy-poll (adaptively) before sleeping */
+  bool readonly;             /* refuse writes even if the device allows them */
+  size_t pool_size;          /* bytes of shared I/O buffer pool; 0 = 64 MiB */
+  double connect_timeout;    /* seconds to wait for each handshake reply */
+  double request_timeout;    /* seconds before an unanswered request counts
+                                as a hung backend (reconnect); 0 = never */
+  double reconnect_timeout;  /* seconds to keep trying to reconnect after
+                                the backend goes away before failing
+                                pending and new requests with EIO;
+                                0 = fail at once */
+};
+
+/* Fills *opts with the defaults (queues 0, queue size 256, no polling,
+ * 64 MiB pool, connect 5 s, request 30 s, reconnect 30 s). */
+void vublk_options_init (struct vublk_options *opts);
+
+/* Connects to the vhost-user-blk socket at socket_path and completes the
+ * handshake.  opts may be NULL for the defaults.  Returns a device handle
+ * to be released with vublk_close(), or NULL with the error set. */
+struct vublk *vublk_open (const char *socket_path,
+                          const struct vublk_options *opts);
+
+/* Waits for every submitted request to complete, stops the rings and
+ * closes the connection.  Accepts NULL. */
+void vublk_close (struct vublk *dev);
+
+/* Returns the socket path this device was opened with (owned by dev). */
+const char *vublk_get_socket_path (struct vublk *dev);
+
+/* What the device is and what was negotiated. */
+struct vublk_info {
+  uint64_t size;                      /* bytes (capacity * 512) */
+  uint32_t logical_block_size;        /* bytes; I/O granularity */
+  uint32_t physical_block_size;       /* bytes */
+  uint32_t alignment_offset;          /* bytes */
+  uint32_t min_io_size;               /* bytes, 0 if unknown */
+  uint32_t opt_io_size;               /* bytes, 0 if unknown */
+  uint32_t size_max;                  /* max bytes per segment, 0 = none */
+  uint32_t seg_max;                   /* max data segments, 0 = unknown */
+  uint32_t max_transfer;              /* bytes per request the core sends */
+  uint32_t max_discard_sectors;       /* 512-byte sectors */
+  uint32_t max_discard_seg;
+  uint32_t discard_sector_alignment;  /* 512-byte sectors */
+  uint32_t max_write_zeroes_sectors;  /* 512-byte sectors */
+  uint32_t max_write_zeroes_seg;
+  bool write_zeroes_may_unmap;
+  bool readonly;                      /* device is RO, or opened readonly */
+  bool can_flush;
+  bool can_discard;
+  bool can_write_zeroes;
+  bool writeback;                     /* volatile write cache in use */
+  unsigned num_queues;                /* queues in use */
+  unsigned backend_queues;            /* queues the backend offers */
+  unsigned queue_size;
+  bool event_idx;
+  bool indirect_desc;
+  uint64_t features;                  /* virtio features negotiated */
+  uint64_t backend_features;          /* virtio features offered */
+  uint64_t protocol_features;         /* vhost-user protocol negotiated */
+  uint64_t backend_protocol_features; /* vhost-user protocol offered */
+  uint64_t reconnects;                /* successful reconnects so far */
+};
+
+/* Fills *info with the device's current description.  Returns 0. */
+int vublk_get_info (struct vublk *dev, struct vublk_info *info);
+
+/* Current size in bytes (follows config-change notifications). */
+uint64_t vublk_get_size (struct vublk *dev);
+
+/* Name of a virtio (transport or blk) feature bit, or NULL if unknown. */
+const char *vublk_feature_name (unsigned bit);
+
+/* Name of a vhost-user protocol feature bit, or NULL if unknown. */
+const char *vublk_protocol_feature_name (unsigned bit);
+
+/* Allocates len bytes inside the memory shared with the backend.  I/O
+ * whose buffer lies wholly in such a block is zero copy; other buffers are
+ * bounced.  Returns NULL with ENOMEM when the pool is exhausted. */
+void *vublk_buf_alloc (struct vublk *dev, size_t len);
+
+/* Frees a block from vublk_buf_alloc().  Accepts NULL. */
+void vublk_buf_free (struct vublk *dev, void *buf);
+
+/* Asynchronous API --------------------------------------------------- */
+
+enum vublk_op {
+  VUBLK_OP_READ = 0,
+  VUBLK_OP_WRITE,
+  VUBLK_OP_FLUSH,
+  VUBLK_OP_DISCARD,
+  VUBLK_OP_WRITE_ZEROES,
+  VUBLK_OP_GET_ID,          /* buf of >= 21 bytes gets the NUL-ended serial */
+};
+
+/* Flags of struct vublk_io. */
+#define VUBLK_F_UNMAP       (1u << 0) /* write-zeroes may deallocate */
+#define VUBLK_F_FUA         (1u << 1) /* write: flush before completing */
+
+/* Called exactly once per accepted request, from a library thread (or
+ * from inside vublk_aio_submit when the request ends at once).  result is
+ * 0 on success or -errno (-EIO, -EROFS, -ENOSPC, -ENOTSUP, -EINVAL ...).
+ * It may submit new requests; it must not block or call vublk_close(). */
+typedef void (*vublk_complete_fn) (void *opaque, int result);
+
+/* One request.  offset and len are bytes and need not be aligned: the
+ * library splits requests over the device's limits and serves unaligned
+ * ranges by read-modify-write; overlapping writes never tear. */
+struct vublk_io {
+  enum vublk_op op;
+  uint32_t flags;           /* VUBLK_F_* */
+  uint64_t offset;          /* bytes */
+  void *buf;                /* READ, WRITE, GET_ID; must stay valid until
+                               completion */
+  size_t len;               /* bytes (GET_ID: buffer size) */
+  vublk_complete_fn cb;     /* NULL: completion goes to vublk_aio_harvest */
+  void *opaque;             /* passed to cb */
+  uint64_t user_data;       /* returned by vublk_aio_harvest */
+};
+
+/* Submits io (the struct is copied).  Returns 0 when accepted: the
+ * completion then arrives exactly once (callback or harvest).  Returns
+ * -errno, with no completion, if io is invalid (-EINVAL), beyond the end
+ * (-ENOSPC for writes, -EINVAL for reads), not allowed (-EROFS, -ENOTSUP)
+ * or the device has failed for good (-EIO). */
+int vublk_aio_submit (struct vublk *dev, const struct vublk_io *io);
+
+/* A completion of a request submitted without callback. */
+struct vublk_completion {
+  uint64_t user_data;
+  int result;               /* 0 or -errno */
+};
+
+/* Moves up to max finished callback-less completions into out and returns
+ * how many (0 if none).  Never blocks. */
+int vublk_aio_harvest (struct vublk *dev, struct vublk_completion *out,
+                       unsigned max);
+
+/* An fd that polls readable while harvestable completions are pending. */
+int vublk_aio_completion_fd (struct vublk *dev);
+
+/* Synchronous helpers (built on the asynchronous API) ------------------ */
+
+/* Reads up to len bytes at offset; short at the end of the device.
+ * Returns bytes read or -errno. */
+ssize_t vublk_pread (struct vublk *dev, void *buf, size_t len,
+                     uint64_t offset);
+
+/* Writes len bytes at offset (flags: VUBLK_F_FUA).  Returns len or -errno
+ * (-ENOSPC past the end, -EROFS on a read-only device). */
+ssize_t vublk_pwrite (struct vublk *dev, const void *buf, size_t len,
+                      uint64_t offset, uint32_t flags);
+
+/* Flushes the device's volatile cache.  Returns 0 or -errno. */
+int vublk_flush (struct vublk *dev);
+
+/* Discards [offset, offset+len).  Returns 0 or -errno (-ENOTSUP). */
+int vublk_discard (struct vublk *dev, uint64_t offset, uint64_t len);
+
+/* Zeroes [offset, offset+len), deallocating if VUBLK_F_UNMAP and the
+ * device allows.  Returns 0 or -errno (-ENOTSUP without write-zeroes). */
+int vublk_write_zeroes (struct vublk *dev, uint64_t offset, uint64_t len,
+                        uint32_t flags);
+
+/* Reads the device serial (virtio-blk GET_ID) into serial[21],
+ * NUL-terminated.  Returns 0 or -errno. */
+int vublk_get_serial (struct vublk *dev, char serial[21]);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* VUBLK_H */

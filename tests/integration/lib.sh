@@ -1,0 +1,88 @@
+# Shared helpers for the shell integration tests: start qemu-storage-daemon,
+# wait for sockets, clean up.  Source it; it sets `set -euo pipefail`.
+#
+# Every test runs in its own scratch directory ($T) that is removed on exit,
+# along with every process and mount it started.  Tests exit 77 (ctest's
+# SKIP_RETURN_CODE) when a required tool is missing.
+set -euo pipefail
+
+# Debian's python3 must come first for nbdsh (see the project notes).
+export PATH=/usr/bin:/bin:/usr/sbin:/sbin:$PATH
+
+: "${VUBLK_BUILD:?VUBLK_BUILD must name the build directory}"
+VUBLK_BIN=$VUBLK_BUILD/cli/vublk
+VUBLK_FUSE_BIN=$VUBLK_BUILD/fuse/vublk-fuse
+VUBLK_PLUGIN=$VUBLK_BUILD/nbdkit-plugin/nbdkit-vhostuser-plugin.so
+
+T=$(mktemp -d /tmp/vublk-test.XXXXXX)
+_cleanup_cmds=()
+
+# Registers a shell command to run at exit (last registered runs first).
+on_exit() { _cleanup_cmds+=("$*"); }
+
+_run_cleanup() {
+  local rc=$?
+  local i
+  for ((i = ${#_cleanup_cmds[@]} - 1; i >= 0; i--)); do
+    eval "${_cleanup_cmds[i]}" >/dev/null 2>&1 || true
+  done
+  rm -rf "$T"
+  exit $rc
+}
+trap _run_cleanup EXIT
+trap 'exit 130' INT TERM
+
+# Exits 77 unless every named command exists.
+requires() {
+  local c
+  for c in "$@"; do
+    command -v "$c" >/dev/null 2>&1 || { echo "SKIP: $c not found" >&2; exit 77; }
+  done
+}
+
+# Fails the test with a message.
+fail() { echo "FAIL: $*" >&2; exit 1; }
+
+# Waits up to 10 s for a UNIX socket to appear.
+wait_for_socket() {
+  local path=$1 i
+  for ((i = 0; i < 200; i++)); do
+    [[ -S $path ]] && return 0
+    sleep 0.05
+  done
+  fail "socket $path did not appear"
+}
+
+# start_qsd IMAGE SOCKET [extra export options, e.g. num-queues=4
+#   logical-block-size=4096 writable=off]
+# Starts qemu-storage-daemon exporting IMAGE (raw) as vhost-user-blk on
+# SOCKET; QSD_PID is its pid, and it is killed at exit.  A QMP monitor is on
+# SOCKET.qmp.
+start_qsd() {
+  local image=$1 sock=$2; shift 2
+  local writable=on extra=""
+  local opt
+  for opt in "$@"; do
+    case $opt in
+      writable=*) writable=${opt#writable=} ;;
+      *) extra+=",$opt" ;;
+    esac
+  done
+  rm -f "$sock"
+  qemu-storage-daemon \
+    --blockdev "driver=file,node-name=file0,filename=$image,cache.direct=off" \
+    --blockdev "driver=raw,node-name=disk0,file=file0" \
+    --export "type=vhost-user-blk,id=exp0,node-name=disk0,addr.type=unix,addr.path=$sock,writable=$writable$extra" \
+    --chardev "socket,id=qmp0,path=$sock.qmp,server=on,wait=off" \
+    --monitor chardev=qmp0 \
+    >"$T/qsd.$(basename "$sock").log" 2>&1 &
+  QSD_PID=$!
+  on_exit "kill -9 $QSD_PID; wait $QSD_PID"
+  wait_for_socket "$sock"
+}
+
+# Creates a file of SIZE bytes (e.g. 64M) filled with random data.
+make_random_image() {
+  local path=$1 size=$2
+  head -c "$size" /dev/urandom >"$path"
+}
