@@ -1,0 +1,137 @@
+/* aio.c — the public asynchronous API: validating a request against the
+ * device (range, read-only, supported operations) before accepting it,
+ * the harvest queue for callback-less completions, and buffers in the
+ * shared pool. */
+#include <errno.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+static const char *
+op_name (enum vublk_op op)
+{
+  switch (op) {
+  case VUBLK_OP_READ: return "read";
+  case VUBLK_OP_WRITE: return "write";
+  case VUBLK_OP_FLUSH: return "flush";
+  case VUBLK_OP_DISCARD: return "discard";
+  case VUBLK_OP_WRITE_ZEROES: return "write-zeroes";
+  case VUBLK_OP_GET_ID: return "get-id";
+  }
+  return "unknown operation";
+}
+
+/* Checks io against the device; returns 0 or -errno with the error set. */
+static int
+validate (struct vublk *dev, const struct vublk_io *io)
+{
+  uint64_t size = vublk_get_size (dev);
+  bool modifies = io->op == VUBLK_OP_WRITE || io->op == VUBLK_OP_DISCARD
+                  || io->op == VUBLK_OP_WRITE_ZEROES;
+
+  if ((unsigned) io->op > VUBLK_OP_GET_ID)
+    return set_error (EINVAL, "%s: unknown operation %d", dev->socket_path,
+                      (int) io->op);
+  if (io->flags & ~(VUBLK_F_UNMAP | VUBLK_F_FUA))
+    return set_error (EINVAL, "%s: %s: unknown flags 0x%x", dev->socket_path,
+                      op_name (io->op), io->flags);
+  if (modifies && dev->readonly)
+    return set_error (EROFS, "%s: %s: device is read-only", dev->socket_path,
+                      op_name (io->op));
+  if (io->op == VUBLK_OP_DISCARD
+      && !(dev->features & (1ull << VIRTIO_BLK_F_DISCARD)))
+    return set_error (ENOTSUP, "%s: device does not support discard",
+                      dev->socket_path);
+  if (io->op == VUBLK_OP_WRITE_ZEROES
+      && !(dev->features & (1ull << VIRTIO_BLK_F_WRITE_ZEROES)))
+    return set_error (ENOTSUP, "%s: device does not support write-zeroes",
+                      dev->socket_path);
+  if ((io->op == VUBLK_OP_READ || io->op == VUBLK_OP_WRITE
+       || io->op == VUBLK_OP_GET_ID) && !io->buf && io->len)
+    return set_error (EINVAL, "%s: %s: no buffer", dev->socket_path,
+                      op_name (io->op));
+  if (io->op == VUBLK_OP_GET_ID && io->len < 1)
+    return set_error (EINVAL, "%s: get-id: buffer too small",
+                      dev->socket_path);
+  if (io->op == VUBLK_OP_READ || modifies) {
+    if (io->len > size || io->offset > size - io->len)
+      return set_error (io->op == VUBLK_OP_READ ? EINVAL : ENOSPC,
+                        "%s: %s of %zu bytes at offset %llu is beyond the "
+                        "end of the device (%llu bytes)", dev->socket_path,
+                        op_name (io->op), io->len,
+                        (unsigned long long) io->offset,
+                        (unsigned long long) size);
+  }
+  if (atomic_load (&dev->state) == DEV_FAILED)
+    return set_error (EIO, "%s: %s: backend is gone and did not come back "
+                      "within %g s", dev->socket_path, op_name (io->op),
+                      dev->opts.reconnect_timeout);
+  if (atomic_load (&dev->state) == DEV_CLOSING)
+    return set_error (EIO, "%s: device is closing", dev->socket_path);
+  return 0;
+}
+
+int
+vublk_aio_submit (struct vublk *dev, const struct vublk_io *io)
+{
+  int err = validate (dev, io);
+
+  if (err)
+    return err;
+  if (io->op == VUBLK_OP_FLUSH
+      && !(dev->features & (1ull << VIRTIO_BLK_F_FLUSH))) {
+    /* No volatile cache: every completed write is already stable. */
+    struct vublk_io done = *io;
+    done.op = VUBLK_OP_READ;
+    done.len = 0;
+    return request_submit (dev, &done);
+  }
+  return request_submit (dev, io);
+}
+
+int
+vublk_aio_harvest (struct vublk *dev, struct vublk_completion *out,
+                   unsigned max)
+{
+  unsigned n;
+
+  pthread_mutex_lock (&dev->harvest_lock);
+  n = dev->harvest_len < max ? dev->harvest_len : max;
+  memcpy (out, dev->harvest, n * sizeof *out);
+  memmove (dev->harvest, dev->harvest + n,
+           (dev->harvest_len - n) * sizeof *out);
+  dev->harvest_len -= n;
+  if (dev->harvest_len == 0) {
+    uint64_t v;
+    if (read (dev->harvest_fd, &v, sizeof v) < 0) {
+      /* already drained */
+    }
+  }
+  pthread_mutex_unlock (&dev->harvest_lock);
+  return n;
+}
+
+int
+vublk_aio_completion_fd (struct vublk *dev)
+{
+  return dev->harvest_fd;
+}
+
+void *
+vublk_buf_alloc (struct vublk *dev, size_t len)
+{
+  void *p = pool_alloc (&dev->mem.pool, len);
+
+  if (!p)
+    set_error (ENOMEM, "%s: shared buffer pool has no %zu free bytes",
+               dev->socket_path, len);
+  return p;
+}
+
+void
+vublk_buf_free (struct vublk *dev, void *buf)
+{
+  if (buf && pool_contains (&dev->mem.pool, buf, 1))
+    pool_free (&dev->mem.pool, buf);
+}

@@ -1,0 +1,332 @@
+/* handshake.c — everything said on the control socket to bring a device
+ * up, in the order qemu-storage-daemon 7.2 and SPDK accept (see
+ * PROTOCOL.md): features, protocol features, queue count, owner, backend
+ * channel, config, SET_FEATURES, memory, then each ring (NUM, BASE, ADDR,
+ * CALL, KICK, ENABLE).  The same steps are replayed after a reconnect,
+ * with the same memory and fresh rings.
+ *
+ * Only features this library implements are negotiated: an unknown
+ * request makes qemu's server drop the connection.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+/* virtio features we implement and ask for when offered. */
+#define WANTED_FEATURES                                                 \
+  ((1ull << VIRTIO_BLK_F_SIZE_MAX) | (1ull << VIRTIO_BLK_F_SEG_MAX)     \
+   | (1ull << VIRTIO_BLK_F_RO) | (1ull << VIRTIO_BLK_F_BLK_SIZE)        \
+   | (1ull << VIRTIO_BLK_F_FLUSH) | (1ull << VIRTIO_BLK_F_TOPOLOGY)     \
+   | (1ull << VIRTIO_BLK_F_CONFIG_WCE) | (1ull << VIRTIO_BLK_F_MQ)      \
+   | (1ull << VIRTIO_BLK_F_DISCARD) | (1ull << VIRTIO_BLK_F_WRITE_ZEROES) \
+   | (1ull << VIRTIO_RING_F_INDIRECT_DESC)                              \
+   | (1ull << VIRTIO_RING_F_EVENT_IDX)                                  \
+   | (1ull << VHOST_USER_F_PROTOCOL_FEATURES)                           \
+   | (1ull << VIRTIO_F_VERSION_1))
+
+#define WANTED_PROTOCOL_FEATURES                                        \
+  ((1ull << VHOST_USER_PROTOCOL_F_MQ)                                   \
+   | (1ull << VHOST_USER_PROTOCOL_F_REPLY_ACK)                          \
+   | (1ull << VHOST_USER_PROTOCOL_F_BACKEND_REQ)                        \
+   | (1ull << VHOST_USER_PROTOCOL_F_CONFIG)                             \
+   | (1ull << VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS))
+
+static bool
+has_protocol (const struct vublk *dev, unsigned bit)
+{
+  return dev->protocol_features & (1ull << bit);
+}
+
+static bool
+reply_ack (const struct vublk *dev)
+{
+  return has_protocol (dev, VHOST_USER_PROTOCOL_F_REPLY_ACK);
+}
+
+/* Connects a fresh socket to dev->socket_path. */
+static int
+connect_socket (struct vublk *dev)
+{
+  struct sockaddr_un addr = { .sun_family = AF_UNIX };
+  struct stat st;
+  int sock;
+
+  if (strlen (dev->socket_path) >= sizeof addr.sun_path)
+    return set_error (ENAMETOOLONG, "%s: socket path too long",
+                      dev->socket_path);
+  if (stat (dev->socket_path, &st) == -1)
+    return set_error_errno (errno, "%s", dev->socket_path);
+  if (!S_ISSOCK (st.st_mode))
+    return set_error (ENOTSOCK, "%s: not a UNIX socket", dev->socket_path);
+  strcpy (addr.sun_path, dev->socket_path);
+  sock = socket (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (sock == -1)
+    return set_error_errno (errno, "socket");
+  if (connect (sock, (struct sockaddr *) &addr, sizeof addr) == -1) {
+    int err = set_error_errno (errno, "%s: connect", dev->socket_path);
+    close (sock);
+    return err;
+  }
+  dev->sock = sock;
+  return 0;
+}
+
+int
+handshake_read_config (struct vublk *dev)
+{
+  struct vhost_user_config cfg = { .offset = 0, .size = VIRTIO_BLK_CONFIG_SIZE };
+  uint32_t msg_size = offsetof (struct vhost_user_config, data)
+                      + VIRTIO_BLK_CONFIG_SIZE;
+  uint32_t got;
+  struct blk_config parsed;
+  int err;
+
+  if (!has_protocol (dev, VHOST_USER_PROTOCOL_F_CONFIG))
+    return set_error (ENOTSUP, "%s: backend does not offer the CONFIG "
+                      "protocol feature; the device size is unknown",
+                      dev->socket_path);
+  err = vu_send (dev->sock, VHOST_USER_GET_CONFIG, 0, &cfg, msg_size, NULL, 0);
+  if (err)
+    return err;
+  err = vu_recv_reply (dev->sock, VHOST_USER_GET_CONFIG, &cfg, 0, msg_size,
+                       &got, device_reply_timeout_ms (dev));
+  if (err)
+    return err;
+  if (got != msg_size || cfg.size != VIRTIO_BLK_CONFIG_SIZE || cfg.offset != 0)
+    return set_error (EPROTO, "%s: GET_CONFIG answered %u bytes (size field "
+                      "%u), expected %u", dev->socket_path, got, cfg.size,
+                      msg_size);
+  err = blk_config_parse (&parsed, cfg.data, cfg.size, dev->features);
+  if (err)
+    return err;
+  dev->cfg = parsed;
+  atomic_store (&dev->size, parsed.capacity * SECTOR_SIZE);
+  return 0;
+}
+
+/* Creates the backend channel (socketpair) and hands one end over, so the
+ * backend can announce config changes (e.g. after block_resize). */
+static int
+setup_backend_channel (struct vublk *dev, int timeout)
+{
+  int sv[2], err;
+
+  if (!has_protocol (dev, VHOST_USER_PROTOCOL_F_BACKEND_REQ))
+    return 0;
+  if (socketpair (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == -1)
+    return set_error_errno (errno, "socketpair for backend channel");
+  err = vu_send_checked (dev->sock, VHOST_USER_SET_BACKEND_REQ_FD, NULL, 0,
+                         &sv[1], 1, reply_ack (dev), timeout);
+  close (sv[1]);
+  if (err) {
+    close (sv[0]);
+    return err;
+  }
+  if (dev->backend_fd >= 0)
+    close (dev->backend_fd);
+  dev->backend_fd = sv[0];
+  return 0;
+}
+
+/* Negotiates features; on a reconnect the backend must still offer what
+ * was negotiated the first time (rings and memory are laid out for it). */
+static int
+negotiate (struct vublk *dev, bool first, int timeout)
+{
+  uint64_t offered, proto_offered = 0, queues = 1;
+  int err;
+
+  err = vu_get_u64 (dev->sock, VHOST_USER_GET_FEATURES, &offered, timeout);
+  if (err)
+    return err;
+  if (!(offered & (1ull << VIRTIO_F_VERSION_1)))
+    return set_error (ENOTSUP, "%s: backend does not offer VIRTIO_F_VERSION_1",
+                      dev->socket_path);
+  if (offered & (1ull << VHOST_USER_F_PROTOCOL_FEATURES)) {
+    err = vu_get_u64 (dev->sock, VHOST_USER_GET_PROTOCOL_FEATURES,
+                      &proto_offered, timeout);
+    if (err)
+      return err;
+  }
+  if (!first && ((offered & dev->features) != dev->features
+                 || (proto_offered & dev->protocol_features)
+                    != dev->protocol_features))
+    return set_error (EPROTO, "%s: backend came back offering fewer "
+                      "features (0x%llx) than negotiated (0x%llx)",
+                      dev->socket_path, (unsigned long long) offered,
+                      (unsigned long long) dev->features);
+  dev->backend_features = offered;
+  dev->backend_protocol_features = proto_offered;
+  if (first) {
+    dev->features = offered & WANTED_FEATURES;
+    dev->protocol_features = proto_offered & WANTED_PROTOCOL_FEATURES;
+  }
+  if (dev->features & (1ull << VHOST_USER_F_PROTOCOL_FEATURES)) {
+    err = vu_set_u64 (dev->sock, VHOST_USER_SET_PROTOCOL_FEATURES,
+                      dev->protocol_features, false, timeout);
+    if (err)
+      return err;
+  }
+  if (has_protocol (dev, VHOST_USER_PROTOCOL_F_MQ)) {
+    err = vu_get_u64 (dev->sock, VHOST_USER_GET_QUEUE_NUM, &queues, timeout);
+    if (err)
+      return err;
+    if (queues == 0 || queues > 65535)
+      return set_error (EPROTO, "%s: backend reports %llu queues",
+                        dev->socket_path, (unsigned long long) queues);
+  }
+  dev->backend_queues = queues;
+  err = vu_send (dev->sock, VHOST_USER_SET_OWNER, 0, NULL, 0, NULL, 0);
+  if (err)
+    return err;
+  err = setup_backend_channel (dev, timeout);
+  if (err)
+    return err;
+  err = handshake_read_config (dev);
+  if (err)
+    return err;
+  return vu_set_u64 (dev->sock, VHOST_USER_SET_FEATURES, dev->features,
+                     false, timeout);
+}
+
+/* Shares the memfd: ADD_MEM_REG when CONFIGURE_MEM_SLOTS was negotiated,
+ * SET_MEM_TABLE otherwise.  gpa == uva == our mapping, so ring and buffer
+ * addresses need no translation. */
+int
+handshake_share_memory (struct vublk *dev)
+{
+  int timeout = device_reply_timeout_ms (dev);
+  struct vhost_user_mem_region region = {
+    .guest_phys_addr = (uint64_t) (uintptr_t) dev->mem.base,
+    .memory_size = dev->mem.size,
+    .userspace_addr = (uint64_t) (uintptr_t) dev->mem.base,
+    .mmap_offset = 0,
+  };
+  bool ack = reply_ack (dev);
+
+  if (has_protocol (dev, VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS)
+      && !getenv ("VUBLK_FORCE_MEM_TABLE")) {
+    struct vhost_user_single_mem single = { .region = region };
+    uint64_t slots;
+    int err = vu_get_u64 (dev->sock, VHOST_USER_GET_MAX_MEM_SLOTS, &slots,
+                          timeout);
+    if (err)
+      return err;
+    if (slots < 1)
+      return set_error (EPROTO, "%s: backend offers no memory slots",
+                        dev->socket_path);
+    return vu_send_checked (dev->sock, VHOST_USER_ADD_MEM_REG, &single,
+                            sizeof single, &dev->mem.fd, 1, ack, timeout);
+  }
+  struct vhost_user_memory table = { .nregions = 1, .regions = { region } };
+  return vu_send_checked (dev->sock, VHOST_USER_SET_MEM_TABLE, &table,
+                          offsetof (struct vhost_user_memory, regions)
+                          + sizeof region, &dev->mem.fd, 1, ack, timeout);
+}
+
+int
+handshake_features_and_memory (struct vublk *dev, bool first)
+{
+  int timeout = device_reply_timeout_ms (dev), err;
+
+  if (dev->sock >= 0) {
+    close (dev->sock);
+    dev->sock = -1;
+  }
+  err = connect_socket (dev);
+  if (err)
+    return err;
+  err = negotiate (dev, first, timeout);
+  if (err)
+    return err;
+  if (dev->mem.base)
+    return handshake_share_memory (dev);
+  return 0;
+}
+
+/* Sets up ring q: NUM, BASE, ADDR, CALL, KICK, ENABLE. */
+static int
+setup_ring (struct vublk *dev, struct vublk_queue *q, int timeout)
+{
+  struct vhost_user_vring_state num = { q->index, q->ring.num };
+  struct vhost_user_vring_state base = { q->index, 0 };
+  struct vhost_user_vring_addr addr = {
+    .index = q->index, .flags = 0,
+    .desc = q->ring_addr,
+    .used = q->ring_addr + q->used_off,
+    .avail = q->ring_addr + q->avail_off,
+    .log = 0,
+  };
+  uint64_t idx = q->index;
+  int err;
+
+  if ((err = vu_send (dev->sock, VHOST_USER_SET_VRING_NUM, 0, &num,
+                      sizeof num, NULL, 0))
+      || (err = vu_send (dev->sock, VHOST_USER_SET_VRING_BASE, 0, &base,
+                         sizeof base, NULL, 0))
+      || (err = vu_send (dev->sock, VHOST_USER_SET_VRING_ADDR, 0, &addr,
+                         sizeof addr, NULL, 0))
+      || (err = vu_send (dev->sock, VHOST_USER_SET_VRING_CALL, 0, &idx,
+                         sizeof idx, &q->call_fd, 1))
+      || (err = vu_send (dev->sock, VHOST_USER_SET_VRING_KICK, 0, &idx,
+                         sizeof idx, &q->kick_fd, 1)))
+    return err;
+  if (dev->features & (1ull << VHOST_USER_F_PROTOCOL_FEATURES)) {
+    struct vhost_user_vring_state enable = { q->index, 1 };
+    err = vu_send_checked (dev->sock, VHOST_USER_SET_VRING_ENABLE, &enable,
+                           sizeof enable, NULL, 0, reply_ack (dev), timeout);
+  }
+  return err;
+}
+
+int
+handshake_rings (struct vublk *dev)
+{
+  int timeout = device_reply_timeout_ms (dev), err;
+  uint64_t features;
+
+  for (unsigned i = 0; i < dev->nqueues; i++) {
+    err = setup_ring (dev, &dev->queues[i], timeout);
+    if (err)
+      return err;
+  }
+  if (!reply_ack (dev)) {
+    /* Without acks, a request with a reply is the barrier that tells us
+     * the backend took every message before it. */
+    err = vu_get_u64 (dev->sock, VHOST_USER_GET_FEATURES, &features, timeout);
+    if (err)
+      return err;
+  }
+  return 0;
+}
+
+void
+handshake_stop_rings (struct vublk *dev)
+{
+  int timeout = 1000;
+
+  if (dev->sock < 0)
+    return;
+  for (unsigned i = 0; i < dev->nqueues; i++) {
+    struct vhost_user_vring_state st = { i, 0 };
+    uint32_t got;
+
+    if (dev->features & (1ull << VHOST_USER_F_PROTOCOL_FEATURES)
+        && vu_send_checked (dev->sock, VHOST_USER_SET_VRING_ENABLE, &st,
+                            sizeof st, NULL, 0, reply_ack (dev), timeout))
+      return;
+    if (vu_send (dev->sock, VHOST_USER_GET_VRING_BASE, 0, &st, sizeof st,
+                 NULL, 0)
+        || vu_recv_reply (dev->sock, VHOST_USER_GET_VRING_BASE, &st,
+                          sizeof st, sizeof st, &got, timeout))
+      return;
+  }
+}

@@ -1,0 +1,159 @@
+/* memory.c — the only memory the backend sees: one memfd region holding
+ * the rings, the per-request control blocks and an I/O buffer pool.  The
+ * process heap is never shared.  The pool hands out page-granular blocks
+ * (next-fit over a bitmap) so callers can place I/O buffers where the
+ * backend reaches them directly (zero copy).
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+static bool
+page_used (const struct pool *pool, size_t i)
+{
+  return pool->bitmap[i / 64] & (1ull << (i % 64));
+}
+
+static void
+mark_pages (struct pool *pool, size_t first, size_t n, bool used)
+{
+  for (size_t i = first; i < first + n; i++) {
+    if (used)
+      pool->bitmap[i / 64] |= 1ull << (i % 64);
+    else
+      pool->bitmap[i / 64] &= ~(1ull << (i % 64));
+  }
+}
+
+int
+shared_memory_create (struct shared_memory *mem, size_t size,
+                      size_t pool_offset, size_t pool_size)
+{
+  struct pool *pool = &mem->pool;
+  size_t words;
+
+  memset (mem, 0, sizeof *mem);
+  mem->fd = -1;
+  if (pool_offset % POOL_PAGE || pool_size % POOL_PAGE
+      || pool_offset + pool_size > size)
+    return set_error (EINVAL, "shared memory layout is not page aligned");
+
+  mem->fd = memfd_create ("vublk", MFD_CLOEXEC);
+  if (mem->fd == -1)
+    return set_error_errno (errno, "memfd_create");
+  if (ftruncate (mem->fd, size) == -1) {
+    int err = set_error_errno (errno, "ftruncate memfd to %zu bytes", size);
+    shared_memory_destroy (mem);
+    return err;
+  }
+  mem->base = mmap (NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED,
+                    mem->fd, 0);
+  if (mem->base == MAP_FAILED) {
+    int err = set_error_errno (errno, "mmap %zu bytes of memfd", size);
+    mem->base = NULL;
+    shared_memory_destroy (mem);
+    return err;
+  }
+  mem->size = size;
+
+  pthread_mutex_init (&pool->lock, NULL);
+  pool->base = mem->base + pool_offset;
+  pool->pages = pool_size / POOL_PAGE;
+  words = (pool->pages + 63) / 64;
+  pool->bitmap = calloc (words ? words : 1, sizeof (uint64_t));
+  pool->run_length = calloc (pool->pages ? pool->pages : 1, sizeof (uint32_t));
+  if (!pool->bitmap || !pool->run_length) {
+    shared_memory_destroy (mem);
+    return set_error (ENOMEM, "allocating pool bitmap");
+  }
+  return 0;
+}
+
+void
+shared_memory_destroy (struct shared_memory *mem)
+{
+  if (mem->base)
+    munmap (mem->base, mem->size);
+  if (mem->fd >= 0)
+    close (mem->fd);
+  if (mem->pool.bitmap)
+    pthread_mutex_destroy (&mem->pool.lock);
+  free (mem->pool.bitmap);
+  free (mem->pool.run_length);
+  memset (mem, 0, sizeof *mem);
+  mem->fd = -1;
+}
+
+bool
+pool_contains (const struct pool *pool, const void *p, size_t len)
+{
+  uintptr_t a = (uintptr_t) p, base = (uintptr_t) pool->base;
+  size_t size = pool->pages * POOL_PAGE;
+
+  return a >= base && a - base <= size && len <= size - (a - base);
+}
+
+/* Finds `need` free consecutive pages starting the search at `from` and
+ * stopping before `to`.  Returns the first page or SIZE_MAX. */
+static size_t
+find_run (const struct pool *pool, size_t from, size_t to, size_t need)
+{
+  size_t i = from, run = 0;
+
+  while (i < to) {
+    if (run == 0 && i % 64 == 0 && pool->bitmap[i / 64] == ~0ull) {
+      i += 64;             /* skip a fully used word */
+      continue;
+    }
+    if (page_used (pool, i))
+      run = 0;
+    else if (++run == need)
+      return i + 1 - need;
+    i++;
+  }
+  return SIZE_MAX;
+}
+
+void *
+pool_alloc (struct pool *pool, size_t len)
+{
+  size_t need = (len + POOL_PAGE - 1) / POOL_PAGE, first;
+
+  if (need == 0)
+    need = 1;
+  if (need > pool->pages || need > UINT32_MAX)
+    return NULL;
+  pthread_mutex_lock (&pool->lock);
+  first = find_run (pool, pool->hint, pool->pages, need);
+  if (first == SIZE_MAX)
+    first = find_run (pool, 0, pool->pages, need);
+  if (first != SIZE_MAX) {
+    mark_pages (pool, first, need, true);
+    pool->run_length[first] = need;
+    pool->used_pages += need;
+    pool->hint = first + need < pool->pages ? first + need : 0;
+  }
+  pthread_mutex_unlock (&pool->lock);
+  return first == SIZE_MAX ? NULL : pool->base + first * POOL_PAGE;
+}
+
+void
+pool_free (struct pool *pool, void *p)
+{
+  size_t first, n;
+
+  if (!p)
+    return;
+  first = ((uint8_t *) p - pool->base) / POOL_PAGE;
+  pthread_mutex_lock (&pool->lock);
+  n = pool->run_length[first];
+  pool->run_length[first] = 0;
+  mark_pages (pool, first, n, false);
+  pool->used_pages -= n;
+  pthread_mutex_unlock (&pool->lock);
+}

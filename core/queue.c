@@ -1,0 +1,691 @@
+/* queue.c — one virtqueue: its slots (one virtio-blk request each), the
+ * descriptors that describe them, submission with batched notifications,
+ * and the completion thread that harvests the used ring.
+ *
+ * Each slot owns a control block in shared memory (header, discard
+ * segment, status byte, indirect table).  With INDIRECT_DESC a request
+ * takes one ring descriptor (slot i = descriptor i); without it, a fixed
+ * chain of three (slot i = descriptors 3i..3i+2), so no descriptor free
+ * list is needed.  Header and status are always separate descriptors,
+ * which every backend accepts (SPDK insists).
+ *
+ * Locking: q->lock guards the ring, the slots and the pending list.  The
+ * completion thread takes it to harvest and refill, then drops it to copy
+ * data out and run callbacks.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <poll.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#define HARVEST_BATCH 64
+#define POLL_SPIN_NS 50000ull     /* adaptive polling window */
+
+static bool
+use_indirect (const struct vublk_queue *q)
+{
+  return q->dev->features & (1ull << VIRTIO_RING_F_INDIRECT_DESC);
+}
+
+size_t
+queue_ring_bytes (unsigned num)
+{
+  return split_ring_size (num, NULL, NULL);
+}
+
+size_t
+queue_ctl_bytes (unsigned num)
+{
+  return (size_t) num * sizeof (struct slot_ctl);
+}
+
+int
+queue_init (struct vublk_queue *q, struct vublk *dev, unsigned index,
+            void *ring_mem, struct slot_ctl *ctl_mem, unsigned num)
+{
+  memset (q, 0, sizeof *q);
+  q->dev = dev;
+  q->index = index;
+  q->kick_fd = q->call_fd = q->wake_fd = -1;
+  pthread_mutex_init (&q->lock, NULL);
+  split_ring_size (num, &q->avail_off, &q->used_off);
+  split_ring_init (&q->ring, ring_mem, num,
+                   dev->features & (1ull << VIRTIO_RING_F_EVENT_IDX));
+  q->ring_addr = (uint64_t) (uintptr_t) ring_mem;
+  q->nslots = use_indirect (q) ? num : num / 3;
+  q->slots = calloc (q->nslots, sizeof *q->slots);
+  if (!q->slots)
+    return set_error (ENOMEM, "allocating %u slots", q->nslots);
+  for (unsigned i = 0; i < q->nslots; i++) {
+    q->slots[i].ctl = &ctl_mem[i];
+    q->slots[i].ctl_addr = (uint64_t) (uintptr_t) &ctl_mem[i];
+    q->slots[i].next_free = i + 1 < q->nslots ? (int16_t) (i + 1) : -1;
+  }
+  q->free_head = 0;
+  q->kick_fd = eventfd (0, EFD_CLOEXEC | EFD_NONBLOCK);
+  q->call_fd = eventfd (0, EFD_CLOEXEC | EFD_NONBLOCK);
+  q->wake_fd = eventfd (0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (q->kick_fd == -1 || q->call_fd == -1 || q->wake_fd == -1)
+    return set_error_errno (errno, "eventfd for queue %u", index);
+  return 0;
+}
+
+void
+queue_destroy (struct vublk_queue *q)
+{
+  if (q->kick_fd >= 0)
+    close (q->kick_fd);
+  if (q->call_fd >= 0)
+    close (q->call_fd);
+  if (q->wake_fd >= 0)
+    close (q->wake_fd);
+  q->kick_fd = q->call_fd = q->wake_fd = -1;
+  if (q->slots)
+    pthread_mutex_destroy (&q->lock);
+  free (q->slots);
+  q->slots = NULL;
+}
+
+void
+queue_wake (struct vublk_queue *q)
+{
+  uint64_t one = 1;
+
+  if (write (q->wake_fd, &one, sizeof one) < 0) {
+    /* EAGAIN: the counter is saturated, the thread will wake anyway. */
+  }
+}
+
+static void
+drain_eventfd (int fd)
+{
+  uint64_t v;
+
+  if (read (fd, &v, sizeof v) < 0) {
+    /* EAGAIN: nothing to drain. */
+  }
+}
+
+/* Writes the descriptor chain of slot s (header, data, status) into its
+ * indirect table or its fixed triple, and returns the head index. */
+static uint16_t
+slot_write_descriptors (struct vublk_queue *q, struct slot *s)
+{
+  unsigned idx = s - q->slots;
+  struct vring_desc chain[3];
+  unsigned n = 0;
+
+  chain[n++] = (struct vring_desc) {
+    .addr = s->ctl_addr + offsetof (struct slot_ctl, type),
+    .len = 16, .flags = VRING_DESC_F_NEXT,
+  };
+  if (s->type == VIRTIO_BLK_T_DISCARD || s->type == VIRTIO_BLK_T_WRITE_ZEROES)
+    chain[n++] = (struct vring_desc) {
+      .addr = s->ctl_addr + offsetof (struct slot_ctl, seg_sector),
+      .len = 16, .flags = VRING_DESC_F_NEXT,
+    };
+  else if (s->data_len > 0)
+    chain[n++] = (struct vring_desc) {
+      .addr = (uint64_t) (uintptr_t) s->data, .len = s->data_len,
+      .flags = VRING_DESC_F_NEXT | (s->device_writes ? VRING_DESC_F_WRITE : 0),
+    };
+  chain[n++] = (struct vring_desc) {
+    .addr = s->ctl_addr + offsetof (struct slot_ctl, status),
+    .len = 1, .flags = VRING_DESC_F_WRITE,
+  };
+
+  if (use_indirect (q)) {
+    for (unsigned i = 0; i < n; i++) {
+      s->ctl->indirect[i] = chain[i];
+      s->ctl->indirect[i].next = i + 1;
+    }
+    q->ring.desc[idx] = (struct vring_desc) {
+      .addr = s->ctl_addr + offsetof (struct slot_ctl, indirect),
+      .len = n * sizeof (struct vring_desc), .flags = VRING_DESC_F_INDIRECT,
+    };
+    return idx;
+  }
+  for (unsigned i = 0; i < n; i++) {
+    q->ring.desc[3 * idx + i] = chain[i];
+    q->ring.desc[3 * idx + i].next = 3 * idx + i + 1;
+  }
+  return 3 * idx;
+}
+
+/* Publishes what was pushed and notifies the backend if it asked. */
+static void
+queue_notify_locked (struct vublk_queue *q)
+{
+  if (split_ring_publish (&q->ring)) {
+    uint64_t one = 1;
+    if (write (q->kick_fd, &one, sizeof one) < 0) {
+      /* EAGAIN: counter saturated, the backend is notified anyway. */
+    }
+  }
+}
+
+/* Places slot s on the ring. */
+static void
+queue_place_slot_locked (struct vublk_queue *q, struct slot *s)
+{
+  s->ctl->status = 0xff;   /* not a status a device writes */
+  split_ring_push_avail (&q->ring, slot_write_descriptors (q, s));
+}
+
+/* Moves req off the head of the pending list. */
+static void
+pending_pop_locked (struct vublk_queue *q)
+{
+  struct request *req = q->pending_head;
+
+  q->pending_head = req->next;
+  if (!q->pending_head)
+    q->pending_tail = NULL;
+  req->next = NULL;
+}
+
+/* Advances req to its next phase when its current one has finished.
+ * Returns true if req is now complete (the caller completes it). */
+static bool
+request_phase_end_locked (struct vublk_queue *q, struct request *req);
+
+/* Parks a finished request for the completion thread. */
+static void
+park_done_locked (struct vublk_queue *q, struct request *req)
+{
+  req->phase = PHASE_DONE;
+  req->next = q->done_list;
+  q->done_list = req;
+  queue_wake (q);
+}
+
+/* Fails every request on the pending list: those with nothing in flight
+ * finish now, the others when their last chunk comes back. */
+static void
+fail_pending_locked (struct vublk_queue *q, int err)
+{
+  while (q->pending_head) {
+    struct request *req = q->pending_head;
+
+    pending_pop_locked (q);
+    if (!req->error)
+      req->error = err;
+    req->generated_all = true;
+    if (req->outstanding == 0)
+      park_done_locked (q, req);
+  }
+}
+
+void
+queue_pump_locked (struct vublk_queue *q)
+{
+  struct vublk *dev = q->dev;
+  bool pushed = false;
+
+  if (atomic_load (&dev->state) == DEV_FAILED)
+    fail_pending_locked (q, -EIO);
+  if (atomic_load (&dev->state) != DEV_CONNECTED)
+    return;
+  while (q->pending_head && q->free_head >= 0) {
+    struct request *req = q->pending_head;
+    struct slot *s = &q->slots[q->free_head];
+    int r = request_fill_slot (req, s);
+
+    if (r == 1) {
+      q->free_head = s->next_free;
+      s->req = req;
+      s->seq = atomic_fetch_add (&dev->seq, 1);
+      s->submit_ns = now_ns ();
+      s->timeouts = 0;
+      s->abandon = false;
+      req->outstanding++;
+      q->inflight++;
+      queue_place_slot_locked (q, s);
+      pushed = true;
+    }
+    else if (r == 0) {
+      pending_pop_locked (q);
+      req->generated_all = true;
+      if (req->outstanding == 0 && request_phase_end_locked (q, req))
+        /* Finished without a chunk in flight (an empty discard, a failed
+         * device): the completion thread runs its callback unlocked. */
+        park_done_locked (q, req);
+    }
+    else
+      break;          /* pool memory short: a completion will retry */
+  }
+  if (pushed)
+    queue_notify_locked (q);
+}
+
+static bool
+request_phase_end_locked (struct vublk_queue *q, struct request *req)
+{
+  bool fua = req->io.op == VUBLK_OP_WRITE && (req->io.flags & VUBLK_F_FUA)
+             && (q->dev->features & (1ull << VIRTIO_BLK_F_FLUSH));
+
+  if (req->error)
+    return true;
+  switch (req->phase) {
+  case PHASE_READ_EDGES:
+    req->phase = PHASE_MAIN;
+    break;
+  case PHASE_MAIN:
+    if (!fua)
+      return true;
+    req->phase = PHASE_FLUSH;
+    break;
+  default:
+    return true;
+  }
+  req->cursor = 0;
+  req->generated_all = false;
+  req->next = NULL;
+  if (q->pending_tail)
+    q->pending_tail->next = req;
+  else
+    q->pending_head = req;
+  q->pending_tail = req;
+  return false;
+}
+
+void
+queue_enqueue (struct vublk_queue *q, struct request *req)
+{
+  pthread_mutex_lock (&q->lock);
+  req->next = NULL;
+  if (q->pending_tail)
+    q->pending_tail->next = req;
+  else
+    q->pending_head = req;
+  q->pending_tail = req;
+  queue_pump_locked (q);
+  pthread_mutex_unlock (&q->lock);
+}
+
+/* What the completion path needs of a finished slot once the lock is
+ * dropped. */
+struct finished_chunk {
+  struct request *req;
+  int result;
+  void *bounce;
+  void *copy_out;
+  uint32_t copy_out_skip, copy_out_len;
+};
+
+static int
+status_to_result (uint8_t status)
+{
+  switch (status) {
+  case VIRTIO_BLK_S_OK: return 0;
+  case VIRTIO_BLK_S_UNSUPP: return -ENOTSUP;
+  default: return -EIO;
+  }
+}
+
+/* Marks the connection broken after a protocol violation: the control
+ * thread notices the closed socket and reconnects, resubmitting what was
+ * in flight. */
+static void
+queue_protocol_violation (struct vublk_queue *q)
+{
+  int sock = q->dev->sock;
+
+  if (sock >= 0)
+    shutdown (sock, SHUT_RDWR);
+}
+
+/* Releases slot s into out and back to the free list.  q->lock held. */
+static void
+slot_finish_locked (struct vublk_queue *q, struct slot *s, int result,
+                    struct finished_chunk *out)
+{
+  out->req = s->req;
+  out->result = result;
+  out->bounce = s->bounce;
+  out->copy_out = s->copy_out;
+  out->copy_out_skip = s->copy_out_skip;
+  out->copy_out_len = s->copy_out_len;
+  s->req = NULL;
+  s->bounce = NULL;
+  s->copy_out = NULL;
+  s->next_free = q->free_head;
+  q->free_head = s - q->slots;
+  q->inflight--;
+}
+
+/* Maps a used entry to its slot, checking the id is a head we gave out
+ * and is in flight, and the length is within what the device may write.
+ * Returns NULL on a violation (error recorded). */
+static struct slot *
+validate_used (struct vublk_queue *q, const struct vring_used_elem *e)
+{
+  unsigned idx;
+  struct slot *s;
+  uint32_t max_len;
+
+  if (use_indirect (q))
+    idx = e->id;
+  else {
+    if (e->id % 3) {
+      set_error (EPROTO, "queue %u: used id %u is not a chain head",
+                 q->index, e->id);
+      return NULL;
+    }
+    idx = e->id / 3;
+  }
+  if (idx >= q->nslots) {
+    set_error (EPROTO, "queue %u: used id %u out of range", q->index, e->id);
+    return NULL;
+  }
+  s = &q->slots[idx];
+  if (!s->req) {
+    set_error (EPROTO, "queue %u: used id %u is not in flight", q->index,
+               e->id);
+    return NULL;
+  }
+  max_len = 1 + (s->device_writes ? s->data_len : 0);
+  if (e->len > max_len) {
+    set_error (EPROTO, "queue %u: used length %u exceeds %u", q->index,
+               e->len, max_len);
+    return NULL;
+  }
+  return s;
+}
+
+/* Harvests up to HARVEST_BATCH entries into out; returns the count. */
+static unsigned
+queue_harvest_locked (struct vublk_queue *q, struct finished_chunk *out)
+{
+  struct vring_used_elem used[HARVEST_BATCH];
+  unsigned n = 0;
+  int got;
+
+  got = split_ring_harvest (&q->ring, used, HARVEST_BATCH);
+  if (got < 0) {
+    queue_protocol_violation (q);
+    return 0;
+  }
+  for (int i = 0; i < got; i++) {
+    struct slot *s = validate_used (q, &used[i]);
+    if (!s) {
+      queue_protocol_violation (q);
+      continue;
+    }
+    slot_finish_locked (q, s, status_to_result (s->ctl->status), &out[n++]);
+  }
+  return n;
+}
+
+/* Accounts one finished chunk of req: the request finishes when its
+ * phase has issued everything and nothing is in flight, or moves on to
+ * its next phase (RMW write after the edge reads, flush after FUA). */
+static void
+queue_chunk_done (struct vublk_queue *q, struct request *req, int result)
+{
+  bool finished = false;
+
+  pthread_mutex_lock (&q->lock);
+  req->outstanding--;
+  if (result && !req->error)
+    req->error = result;
+  if (req->outstanding == 0 && req->generated_all)
+    finished = request_phase_end_locked (q, req);
+  if (!finished)
+    queue_pump_locked (q);
+  pthread_mutex_unlock (&q->lock);
+  if (finished)
+    request_finish (req);
+}
+
+/* Completes harvested chunks outside the lock: copies data out, frees
+ * bounce buffers, advances requests. */
+static void
+finish_chunks (struct vublk_queue *q, struct finished_chunk *f, unsigned n)
+{
+  for (unsigned i = 0; i < n; i++) {
+    if (f[i].result == 0 && f[i].copy_out)
+      memcpy (f[i].copy_out, (uint8_t *) f[i].bounce + f[i].copy_out_skip,
+              f[i].copy_out_len);
+    pool_free (&q->dev->mem.pool, f[i].bounce);
+    queue_chunk_done (q, f[i].req, f[i].result);
+  }
+}
+
+/* Completes requests parked on q->done_list by the pump. */
+static void
+finish_done_list (struct vublk_queue *q)
+{
+  struct request *list;
+
+  pthread_mutex_lock (&q->lock);
+  list = q->done_list;
+  q->done_list = NULL;
+  pthread_mutex_unlock (&q->lock);
+  while (list) {
+    struct request *next = list->next;
+    request_finish (list);
+    list = next;
+  }
+}
+
+/* One round of harvesting; returns how many chunks completed. */
+static unsigned
+queue_process (struct vublk_queue *q)
+{
+  struct finished_chunk f[HARVEST_BATCH];
+  unsigned n;
+
+  pthread_mutex_lock (&q->lock);
+  n = queue_harvest_locked (q, f);
+  pthread_mutex_unlock (&q->lock);
+  finish_chunks (q, f, n);
+  if (n > 0) {
+    /* Refill the freed slots in one batch and notify once. */
+    pthread_mutex_lock (&q->lock);
+    queue_pump_locked (q);
+    pthread_mutex_unlock (&q->lock);
+  }
+  if (q->done_list)
+    finish_done_list (q);
+  return n;
+}
+
+void
+queue_harvest_now (struct vublk_queue *q)
+{
+  while (queue_process (q) > 0)
+    ;
+}
+
+static void *
+queue_thread (void *arg)
+{
+  struct vublk_queue *q = arg;
+  bool poll_mode = q->dev->opts.poll;
+
+  while (!atomic_load (&q->stop)) {
+    struct pollfd pfd[2] = {
+      { .fd = q->call_fd, .events = POLLIN },
+      { .fd = q->wake_fd, .events = POLLIN },
+    };
+    bool pending;
+    int timeout;
+
+    if (queue_process (q) > 0)
+      continue;
+    if (poll_mode && q->inflight > 0) {
+      /* Adaptive polling: spin a short while after activity, on the
+       * assumption that more completions follow; then sleep. */
+      uint64_t until = now_ns () + POLL_SPIN_NS;
+      bool got = false;
+      pthread_mutex_lock (&q->lock);
+      split_ring_disarm (&q->ring);
+      pthread_mutex_unlock (&q->lock);
+      while (now_ns () < until && !atomic_load (&q->stop))
+        if (split_ring_has_used (&q->ring)) {
+          got = true;
+          break;
+        }
+      if (got)
+        continue;
+    }
+    pthread_mutex_lock (&q->lock);
+    pending = split_ring_arm (&q->ring);
+    /* Work that waits for pool memory needs a retry even if no completion
+     * arrives on this queue. */
+    timeout = q->pending_head ? 20 : -1;
+    pthread_mutex_unlock (&q->lock);
+    if (pending)
+      continue;
+    if (poll (pfd, 2, timeout) > 0) {
+      if (pfd[0].revents)
+        drain_eventfd (q->call_fd);
+      if (pfd[1].revents)
+        drain_eventfd (q->wake_fd);
+    }
+    if (timeout > 0) {
+      pthread_mutex_lock (&q->lock);
+      queue_pump_locked (q);
+      pthread_mutex_unlock (&q->lock);
+    }
+  }
+  return NULL;
+}
+
+int
+queue_start_thread (struct vublk_queue *q)
+{
+  int err;
+
+  atomic_store (&q->stop, false);
+  err = pthread_create (&q->thread, NULL, queue_thread, q);
+  if (err)
+    return set_error_errno (err, "starting completion thread of queue %u",
+                            q->index);
+  q->thread_started = true;
+  return 0;
+}
+
+void
+queue_stop_thread (struct vublk_queue *q)
+{
+  if (!q->thread_started)
+    return;
+  atomic_store (&q->stop, true);
+  queue_wake (q);
+  pthread_join (q->thread, NULL);
+  q->thread_started = false;
+}
+
+static int
+compare_slot_seq (const void *a, const void *b)
+{
+  const struct slot *x = *(struct slot * const *) a;
+  const struct slot *y = *(struct slot * const *) b;
+
+  return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+void
+queue_replay (struct vublk_queue *q)
+{
+  struct finished_chunk *failed;
+  struct slot **order;
+  unsigned n = 0, nfailed = 0;
+
+  /* Entries the old backend completed before it went away are real
+   * completions: take them first so they are not issued twice. */
+  queue_harvest_now (q);
+
+  /* Allocated at open would be tidier, but a reconnect is rare and these
+   * are small; on ENOMEM we fail everything rather than lose order. */
+  order = calloc (q->nslots, sizeof *order);
+  failed = calloc (q->nslots, sizeof *failed);
+  if (!order || !failed) {
+    free (order);
+    free (failed);
+    queue_fail_all (q, -ENOMEM);
+    return;
+  }
+  pthread_mutex_lock (&q->lock);
+  split_ring_init (&q->ring, q->ring.desc, q->ring.num, q->ring.event_idx);
+  for (unsigned i = 0; i < q->nslots; i++)
+    if (q->slots[i].req)
+      order[n++] = &q->slots[i];
+  qsort (order, n, sizeof *order, compare_slot_seq);
+  for (unsigned i = 0; i < n; i++) {
+    struct slot *s = order[i];
+    if (s->abandon) {
+      slot_finish_locked (q, s, -EIO, &failed[nfailed++]);
+      continue;
+    }
+    s->submit_ns = now_ns ();
+    queue_place_slot_locked (q, s);
+  }
+  /* Publish without notifying: the backend has no kick fd yet; the caller
+   * kicks once the ring is set up again. */
+  __atomic_store_n (&q->ring.avail[1], q->ring.avail_idx, __ATOMIC_RELEASE);
+  q->ring.kicked_idx = q->ring.avail_idx;
+  pthread_mutex_unlock (&q->lock);
+  finish_chunks (q, failed, nfailed);
+  free (order);
+  free (failed);
+}
+
+void
+queue_kick (struct vublk_queue *q)
+{
+  uint64_t one = 1;
+
+  pthread_mutex_lock (&q->lock);
+  queue_pump_locked (q);
+  pthread_mutex_unlock (&q->lock);
+  if (write (q->kick_fd, &one, sizeof one) < 0) {
+    /* saturated: already notified */
+  }
+}
+
+void
+queue_fail_all (struct vublk_queue *q, int err)
+{
+  struct finished_chunk *failed = calloc (q->nslots, sizeof *failed);
+  unsigned n = 0;
+
+  pthread_mutex_lock (&q->lock);
+  for (unsigned i = 0; i < q->nslots && failed; i++)
+    if (q->slots[i].req)
+      slot_finish_locked (q, &q->slots[i], err, &failed[n++]);
+  fail_pending_locked (q, err);
+  pthread_mutex_unlock (&q->lock);
+  finish_chunks (q, failed, n);
+  free (failed);
+  finish_done_list (q);
+}
+
+bool
+queue_scan_timeouts (struct vublk_queue *q, uint64_t deadline_ns)
+{
+  bool hung = false;
+
+  pthread_mutex_lock (&q->lock);
+  for (unsigned i = 0; i < q->nslots; i++) {
+    struct slot *s = &q->slots[i];
+    if (s->req && s->submit_ns < deadline_ns) {
+      hung = true;
+      /* A request that hangs again after a reconnect is failed rather
+       * than retried forever. */
+      if (++s->timeouts >= 2)
+        s->abandon = true;
+    }
+  }
+  pthread_mutex_unlock (&q->lock);
+  return hung;
+}

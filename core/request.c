@@ -1,0 +1,380 @@
+/* request.c — a caller's request on its way through the device: turning
+ * each phase into chunks (one virtio-blk request each) with data in
+ * shared memory, the write range lock that keeps overlapping
+ * read-modify-writes from tearing, and delivering the result.
+ *
+ * Data placement: a caller buffer that lies in the shared pool and maps
+ * block-aligned is used in place (zero copy); anything else is bounced
+ * through a pool block per chunk, so a request of any size needs at most
+ * max_transfer bytes of pool at a time.
+ *
+ * Unaligned writes (and write-zeroes) first read their partial edge
+ * blocks (PHASE_READ_EDGES), then write whole blocks merged from the edges
+ * and the caller's bytes.  Every modifying request holds its
+ * outward-aligned block range exclusively from submission to completion,
+ * so two writes that share a block are applied one after the other.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+static bool
+ranges_overlap (const struct request *a, const struct request *b)
+{
+  return a->lock_start < b->lock_end && b->lock_start < a->lock_end;
+}
+
+/* Is req free to run: no active range overlaps it, nor any earlier
+ * waiter (FIFO among overlapping writers). */
+static bool
+range_free_locked (struct vublk *dev, struct request *req,
+                   struct request *waiters_before)
+{
+  for (struct request *r = dev->range_active; r; r = r->range_next)
+    if (ranges_overlap (r, req))
+      return false;
+  for (struct request *r = dev->range_waiting; r && r != waiters_before;
+       r = r->range_next)
+    if (ranges_overlap (r, req))
+      return false;
+  return true;
+}
+
+bool
+range_lock_acquire (struct vublk *dev, struct request *req)
+{
+  bool granted;
+  struct request **tail;
+
+  pthread_mutex_lock (&dev->range_lock);
+  granted = range_free_locked (dev, req, NULL);
+  if (granted) {
+    req->range_next = dev->range_active;
+    dev->range_active = req;
+  }
+  else {
+    req->range_next = NULL;
+    for (tail = &dev->range_waiting; *tail; tail = &(*tail)->range_next)
+      ;
+    *tail = req;
+  }
+  pthread_mutex_unlock (&dev->range_lock);
+  return granted;
+}
+
+void
+range_lock_release (struct vublk *dev, struct request *req)
+{
+  struct request **p, *granted = NULL;
+
+  pthread_mutex_lock (&dev->range_lock);
+  for (p = &dev->range_active; *p; p = &(*p)->range_next)
+    if (*p == req) {
+      *p = req->range_next;
+      break;
+    }
+  /* Grant waiters that no longer overlap anything, oldest first. */
+  p = &dev->range_waiting;
+  while (*p) {
+    struct request *w = *p;
+    if (range_free_locked (dev, w, w)) {
+      *p = w->range_next;
+      w->range_next = dev->range_active;
+      dev->range_active = w;
+      w->next = granted;       /* reuse the pending link, list is private */
+      granted = w;
+    }
+    else
+      p = &w->range_next;
+  }
+  pthread_mutex_unlock (&dev->range_lock);
+
+  while (granted) {
+    struct request *next = granted->next;
+    queue_enqueue (granted->q, granted);
+    granted = next;
+  }
+}
+
+/* Whether the caller's buffer can be handed to the device as is. */
+static bool
+zero_copy (struct vublk *dev, const struct request *req)
+{
+  return req->plan.start == req->plan.astart && req->plan.end == req->plan.aend
+         && pool_contains (&dev->mem.pool, req->io.buf, req->io.len);
+}
+
+/* Fills bounce (covering device bytes [off, off+len)) for a write: bytes
+ * inside the caller's range from its buffer (or zeroes), bytes outside
+ * from the edge blocks read in PHASE_READ_EDGES. */
+static void
+fill_write_bounce (struct vublk *dev, const struct request *req,
+                   uint8_t *bounce, uint64_t off, uint32_t len)
+{
+  const struct io_plan *pl = &req->plan;
+  uint32_t blk = dev->limits.blk_size;
+  uint64_t end = off + len;
+  uint64_t in_start = off > pl->start ? off : pl->start;
+  uint64_t in_end = end < pl->end ? end : pl->end;
+
+  if (off < pl->start)            /* only the head block can start early */
+    memcpy (bounce, req->edges + (off - pl->astart), pl->start - off);
+  if (in_end > in_start) {
+    if (req->io.op == VUBLK_OP_WRITE_ZEROES)
+      memset (bounce + (in_start - off), 0, in_end - in_start);
+    else
+      memcpy (bounce + (in_start - off),
+              (const uint8_t *) req->io.buf + (in_start - pl->start),
+              in_end - in_start);
+  }
+  if (end > pl->end) {             /* only the tail block ends late */
+    const uint8_t *tail = req->edges + (pl->head_partial
+                                        && pl->aend - blk == pl->astart
+                                        ? 0 : blk);
+    uint64_t tail_block = pl->aend - blk;
+    memcpy (bounce + (pl->end - off), tail + (pl->end - tail_block),
+            end - pl->end);
+  }
+}
+
+/* The chunk req's current phase issues next, without consuming it. */
+static bool
+next_chunk (struct vublk *dev, const struct request *req, uint64_t *cursor,
+            struct chunk *c)
+{
+  const struct io_plan *pl = &req->plan;
+  uint32_t blk = dev->limits.blk_size;
+
+  switch (req->phase) {
+  case PHASE_READ_EDGES:
+    /* cursor 0: head edge, 1: tail edge, 2: done */
+    if (*cursor == 0 && pl->head_partial) {
+      *c = (struct chunk) { VIRTIO_BLK_T_IN, pl->astart, blk };
+      *cursor = 1;
+      return true;
+    }
+    if (*cursor <= 1 && pl->tail_partial
+        && !(pl->head_partial && pl->aend - blk == pl->astart)) {
+      *c = (struct chunk) { VIRTIO_BLK_T_IN, pl->aend - blk, blk };
+      *cursor = 2;
+      return true;
+    }
+    return false;
+  case PHASE_MAIN:
+    if (*cursor == 0)
+      *cursor = pl->astart;
+    switch (req->io.op) {
+    case VUBLK_OP_READ:
+      return plan_next_rw_chunk (pl, &dev->limits, VIRTIO_BLK_T_IN, cursor, c);
+    case VUBLK_OP_WRITE:
+      return plan_next_rw_chunk (pl, &dev->limits, VIRTIO_BLK_T_OUT, cursor,
+                                 c);
+    case VUBLK_OP_WRITE_ZEROES:
+      return plan_next_zero_chunk (pl, &dev->limits, cursor, c);
+    case VUBLK_OP_DISCARD:
+      return plan_next_discard_chunk (pl, &dev->limits, cursor, c);
+    case VUBLK_OP_FLUSH:
+      if (*cursor != pl->astart)
+        return false;
+      *c = (struct chunk) { VIRTIO_BLK_T_FLUSH, 0, 0 };
+      *cursor = UINT64_MAX;
+      return true;
+    case VUBLK_OP_GET_ID:
+      if (*cursor != pl->astart)
+        return false;
+      *c = (struct chunk) { VIRTIO_BLK_T_GET_ID, 0, VIRTIO_BLK_ID_BYTES };
+      *cursor = UINT64_MAX;
+      return true;
+    }
+    return false;
+  case PHASE_FLUSH:
+    if (*cursor != 0)
+      return false;
+    *c = (struct chunk) { VIRTIO_BLK_T_FLUSH, 0, 0 };
+    *cursor = 1;
+    return true;
+  default:
+    return false;
+  }
+}
+
+int
+request_fill_slot (struct request *req, struct slot *s)
+{
+  struct vublk *dev = req->q->dev;
+  struct pool *pool = &dev->mem.pool;
+  const struct io_plan *pl = &req->plan;
+  uint64_t cursor = req->cursor;
+  struct chunk c;
+  struct slot_ctl *ctl = s->ctl;
+
+  if (req->error || !next_chunk (dev, req, &cursor, &c))
+    return 0;
+
+  s->type = c.type;
+  s->data = NULL;
+  s->data_len = 0;
+  s->device_writes = false;
+  s->bounce = NULL;
+  s->copy_out = NULL;
+  ctl->type = c.type;
+  ctl->reserved = 0;
+  ctl->sector = c.offset / SECTOR_SIZE;
+
+  switch (c.type) {
+  case VIRTIO_BLK_T_IN:
+    s->device_writes = true;
+    s->data_len = c.len;
+    if (req->phase == PHASE_READ_EDGES) {
+      if (!req->edges) {
+        req->edges = pool_alloc (pool, 2 * dev->limits.blk_size);
+        if (!req->edges)
+          return -ENOMEM;
+      }
+      s->data = req->edges + (c.offset == pl->astart && pl->head_partial
+                              ? 0 : dev->limits.blk_size);
+    }
+    else if (zero_copy (dev, req))
+      s->data = (uint8_t *) req->io.buf + (c.offset - pl->start);
+    else {
+      uint64_t from = c.offset > pl->start ? c.offset : pl->start;
+      uint64_t to = c.offset + c.len < pl->end ? c.offset + c.len : pl->end;
+
+      s->bounce = s->data = pool_alloc (pool, c.len);
+      if (!s->bounce)
+        return -ENOMEM;
+      s->copy_out = (uint8_t *) req->io.buf + (from - pl->start);
+      s->copy_out_skip = from - c.offset;
+      s->copy_out_len = to - from;
+    }
+    break;
+  case VIRTIO_BLK_T_OUT:
+    s->data_len = c.len;
+    if (req->io.op == VUBLK_OP_WRITE && zero_copy (dev, req))
+      s->data = (uint8_t *) req->io.buf + (c.offset - pl->start);
+    else {
+      s->bounce = s->data = pool_alloc (pool, c.len);
+      if (!s->bounce)
+        return -ENOMEM;
+      fill_write_bounce (dev, req, s->data, c.offset, c.len);
+    }
+    break;
+  case VIRTIO_BLK_T_DISCARD:
+  case VIRTIO_BLK_T_WRITE_ZEROES:
+    ctl->sector = 0;
+    ctl->seg_sector = c.offset / SECTOR_SIZE;
+    ctl->seg_num_sectors = c.len / SECTOR_SIZE;
+    ctl->seg_flags = c.type == VIRTIO_BLK_T_WRITE_ZEROES
+                     && (req->io.flags & VUBLK_F_UNMAP)
+                     ? VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP : 0;
+    break;
+  case VIRTIO_BLK_T_FLUSH:
+    ctl->sector = 0;
+    break;
+  case VIRTIO_BLK_T_GET_ID:
+    ctl->sector = 0;
+    s->device_writes = true;
+    s->data_len = VIRTIO_BLK_ID_BYTES;
+    s->bounce = s->data = pool_alloc (pool, VIRTIO_BLK_ID_BYTES);
+    if (!s->bounce)
+      return -ENOMEM;
+    /* The device writes a NUL-ended string and may leave the rest. */
+    memset (s->data, 0, VIRTIO_BLK_ID_BYTES);
+    s->copy_out = req->io.buf;
+    s->copy_out_skip = 0;
+    s->copy_out_len = req->io.len - 1 < VIRTIO_BLK_ID_BYTES
+                      ? req->io.len - 1 : VIRTIO_BLK_ID_BYTES;
+    break;
+  }
+  req->cursor = cursor;
+  return 1;
+}
+
+void
+request_finish (struct request *req)
+{
+  struct vublk *dev = req->q->dev;
+  int result = req->error;
+
+  if (result == 0 && req->io.op == VUBLK_OP_GET_ID)
+    ((char *) req->io.buf)[req->io.len - 1 < VIRTIO_BLK_ID_BYTES
+                           ? req->io.len - 1 : VIRTIO_BLK_ID_BYTES] = '\0';
+  pool_free (&dev->mem.pool, req->edges);
+  req->edges = NULL;
+  if (req->write_range)
+    range_lock_release (dev, req);
+
+  if (req->io.cb)
+    req->io.cb (req->io.opaque, result);
+  else {
+    uint64_t one = 1;
+
+    pthread_mutex_lock (&dev->harvest_lock);
+    if (dev->harvest_len == dev->harvest_cap) {
+      size_t cap = dev->harvest_cap ? 2 * dev->harvest_cap : 64;
+      struct vublk_completion *n = realloc (dev->harvest, cap * sizeof *n);
+      if (n) {
+        dev->harvest = n;
+        dev->harvest_cap = cap;
+      }
+    }
+    if (dev->harvest_len < dev->harvest_cap)
+      dev->harvest[dev->harvest_len++] = (struct vublk_completion) {
+        .user_data = req->io.user_data, .result = result,
+      };
+    if (write (dev->harvest_fd, &one, sizeof one) < 0) {
+      /* saturated counter: still readable */
+    }
+    pthread_mutex_unlock (&dev->harvest_lock);
+  }
+  free (req);
+  if (atomic_fetch_sub (&dev->outstanding, 1) == 1) {
+    pthread_mutex_lock (&dev->idle_lock);
+    pthread_cond_broadcast (&dev->idle_cond);
+    pthread_mutex_unlock (&dev->idle_lock);
+  }
+}
+
+/* Picks the calling thread's queue: threads are spread over the queues
+ * round-robin on first use and stay there (queue-per-thread affinity). */
+static struct vublk_queue *
+pick_queue (struct vublk *dev)
+{
+  static atomic_uint next_thread_id;
+  static __thread unsigned thread_id = UINT32_MAX;
+
+  if (thread_id == UINT32_MAX)
+    thread_id = atomic_fetch_add (&next_thread_id, 1);
+  return &dev->queues[thread_id % dev->nqueues];
+}
+
+int
+request_submit (struct vublk *dev, const struct vublk_io *io)
+{
+  struct request *req = calloc (1, sizeof *req);
+
+  if (!req)
+    return set_error (ENOMEM, "allocating a request");
+  req->io = *io;
+  req->q = pick_queue (dev);
+  plan_init (&req->plan, io->offset, io->len, dev->limits.blk_size);
+  req->phase = PHASE_MAIN;
+  if ((io->op == VUBLK_OP_WRITE || io->op == VUBLK_OP_WRITE_ZEROES)
+      && plan_needs_rmw (&req->plan))
+    req->phase = PHASE_READ_EDGES;
+  atomic_fetch_add (&dev->outstanding, 1);
+
+  if (io->op == VUBLK_OP_WRITE || io->op == VUBLK_OP_WRITE_ZEROES
+      || io->op == VUBLK_OP_DISCARD) {
+    req->write_range = true;
+    req->lock_start = req->plan.astart;
+    req->lock_end = req->plan.aend;
+    if (!range_lock_acquire (dev, req))
+      return 0;      /* enqueued when the overlapping write finishes */
+  }
+  queue_enqueue (req->q, req);
+  return 0;
+}

@@ -1,0 +1,120 @@
+/* sync.c — synchronous helpers built on vublk_aio_submit (libnbd's rw.c
+ * pattern): submit with a callback, then sleep on a futex until it runs.
+ * Any number of threads may call them at once; each call is one request
+ * in flight. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+struct sync_wait {
+  _Atomic uint32_t done;
+  int result;
+};
+
+static void
+sync_complete (void *opaque, int result)
+{
+  struct sync_wait *w = opaque;
+
+  w->result = result;
+  atomic_store (&w->done, 1);
+  syscall (SYS_futex, &w->done, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+}
+
+/* Submits io and waits for it.  Returns 0 or -errno. */
+static int
+sync_io (struct vublk *dev, struct vublk_io io)
+{
+  struct sync_wait w = { .done = 0, .result = 0 };
+  int err;
+
+  io.cb = sync_complete;
+  io.opaque = &w;
+  err = vublk_aio_submit (dev, &io);
+  if (err)
+    return err;
+  while (!atomic_load (&w.done))
+    syscall (SYS_futex, &w.done, FUTEX_WAIT_PRIVATE, 0, NULL, NULL, 0);
+  if (w.result)
+    set_error (-w.result, "%s: %s at offset %llu failed: %s",
+               dev->socket_path,
+               io.op == VUBLK_OP_READ ? "read"
+               : io.op == VUBLK_OP_WRITE ? "write"
+               : io.op == VUBLK_OP_FLUSH ? "flush"
+               : io.op == VUBLK_OP_DISCARD ? "discard"
+               : io.op == VUBLK_OP_WRITE_ZEROES ? "write-zeroes" : "get-id",
+               (unsigned long long) io.offset, strerror (-w.result));
+  return w.result;
+}
+
+ssize_t
+vublk_pread (struct vublk *dev, void *buf, size_t len, uint64_t offset)
+{
+  uint64_t size = vublk_get_size (dev);
+  int err;
+
+  if (offset >= size)
+    return 0;
+  if (len > size - offset)
+    len = size - offset;
+  if (len > SSIZE_MAX)
+    len = SSIZE_MAX;
+  err = sync_io (dev, (struct vublk_io) {
+    .op = VUBLK_OP_READ, .offset = offset, .buf = buf, .len = len,
+  });
+  return err ? err : (ssize_t) len;
+}
+
+ssize_t
+vublk_pwrite (struct vublk *dev, const void *buf, size_t len,
+              uint64_t offset, uint32_t flags)
+{
+  int err;
+
+  if (len > SSIZE_MAX)
+    return set_error (EINVAL, "%s: write of %zu bytes is too large",
+                      dev->socket_path, len);
+  err = sync_io (dev, (struct vublk_io) {
+    .op = VUBLK_OP_WRITE, .flags = flags, .offset = offset,
+    .buf = (void *) buf, .len = len,
+  });
+  return err ? err : (ssize_t) len;
+}
+
+int
+vublk_flush (struct vublk *dev)
+{
+  return sync_io (dev, (struct vublk_io) { .op = VUBLK_OP_FLUSH });
+}
+
+int
+vublk_discard (struct vublk *dev, uint64_t offset, uint64_t len)
+{
+  return sync_io (dev, (struct vublk_io) {
+    .op = VUBLK_OP_DISCARD, .offset = offset, .len = len,
+  });
+}
+
+int
+vublk_write_zeroes (struct vublk *dev, uint64_t offset, uint64_t len,
+                    uint32_t flags)
+{
+  return sync_io (dev, (struct vublk_io) {
+    .op = VUBLK_OP_WRITE_ZEROES, .flags = flags, .offset = offset, .len = len,
+  });
+}
+
+int
+vublk_get_serial (struct vublk *dev, char serial[21])
+{
+  memset (serial, 0, 21);
+  return sync_io (dev, (struct vublk_io) {
+    .op = VUBLK_OP_GET_ID, .buf = serial, .len = 21,
+  });
+}
