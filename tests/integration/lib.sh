@@ -70,8 +70,8 @@ start_qsd() {
   done
   rm -f "$sock"
   qemu-storage-daemon \
-    --blockdev "driver=file,node-name=file0,filename=$image,cache.direct=off" \
-    --blockdev "driver=raw,node-name=disk0,file=file0" \
+    --blockdev "driver=file,node-name=file0,filename=$image,cache.direct=off,discard=unmap" \
+    --blockdev "driver=raw,node-name=disk0,file=file0,discard=unmap" \
     --export "type=vhost-user-blk,id=exp0,node-name=disk0,addr.type=unix,addr.path=$sock,writable=$writable$extra" \
     --chardev "socket,id=qmp0,path=$sock.qmp,server=on,wait=off" \
     --monitor chardev=qmp0 \
