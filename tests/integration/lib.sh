@@ -86,3 +86,35 @@ make_random_image() {
   local path=$1 size=$2
   head -c "$size" /dev/urandom >"$path"
 }
+
+# qmp SOCKET JSON-COMMAND: runs one QMP command on qemu-storage-daemon's
+# monitor and prints the reply; fails if the reply is an error.
+qmp() {
+  /usr/bin/python3 - "$1" "$2" <<'PY'
+import json, socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.connect(sys.argv[1])
+f = s.makefile("rw")
+f.readline()
+def cmd(c):
+    f.write(json.dumps(c) + "\n"); f.flush()
+    while True:
+        r = json.loads(f.readline())
+        if "return" in r or "error" in r:
+            return r
+cmd({"execute": "qmp_capabilities"})
+r = cmd(json.loads(sys.argv[2]))
+print(json.dumps(r))
+sys.exit(1 if "error" in r else 0)
+PY
+}
+
+# Waits up to 20 s for FILE to exist.
+wait_for_file() {
+  local i
+  for ((i = 0; i < 400; i++)); do
+    [[ -e $1 ]] && return 0
+    sleep 0.05
+  done
+  fail "$1 did not appear"
+}

@@ -2,7 +2,8 @@
  * integration tests and checks every byte.
  *
  *   vublk_stress SOCKET SHADOW [--threads N] [--ops N] [--seed N]
- *                [--queues N] [--readonly-check]
+ *                [--queues N] [--seconds S] [--reconnect-timeout S]
+ *                [--readonly-check]
  *
  * SHADOW is a file holding what the device holds now (a copy of the
  * backing image); it is updated with every write so the script can `cmp`
@@ -23,6 +24,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "vublk.h"
@@ -36,6 +38,8 @@ static unsigned nthreads = 4;
 static unsigned ops = 2000;
 static unsigned seed = 1;
 static bool can_discard_zero_check;
+static double seconds;           /* > 0: run ops until this much time */
+static time_t deadline;
 
 static void
 die (const char *what)
@@ -76,7 +80,7 @@ worker (void *arg)
 
   if (!buf || !pbuf)
     die ("allocating buffers");
-  for (unsigned i = 0; i < ops; i++) {
+  for (unsigned i = 0; seconds > 0 ? time (NULL) < deadline : i < ops; i++) {
     uint64_t off;
     size_t len;
     unsigned op = rnd (&s, 10);
@@ -220,6 +224,10 @@ main (int argc, char **argv)
       seed = atoi (argv[++i]);
     else if (!strcmp (argv[i], "--queues") && i + 1 < argc)
       opts.num_queues = atoi (argv[++i]);
+    else if (!strcmp (argv[i], "--seconds") && i + 1 < argc)
+      seconds = atof (argv[++i]);
+    else if (!strcmp (argv[i], "--reconnect-timeout") && i + 1 < argc)
+      opts.reconnect_timeout = atof (argv[++i]);
     else if (!strcmp (argv[i], "--readonly-check"))
       ro_check = true;
     else {
@@ -277,6 +285,7 @@ main (int argc, char **argv)
     return 1;
   }
 
+  deadline = time (NULL) + (time_t) seconds;
   for (unsigned t = 0; t < nthreads; t++)
     pthread_create (&th[t], NULL, worker, (void *) (uintptr_t) t);
   for (unsigned t = 0; t < nthreads; t++)
@@ -295,6 +304,11 @@ main (int argc, char **argv)
   check_whole_device ();
   printf ("overlapping unaligned writes and whole-device compare: ok\n");
   msync (shadow, size, MS_SYNC);
+  {
+    struct vublk_info info;
+    vublk_get_info (dev, &info);
+    printf ("reconnects: %llu\n", (unsigned long long) info.reconnects);
+  }
   vublk_close (dev);
   return 0;
 }

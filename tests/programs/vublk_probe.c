@@ -1,0 +1,133 @@
+/* vublk_probe — single checks of libvublk's reliability behaviour that
+ * the integration scripts arrange the backend for.
+ *
+ *   vublk_probe expect-eio SOCKET RECONNECT_TIMEOUT REQUEST_TIMEOUT
+ *       Opens the device, signals readiness by creating SOCKET.ready, then
+ *       reads in a loop until a read fails.  Exit 0 if it fails with EIO
+ *       within RECONNECT_TIMEOUT + REQUEST_TIMEOUT + 8 s of the first
+ *       failure-free read stopping; then waits (up to 20 s) for the
+ *       backend to come back and exits 0 only if a new read succeeds.
+ *   vublk_probe wait-resize SOCKET NEW_SIZE
+ *       Opens the device, creates SOCKET.ready, and waits up to 10 s for
+ *       vublk_get_size to report NEW_SIZE; then reads the last block.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "vublk.h"
+
+static double
+now (void)
+{
+  struct timespec ts;
+
+  clock_gettime (CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static void
+signal_ready (const char *sock)
+{
+  char path[4096];
+
+  snprintf (path, sizeof path, "%s.ready", sock);
+  close (open (path, O_CREAT | O_WRONLY, 0644));
+}
+
+static int
+expect_eio (const char *sock, double reconnect, double request)
+{
+  struct vublk_options o;
+  struct vublk *dev;
+  char buf[4096];
+  double last_ok, failed_at, limit = reconnect + request + 8;
+  ssize_t r;
+
+  vublk_options_init (&o);
+  o.connect_timeout = 1;
+  o.reconnect_timeout = reconnect;
+  o.request_timeout = request;
+  dev = vublk_open (sock, &o);
+  if (!dev) {
+    fprintf (stderr, "vublk_probe: %s\n", vublk_get_error ());
+    return 1;
+  }
+  signal_ready (sock);
+  last_ok = now ();
+  while ((r = vublk_pread (dev, buf, sizeof buf, 0)) == sizeof buf) {
+    last_ok = now ();
+    usleep (20000);
+  }
+  failed_at = now ();
+  printf ("read failed after %.1f s: %s\n", failed_at - last_ok,
+          strerror ((int) -r));
+  if (r != -EIO || failed_at - last_ok > limit) {
+    fprintf (stderr, "vublk_probe: expected EIO within %.0f s, got %zd "
+             "after %.1f s\n", limit, r, failed_at - last_ok);
+    return 1;
+  }
+  /* New requests fail fast while the backend is away ... */
+  r = vublk_pread (dev, buf, sizeof buf, 0);
+  if (r != -EIO) {
+    fprintf (stderr, "vublk_probe: read while failed returned %zd\n", r);
+    return 1;
+  }
+  printf ("new read fails at once with EIO\n");
+  signal_ready (sock);
+  /* ... and succeed again once it is back. */
+  for (double until = now () + 20; now () < until; usleep (200000))
+    if (vublk_pread (dev, buf, sizeof buf, 0) == sizeof buf) {
+      printf ("device recovered\n");
+      vublk_close (dev);
+      return 0;
+    }
+  fprintf (stderr, "vublk_probe: device did not recover\n");
+  return 1;
+}
+
+static int
+wait_resize (const char *sock, unsigned long long want)
+{
+  struct vublk *dev = vublk_open (sock, NULL);
+  char buf[512];
+
+  if (!dev) {
+    fprintf (stderr, "vublk_probe: %s\n", vublk_get_error ());
+    return 1;
+  }
+  printf ("size before: %llu\n", (unsigned long long) vublk_get_size (dev));
+  signal_ready (sock);
+  for (double until = now () + 10; now () < until; usleep (50000))
+    if (vublk_get_size (dev) == want) {
+      printf ("size after: %llu\n", want);
+      if (vublk_pread (dev, buf, sizeof buf, want - sizeof buf)
+          != sizeof buf) {
+        fprintf (stderr, "vublk_probe: reading the new last block: %s\n",
+                 vublk_get_error ());
+        return 1;
+      }
+      vublk_close (dev);
+      return 0;
+    }
+  fprintf (stderr, "vublk_probe: size stayed %llu, expected %llu\n",
+           (unsigned long long) vublk_get_size (dev), want);
+  return 1;
+}
+
+int
+main (int argc, char **argv)
+{
+  if (argc == 5 && !strcmp (argv[1], "expect-eio"))
+    return expect_eio (argv[2], atof (argv[3]), atof (argv[4]));
+  if (argc == 4 && !strcmp (argv[1], "wait-resize"))
+    return wait_resize (argv[2], strtoull (argv[3], NULL, 0));
+  fprintf (stderr, "usage: vublk_probe expect-eio SOCKET RECONNECT REQUEST"
+           " | wait-resize SOCKET SIZE\n");
+  return 2;
+}
