@@ -500,6 +500,10 @@ void queue_stop_thread (struct vublk_queue *q);
  * q->lock NOT held. */
 void queue_enqueue (struct vublk_queue *q, struct request *req);
 
+/* The queue the calling thread submits to: the queue whose completion
+ * callback is running, else one per thread, round-robin on first use. */
+struct vublk_queue *queue_for_current_thread (struct vublk *dev);
+
 /* Issues pending chunks while slots and pool memory allow, then notifies
  * the device if needed.  Called with q->lock held. */
 void queue_pump_locked (struct vublk_queue *q);

@@ -296,16 +296,79 @@ request_phase_end_locked (struct vublk_queue *q, struct request *req)
   return false;
 }
 
+/* Requests submitted from completion callbacks running on this thread
+ * for queue tls_completing are collected here and issued together when
+ * the batch of callbacks ends: one publish and at most one notification
+ * per batch instead of one per request. */
+static __thread struct vublk_queue *tls_completing;
+static __thread struct request *tls_deferred_head, *tls_deferred_tail;
+
+static void
+append_pending_locked (struct vublk_queue *q, struct request *head,
+                       struct request *tail)
+{
+  if (q->pending_tail)
+    q->pending_tail->next = head;
+  else
+    q->pending_head = head;
+  q->pending_tail = tail;
+}
+
 void
 queue_enqueue (struct vublk_queue *q, struct request *req)
 {
-  pthread_mutex_lock (&q->lock);
   req->next = NULL;
-  if (q->pending_tail)
-    q->pending_tail->next = req;
-  else
-    q->pending_head = req;
-  q->pending_tail = req;
+  if (tls_completing == q) {
+    if (tls_deferred_tail)
+      tls_deferred_tail->next = req;
+    else
+      tls_deferred_head = req;
+    tls_deferred_tail = req;
+    return;
+  }
+  pthread_mutex_lock (&q->lock);
+  append_pending_locked (q, req, req);
+  queue_pump_locked (q);
+  pthread_mutex_unlock (&q->lock);
+}
+
+struct vublk_queue *
+queue_for_current_thread (struct vublk *dev)
+{
+  static atomic_uint next_thread_id;
+  static __thread unsigned thread_id = UINT32_MAX;
+
+  /* A callback resubmitting stays on the queue it completes for. */
+  if (tls_completing && tls_completing->dev == dev)
+    return tls_completing;
+  if (thread_id == UINT32_MAX)
+    thread_id = atomic_fetch_add (&next_thread_id, 1);
+  return &dev->queues[thread_id % dev->nqueues];
+}
+
+/* Runs request_finish (callbacks) for a list of finished requests, then
+ * issues what they submitted in one batch. */
+static void
+run_finished (struct vublk_queue *q, struct request *list)
+{
+  struct vublk_queue *outer = tls_completing;
+  struct request *head, *tail;
+
+  /* Even with nothing finished, requests that moved to their next phase
+   * wait on the pending list: always pump. */
+  tls_completing = q;
+  while (list) {
+    struct request *next = list->next;
+    request_finish (list);
+    list = next;
+  }
+  tls_completing = outer;
+  head = tls_deferred_head;
+  tail = tls_deferred_tail;
+  tls_deferred_head = tls_deferred_tail = NULL;
+  pthread_mutex_lock (&q->lock);
+  if (head)
+    append_pending_locked (q, head, tail);
   queue_pump_locked (q);
   pthread_mutex_unlock (&q->lock);
 }
@@ -424,39 +487,40 @@ queue_harvest_locked (struct vublk_queue *q, struct finished_chunk *out)
   return n;
 }
 
-/* Accounts one finished chunk of req: the request finishes when its
- * phase has issued everything and nothing is in flight, or moves on to
- * its next phase (RMW write after the edge reads, flush after FUA). */
-static void
-queue_chunk_done (struct vublk_queue *q, struct request *req, int result)
-{
-  bool finished = false;
-
-  pthread_mutex_lock (&q->lock);
-  req->outstanding--;
-  if (result && !req->error)
-    req->error = result;
-  if (req->outstanding == 0 && req->generated_all)
-    finished = request_phase_end_locked (q, req);
-  if (!finished)
-    queue_pump_locked (q);
-  pthread_mutex_unlock (&q->lock);
-  if (finished)
-    request_finish (req);
-}
-
-/* Completes harvested chunks outside the lock: copies data out, frees
- * bounce buffers, advances requests. */
+/* Completes harvested chunks: copies data out and frees bounce buffers
+ * without the lock, then accounts every chunk under one lock hold.  A
+ * request finishes when its phase has issued everything and nothing is in
+ * flight, or moves on to its next phase (RMW write after the edge reads,
+ * flush after FUA). */
 static void
 finish_chunks (struct vublk_queue *q, struct finished_chunk *f, unsigned n)
 {
+  struct request *finished = NULL, **tail = &finished;
+
+  if (n == 0)
+    return;
   for (unsigned i = 0; i < n; i++) {
     if (f[i].result == 0 && f[i].copy_out)
       memcpy (f[i].copy_out, (uint8_t *) f[i].bounce + f[i].copy_out_skip,
               f[i].copy_out_len);
     pool_free (&q->dev->mem.pool, f[i].bounce);
-    queue_chunk_done (q, f[i].req, f[i].result);
   }
+  pthread_mutex_lock (&q->lock);
+  for (unsigned i = 0; i < n; i++) {
+    struct request *req = f[i].req;
+
+    req->outstanding--;
+    if (f[i].result && !req->error)
+      req->error = f[i].result;
+    if (req->outstanding == 0 && req->generated_all
+        && request_phase_end_locked (q, req)) {
+      req->next = NULL;
+      *tail = req;
+      tail = &req->next;
+    }
+  }
+  pthread_mutex_unlock (&q->lock);
+  run_finished (q, finished);
 }
 
 /* Completes requests parked on q->done_list by the pump. */
@@ -469,11 +533,7 @@ finish_done_list (struct vublk_queue *q)
   list = q->done_list;
   q->done_list = NULL;
   pthread_mutex_unlock (&q->lock);
-  while (list) {
-    struct request *next = list->next;
-    request_finish (list);
-    list = next;
-  }
+  run_finished (q, list);
 }
 
 /* One round of harvesting; returns how many chunks completed. */
@@ -485,14 +545,11 @@ queue_process (struct vublk_queue *q)
 
   pthread_mutex_lock (&q->lock);
   n = queue_harvest_locked (q, f);
+  if (n > 0)
+    /* Refill the freed slots with work already waiting. */
+    queue_pump_locked (q);
   pthread_mutex_unlock (&q->lock);
   finish_chunks (q, f, n);
-  if (n > 0) {
-    /* Refill the freed slots in one batch and notify once. */
-    pthread_mutex_lock (&q->lock);
-    queue_pump_locked (q);
-    pthread_mutex_unlock (&q->lock);
-  }
   if (q->done_list)
     finish_done_list (q);
   return n;

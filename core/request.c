@@ -338,19 +338,6 @@ request_finish (struct request *req)
   }
 }
 
-/* Picks the calling thread's queue: threads are spread over the queues
- * round-robin on first use and stay there (queue-per-thread affinity). */
-static struct vublk_queue *
-pick_queue (struct vublk *dev)
-{
-  static atomic_uint next_thread_id;
-  static __thread unsigned thread_id = UINT32_MAX;
-
-  if (thread_id == UINT32_MAX)
-    thread_id = atomic_fetch_add (&next_thread_id, 1);
-  return &dev->queues[thread_id % dev->nqueues];
-}
-
 int
 request_submit (struct vublk *dev, const struct vublk_io *io)
 {
@@ -359,7 +346,7 @@ request_submit (struct vublk *dev, const struct vublk_io *io)
   if (!req)
     return set_error (ENOMEM, "allocating a request");
   req->io = *io;
-  req->q = pick_queue (dev);
+  req->q = queue_for_current_thread (dev);
   plan_init (&req->plan, io->offset, io->len, dev->limits.blk_size);
   req->phase = PHASE_MAIN;
   if ((io->op == VUBLK_OP_WRITE || io->op == VUBLK_OP_WRITE_ZEROES)
