@@ -166,7 +166,13 @@ negotiate (struct vublk *dev, bool first, int timeout)
   dev->backend_features = offered;
   dev->backend_protocol_features = proto_offered;
   if (first) {
+    /* Tests switch features off to exercise the other code paths (no
+     * indirect descriptors, no EVENT_IDX) against real backends. */
+    const char *mask = getenv ("VUBLK_TEST_DISABLE_FEATURES");
+
     dev->features = offered & WANTED_FEATURES;
+    if (mask)
+      dev->features &= ~strtoull (mask, NULL, 0);
     dev->protocol_features = proto_offered & WANTED_PROTOCOL_FEATURES;
   }
   if (dev->features & (1ull << VHOST_USER_F_PROTOCOL_FEATURES)) {

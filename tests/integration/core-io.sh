@@ -8,22 +8,29 @@ requires qemu-storage-daemon cmp
 STRESS=$VUBLK_TESTS/vublk_stress
 
 run_case() {
-  local blk=$1 queues=$2 seed=$3
+  local blk=$1 queues=$2 seed=$3; shift 3
   local img=$T/disk-$blk-$queues.img sock=$T/vhost-$blk-$queues.sock
   make_random_image "$img" 16M
   cp "$img" "$T/shadow"
   start_qsd "$img" "$sock" num-queues=$queues logical-block-size=$blk
   "$STRESS" "$sock" "$T/shadow" --threads 4 --ops 1500 --seed "$seed" \
-    --queues "$queues" || fail "stress blk=$blk queues=$queues"
+    --queues "$queues" "$@" || fail "stress blk=$blk queues=$queues $*"
   kill "$QSD_PID"; wait "$QSD_PID" 2>/dev/null || true
   cmp "$img" "$T/shadow" || fail "backing image differs (blk=$blk queues=$queues)"
-  echo "blk=$blk queues=$queues: ok"
+  echo "blk=$blk queues=$queues $*: ok"
 }
 
 run_case 512 1 1
 run_case 512 4 2
 run_case 4096 1 3
 run_case 4096 4 4
+# Adaptive polling instead of sleeping on the call eventfd.
+run_case 512 2 5 --poll
+# SET_MEM_TABLE instead of ADD_MEM_REG.
+VUBLK_FORCE_MEM_TABLE=1 run_case 4096 1 6
+# Fixed three-descriptor chains (no INDIRECT_DESC, bit 28) and the
+# NO_NOTIFY/NO_INTERRUPT flags instead of EVENT_IDX (bit 29).
+VUBLK_TEST_DISABLE_FEATURES=0x30000000 run_case 512 2 7
 
 # A read-only export: reads work, every write fails with EROFS.
 make_random_image "$T/ro.img" 4M

@@ -3,7 +3,7 @@
  *
  *   vublk_stress SOCKET SHADOW [--threads N] [--ops N] [--seed N]
  *                [--queues N] [--seconds S] [--reconnect-timeout S]
- *                [--readonly-check]
+ *                [--poll] [--readonly-check]
  *
  * SHADOW is a file holding what the device holds now (a copy of the
  * backing image); it is updated with every write so the script can `cmp`
@@ -18,6 +18,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -150,6 +151,59 @@ tear_worker (void *arg)
   return NULL;
 }
 
+/* The harvest API: 64 callback-less reads of distinct 4 KiB blocks, waited
+ * for with poll() on the completion fd, each checked by user_data. */
+static void
+check_harvest_api (void)
+{
+  enum { N = 64, BS = 4096 };
+  uint8_t *bufs = vublk_buf_alloc (dev, N * BS);
+  bool seen[N] = { false };
+  unsigned got = 0;
+
+  if (!bufs)
+    die ("buf_alloc for harvest check");
+  for (unsigned i = 0; i < N; i++) {
+    struct vublk_io io = {
+      .op = VUBLK_OP_READ, .offset = (uint64_t) i * 3 * BS + 512 * (i & 1),
+      .buf = bufs + i * BS, .len = BS, .user_data = 1000 + i,
+    };
+    if (vublk_aio_submit (dev, &io))
+      die ("aio_submit");
+  }
+  while (got < N) {
+    struct pollfd pfd = { .fd = vublk_aio_completion_fd (dev),
+                          .events = POLLIN };
+    struct vublk_completion c[16];
+    int n;
+
+    if (poll (&pfd, 1, 10000) != 1) {
+      fprintf (stderr, "vublk_stress: completion fd never became readable "
+               "(%u of %u harvested)\n", got, N);
+      exit (1);
+    }
+    n = vublk_aio_harvest (dev, c, 16);
+    for (int k = 0; k < n; k++) {
+      unsigned i = c[k].user_data - 1000;
+      if (i >= N || seen[i] || c[k].result != 0) {
+        fprintf (stderr, "vublk_stress: bad completion user_data %llu "
+                 "result %d\n", (unsigned long long) c[k].user_data,
+                 c[k].result);
+        exit (1);
+      }
+      seen[i] = true;
+      if (memcmp (bufs + i * BS,
+                  shadow + (uint64_t) i * 3 * BS + 512 * (i & 1), BS)) {
+        fprintf (stderr, "vublk_stress: harvested read %u differs\n", i);
+        exit (1);
+      }
+    }
+    got += n;
+  }
+  vublk_buf_free (dev, bufs);
+  printf ("harvest API and completion fd: ok\n");
+}
+
 static void
 check_whole_device (void)
 {
@@ -228,6 +282,8 @@ main (int argc, char **argv)
       seconds = atof (argv[++i]);
     else if (!strcmp (argv[i], "--reconnect-timeout") && i + 1 < argc)
       opts.reconnect_timeout = atof (argv[++i]);
+    else if (!strcmp (argv[i], "--poll"))
+      opts.poll = true;
     else if (!strcmp (argv[i], "--readonly-check"))
       ro_check = true;
     else {
@@ -286,6 +342,7 @@ main (int argc, char **argv)
   }
 
   deadline = time (NULL) + (time_t) seconds;
+  check_harvest_api ();
   for (unsigned t = 0; t < nthreads; t++)
     pthread_create (&th[t], NULL, worker, (void *) (uintptr_t) t);
   for (unsigned t = 0; t < nthreads; t++)
