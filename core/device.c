@@ -426,7 +426,11 @@ vublk_open (const char *socket_path, const struct vublk_options *opts)
     /* Keep the first error across cleanup. */
     char msg[512];
     int e = vublk_get_errno ();
-    snprintf (msg, sizeof msg, "%s", vublk_get_error ());
+    /* Every message names the socket, once. */
+    if (strstr (vublk_get_error (), socket_path))
+      snprintf (msg, sizeof msg, "%s", vublk_get_error ());
+    else
+      snprintf (msg, sizeof msg, "%s: %s", socket_path, vublk_get_error ());
     device_free (dev);
     set_error (e ? e : EIO, "%s", msg);
   }
