@@ -34,6 +34,15 @@ now_ns (void)
   return (uint64_t) ts.tv_sec * 1000000000ull + ts.tv_nsec;
 }
 
+uint64_t
+now_coarse_ns (void)
+{
+  struct timespec ts;
+
+  clock_gettime (CLOCK_MONOTONIC_COARSE, &ts);
+  return (uint64_t) ts.tv_sec * 1000000000ull + ts.tv_nsec;
+}
+
 int
 device_reply_timeout_ms (const struct vublk *dev)
 {
@@ -270,7 +279,7 @@ static bool
 requests_hung (struct vublk *dev)
 {
   uint64_t limit = (uint64_t) (dev->opts.request_timeout * 1e9);
-  uint64_t now = now_ns ();
+  uint64_t now = now_coarse_ns ();
   bool hung = false;
 
   if (!limit || now < limit)

@@ -242,7 +242,7 @@ queue_pump_locked (struct vublk_queue *q)
       q->free_head = s->next_free;
       s->req = req;
       s->seq = atomic_fetch_add (&dev->seq, 1);
-      s->submit_ns = now_ns ();
+      s->submit_ns = now_coarse_ns ();
       s->timeouts = 0;
       s->abandon = false;
       req->outstanding++;
@@ -684,7 +684,7 @@ queue_replay (struct vublk_queue *q)
       slot_finish_locked (q, s, -EIO, &failed[nfailed++]);
       continue;
     }
-    s->submit_ns = now_ns ();
+    s->submit_ns = now_coarse_ns ();
     queue_place_slot_locked (q, s);
   }
   /* Publish without notifying: the backend has no kick fd yet; the caller
