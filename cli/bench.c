@@ -1,0 +1,283 @@
+/* bench.c — `vublk bench`: keeps QD requests in flight per queue with the
+ * asynchronous API; each completion callback records its latency and
+ * submits the next request from completion context, so no thread wakes
+ * up per request.  Reports IOPS, MiB/s, latency percentiles and the
+ * client's CPU time per request. */
+#define _GNU_SOURCE
+#include <inttypes.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+/* Log-linear latency histogram: 2^k .. 2^(k+1) ns split in 16 steps. */
+#define SUB 16
+#define BUCKETS (64 * SUB)
+
+enum rw { RANDREAD, RANDWRITE, READ_SEQ, WRITE_SEQ, RANDRW };
+
+struct bench {
+  struct vublk *dev;
+  enum rw rw;
+  uint64_t bs, size, span;
+  atomic_uint_fast64_t seq_next;
+  atomic_bool stop;
+  atomic_uint live;
+  pthread_mutex_t hist_lock;
+  uint64_t hist[BUCKETS];
+  uint64_t done, errors;
+};
+
+struct job {
+  struct bench *b;
+  uint8_t *buf;
+  uint64_t start_ns;
+  unsigned seed;
+};
+
+static uint64_t
+now_ns (void)
+{
+  struct timespec ts;
+
+  clock_gettime (CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec * 1000000000ull + ts.tv_nsec;
+}
+
+static unsigned
+bucket_of (uint64_t ns)
+{
+  unsigned k;
+
+  if (ns < SUB)
+    return ns;
+  k = 63 - __builtin_clzll (ns);
+  return k * SUB + (unsigned) ((ns >> (k - 4)) & (SUB - 1));
+}
+
+static double
+bucket_value (unsigned b)
+{
+  unsigned k = b / SUB, s = b % SUB;
+
+  if (b < SUB)
+    return b;
+  return ldexp (1.0 + s / (double) SUB, k);
+}
+
+static void submit_next (struct job *j);
+
+static void
+complete (void *opaque, int result)
+{
+  struct job *j = opaque;
+  struct bench *b = j->b;
+  uint64_t lat = now_ns () - j->start_ns;
+
+  pthread_mutex_lock (&b->hist_lock);
+  b->hist[bucket_of (lat)]++;
+  b->done++;
+  if (result)
+    b->errors++;
+  pthread_mutex_unlock (&b->hist_lock);
+  if (atomic_load (&b->stop) || result) {
+    atomic_fetch_sub (&b->live, 1);
+    return;
+  }
+  submit_next (j);
+}
+
+static void
+submit_next (struct job *j)
+{
+  struct bench *b = j->b;
+  uint64_t blocks = b->span / b->bs, off;
+  bool write;
+
+  if (b->rw == READ_SEQ || b->rw == WRITE_SEQ)
+    off = (atomic_fetch_add (&b->seq_next, 1) % blocks) * b->bs;
+  else
+    off = ((uint64_t) rand_r (&j->seed) * RAND_MAX + rand_r (&j->seed))
+          % blocks * b->bs;
+  write = b->rw == RANDWRITE || b->rw == WRITE_SEQ
+          || (b->rw == RANDRW && (rand_r (&j->seed) & 1));
+  struct vublk_io io = {
+    .op = write ? VUBLK_OP_WRITE : VUBLK_OP_READ, .offset = off,
+    .buf = j->buf, .len = b->bs, .cb = complete, .opaque = j,
+  };
+  j->start_ns = now_ns ();
+  if (vublk_aio_submit (b->dev, &io) < 0) {
+    fprintf (stderr, "vublk: bench: %s\n", vublk_get_error ());
+    atomic_fetch_sub (&b->live, 1);
+  }
+}
+
+static double
+percentile (const struct bench *b, double p)
+{
+  uint64_t want = (uint64_t) ceil (b->done * p), seen = 0;
+
+  for (unsigned i = 0; i < BUCKETS; i++) {
+    seen += b->hist[i];
+    if (seen >= want && b->hist[i])
+      return bucket_value (i);
+  }
+  return 0;
+}
+
+static double
+cpu_seconds (void)
+{
+  struct rusage ru;
+
+  getrusage (RUSAGE_SELF, &ru);
+  return ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6
+         + ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
+}
+
+static void
+usage (FILE *f)
+{
+  fprintf (f, "Usage: vublk bench [OPTIONS] SOCKET\n"
+           "Measures the device at SOCKET.  Write workloads overwrite its "
+           "data.\n\n"
+           "  --rw MODE                randread (default), randwrite, read, "
+           "write, randrw\n"
+           "  --bs N                   block size (default 4k; k/M suffixes)\n"
+           "  --qd N                   requests in flight per queue "
+           "(default 32)\n"
+           "  --time S                 seconds to run (default 5)\n"
+           "  --size N                 limit I/O to the first N bytes\n%s",
+           device_options_help);
+}
+
+int
+cmd_bench (int argc, char **argv)
+{
+  struct vublk_options o;
+  struct vublk_info info;
+  struct bench b = { .rw = RANDREAD, .bs = 4096 };
+  const char *socket = NULL, *mode = "randread";
+  uint64_t qd = 32, limit = 0;
+  double seconds = 5, cpu0, cpu1, t0, t1;
+  struct job *jobs;
+  unsigned total;
+
+  vublk_options_init (&o);
+  for (int a = 1; a < argc; a++) {
+    const char *opt = argv[a], *val = a + 1 < argc ? argv[a + 1] : NULL;
+
+    if (!strcmp (opt, "--help")) {
+      usage (stdout);
+      return 0;
+    }
+    if (!strcmp (opt, "--poll"))
+      o.poll = true;
+    else if (!strcmp (opt, "--rw") && val) {
+      a++;
+      mode = val;
+      if (!strcmp (val, "randread")) b.rw = RANDREAD;
+      else if (!strcmp (val, "randwrite")) b.rw = RANDWRITE;
+      else if (!strcmp (val, "read")) b.rw = READ_SEQ;
+      else if (!strcmp (val, "write")) b.rw = WRITE_SEQ;
+      else if (!strcmp (val, "randrw")) b.rw = RANDRW;
+      else
+        die (EXIT_USAGE, "bench: --rw: '%s' is not randread, randwrite, "
+             "read, write or randrw", val);
+    }
+    else if (!strcmp (opt, "--bs") && val) {
+      a++;
+      b.bs = parse_size (opt, val, 512, 16 << 20);
+      if (b.bs % 512)
+        die (EXIT_USAGE, "bench: --bs: %s is not a multiple of 512", val);
+    }
+    else if (!strcmp (opt, "--qd") && val) {
+      a++;
+      qd = parse_size (opt, val, 1, 1024);
+    }
+    else if (!strcmp (opt, "--time") && val) {
+      a++;
+      seconds = parse_seconds (opt, val);
+      if (seconds <= 0)
+        die (EXIT_USAGE, "bench: --time must be positive");
+    }
+    else if (!strcmp (opt, "--size") && val) {
+      a++;
+      limit = parse_size (opt, val, 512, UINT64_MAX);
+    }
+    else if (opt[0] == '-' && opt[1] == '-' && val
+             && parse_device_option (&o, opt, val))
+      a++;
+    else if (opt[0] == '-')
+      die (EXIT_USAGE, "bench: unknown option or missing value '%s'", opt);
+    else if (socket)
+      die (EXIT_USAGE, "bench: more than one SOCKET given");
+    else
+      socket = opt;
+  }
+  if (!socket)
+    die (EXIT_USAGE, "bench: no SOCKET given (vublk bench --help)");
+
+  b.dev = open_device (socket, &o);
+  vublk_get_info (b.dev, &info);
+  if (b.rw != RANDREAD && b.rw != READ_SEQ && info.readonly)
+    die (1, "bench: %s: device is read-only", socket);
+  if (b.bs % info.logical_block_size)
+    die (EXIT_USAGE, "bench: --bs %" PRIu64 " is not a multiple of the "
+         "device's %u-byte blocks", b.bs, info.logical_block_size);
+  b.size = info.size;
+  b.span = limit && limit < b.size ? limit : b.size;
+  if (b.span < b.bs)
+    die (1, "bench: device (%" PRIu64 " bytes) is smaller than --bs",
+         b.span);
+  if (b.rw != RANDREAD && b.rw != READ_SEQ)
+    fprintf (stderr, "vublk: bench: warning: writing to %s overwrites its "
+             "data\n", socket);
+  pthread_mutex_init (&b.hist_lock, NULL);
+
+  total = qd * info.num_queues;
+  jobs = calloc (total, sizeof *jobs);
+  for (unsigned i = 0; i < total; i++) {
+    jobs[i].b = &b;
+    jobs[i].seed = i * 2654435761u + 1;
+    jobs[i].buf = vublk_buf_alloc (b.dev, b.bs);
+    if (!jobs[i].buf)
+      die (1, "bench: %s (lower --qd or --bs)", vublk_get_error ());
+    memset (jobs[i].buf, 0x5a, b.bs);
+  }
+  cpu0 = cpu_seconds ();
+  t0 = now_ns () / 1e9;
+  atomic_store (&b.live, total);
+  for (unsigned i = 0; i < total; i++)
+    submit_next (&jobs[i]);
+  usleep ((useconds_t) (seconds * 1e6));
+  atomic_store (&b.stop, true);
+  while (atomic_load (&b.live) > 0)
+    usleep (1000);
+  t1 = now_ns () / 1e9;
+  cpu1 = cpu_seconds ();
+
+  printf ("%s bs=%" PRIu64 " qd=%" PRIu64 " queues=%u%s: %.0f IOPS, "
+          "%.1f MiB/s\n", mode, b.bs, qd, info.num_queues,
+          o.poll ? " poll" : "", b.done / (t1 - t0),
+          b.done * (double) b.bs / (t1 - t0) / (1 << 20));
+  printf ("latency: p50 %.1f us, p99 %.1f us, p99.9 %.1f us\n",
+          percentile (&b, 0.5) / 1e3, percentile (&b, 0.99) / 1e3,
+          percentile (&b, 0.999) / 1e3);
+  printf ("client CPU: %.2f us per request\n",
+          b.done ? (cpu1 - cpu0) * 1e6 / b.done : 0.0);
+  if (b.errors)
+    printf ("errors: %" PRIu64 "\n", b.errors);
+  for (unsigned i = 0; i < total; i++)
+    vublk_buf_free (b.dev, jobs[i].buf);
+  free (jobs);
+  vublk_close (b.dev);
+  return b.errors ? 1 : 0;
+}

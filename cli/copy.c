@@ -1,0 +1,325 @@
+/* copy.c — `vublk copy [-p] SRC DST`: SRC and DST are each a file, `-`
+ * (stdin/stdout) or `vhost-user:SOCKET`.
+ *
+ * A ring of 1 MiB buffers (in the device's shared pool, so device I/O is
+ * zero copy) keeps up to RING requests in flight: reads from a device are
+ * submitted ahead, writes to a device complete behind, and the data is
+ * written in order. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+#define RING 8
+#define CHUNK (1u << 20)
+#define PREFIX "vhost-user:"
+
+enum slot_state { EMPTY, READING, FULL, WRITING };
+
+struct endpoint {
+  const char *name;
+  struct vublk *dev;     /* or NULL for an fd */
+  int fd;
+  uint64_t size;         /* UINT64_MAX if unknown (a pipe) */
+};
+
+struct slot {
+  uint8_t *buf;
+  size_t len;
+  uint64_t off;
+  enum slot_state state;
+  int result;
+  bool from_pool;
+};
+
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t changed = PTHREAD_COND_INITIALIZER;
+static struct slot ring[RING];
+
+static void
+io_done (void *opaque, int result)
+{
+  struct slot *s = opaque;
+
+  pthread_mutex_lock (&lock);
+  s->result = result;
+  s->state = s->state == READING ? FULL : EMPTY;
+  pthread_cond_broadcast (&changed);
+  pthread_mutex_unlock (&lock);
+}
+
+static void
+wait_state (struct slot *s, enum slot_state want)
+{
+  pthread_mutex_lock (&lock);
+  while (s->state != want && s->result == 0)
+    pthread_cond_wait (&changed, &lock);
+  pthread_mutex_unlock (&lock);
+}
+
+static void
+open_endpoint (struct endpoint *e, const char *spec, bool output,
+               const struct vublk_options *o)
+{
+  struct stat st;
+
+  e->name = spec;
+  e->dev = NULL;
+  e->size = UINT64_MAX;
+  if (!strncmp (spec, PREFIX, strlen (PREFIX))) {
+    e->dev = open_device (spec + strlen (PREFIX), o);
+    e->size = vublk_get_size (e->dev);
+    return;
+  }
+  if (!strcmp (spec, "-"))
+    e->fd = output ? STDOUT_FILENO : STDIN_FILENO;
+  else {
+    e->fd = output ? open (spec, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
+                           0644)
+                   : open (spec, O_RDONLY | O_CLOEXEC);
+    if (e->fd == -1)
+      die (1, "%s: %s", spec, strerror (errno));
+  }
+  if (!output && fstat (e->fd, &st) == 0 && S_ISREG (st.st_mode))
+    e->size = st.st_size;
+}
+
+/* Reads up to len bytes from fd, retrying short reads; returns the count
+ * (less than len only at end of input). */
+static size_t
+read_full (const struct endpoint *e, uint8_t *buf, size_t len)
+{
+  size_t got = 0;
+
+  while (got < len) {
+    ssize_t r = read (e->fd, buf + got, len - got);
+    if (r == 0)
+      break;
+    if (r < 0) {
+      if (errno == EINTR)
+        continue;
+      die (1, "%s: read: %s", e->name, strerror (errno));
+    }
+    got += r;
+  }
+  return got;
+}
+
+static void
+write_full (const struct endpoint *e, const uint8_t *buf, size_t len)
+{
+  while (len > 0) {
+    ssize_t r = write (e->fd, buf, len);
+    if (r < 0) {
+      if (errno == EINTR)
+        continue;
+      die (1, "%s: write: %s", e->name, strerror (errno));
+    }
+    buf += r;
+    len -= r;
+  }
+}
+
+static void
+progress (uint64_t done, uint64_t total, bool final)
+{
+  static double last;
+  struct timespec ts;
+  double now;
+  int width = 40, filled;
+
+  clock_gettime (CLOCK_MONOTONIC, &ts);
+  now = ts.tv_sec + ts.tv_nsec / 1e9;
+  if (!final && now - last < 0.1)
+    return;
+  last = now;
+  if (total == UINT64_MAX || total == 0) {
+    fprintf (stderr, "\r%" PRIu64 " MiB copied", done >> 20);
+  }
+  else {
+    filled = (int) (width * (double) done / total);
+    fprintf (stderr, "\r[%.*s%*s] %5.1f%%",
+             filled, "########################################",
+             width - filled, "", 100.0 * done / total);
+  }
+  if (final)
+    fputc ('\n', stderr);
+}
+
+static void
+usage (FILE *f)
+{
+  fprintf (f, "Usage: vublk copy [-p] [OPTIONS] SRC DST\n"
+           "Copies SRC to DST; each is a file, - (stdin/stdout) or "
+           "vhost-user:SOCKET.\nThe whole source is copied; a device "
+           "destination must be large enough.\n\n"
+           "  -p, --progress           show progress on a terminal\n%s",
+           device_options_help);
+}
+
+int
+cmd_copy (int argc, char **argv)
+{
+  struct vublk_options o;
+  struct endpoint src, dst;
+  const char *spec[2] = { NULL, NULL };
+  unsigned nspec = 0, read_idx = 0, write_idx = 0;
+  bool show_progress = false, eof = false;
+  uint64_t read_off = 0, written = 0;
+  struct vublk *pool_dev;
+
+  vublk_options_init (&o);
+  for (int a = 1; a < argc; a++) {
+    if (!strcmp (argv[a], "--help")) {
+      usage (stdout);
+      return 0;
+    }
+    if (!strcmp (argv[a], "-p") || !strcmp (argv[a], "--progress"))
+      show_progress = true;
+    else if (!strcmp (argv[a], "--poll"))
+      o.poll = true;
+    else if (argv[a][0] == '-' && argv[a][1] == '-' && a + 1 < argc
+             && parse_device_option (&o, argv[a], argv[a + 1]))
+      a++;
+    else if (argv[a][0] == '-' && argv[a][1])
+      die (EXIT_USAGE, "copy: unknown option '%s'", argv[a]);
+    else if (nspec == 2)
+      die (EXIT_USAGE, "copy: more than SRC and DST given");
+    else
+      spec[nspec++] = argv[a];
+  }
+  if (nspec != 2)
+    die (EXIT_USAGE, "copy: need SRC and DST (vublk copy --help)");
+  show_progress = show_progress && isatty (STDERR_FILENO);
+
+  open_endpoint (&src, spec[0], false, &o);
+  open_endpoint (&dst, spec[1], true, &o);
+  if (dst.dev && src.size != UINT64_MAX && src.size > dst.size)
+    die (1, "%s: source is %" PRIu64 " bytes, the device only %" PRIu64,
+         dst.name, src.size, dst.size);
+  if (dst.dev) {
+    struct vublk_info info;
+    vublk_get_info (dst.dev, &info);
+    if (info.readonly)
+      die (1, "%s: device is read-only", dst.name);
+  }
+
+  pool_dev = src.dev ? src.dev : dst.dev;
+  for (unsigned i = 0; i < RING; i++) {
+    ring[i].buf = pool_dev ? vublk_buf_alloc (pool_dev, CHUNK) : NULL;
+    ring[i].from_pool = ring[i].buf != NULL;
+    if (!ring[i].buf)
+      ring[i].buf = malloc (CHUNK);
+    if (!ring[i].buf)
+      die (1, "out of memory");
+    ring[i].state = EMPTY;
+  }
+
+  for (;;) {
+    /* Fill every free slot ahead of the writer. */
+    while (!eof) {
+      struct slot *s = &ring[read_idx % RING];
+      bool free_slot;
+
+      pthread_mutex_lock (&lock);
+      free_slot = s->state == EMPTY;
+      pthread_mutex_unlock (&lock);
+      if (!free_slot)
+        break;
+      s->off = read_off;
+      s->result = 0;
+      if (src.dev) {
+        s->len = src.size - read_off < CHUNK ? src.size - read_off : CHUNK;
+        if (s->len == 0) {
+          eof = true;
+          break;
+        }
+        s->state = READING;
+        struct vublk_io io = {
+          .op = VUBLK_OP_READ, .offset = s->off, .buf = s->buf,
+          .len = s->len, .cb = io_done, .opaque = s,
+        };
+        int r = vublk_aio_submit (src.dev, &io);
+        if (r)
+          die (1, "%s", vublk_get_error ());
+      }
+      else {
+        s->len = read_full (&src, s->buf, CHUNK);
+        if (s->len == 0) {
+          eof = true;
+          break;
+        }
+        s->state = FULL;
+        if (s->len < CHUNK)
+          eof = true;
+      }
+      read_off += s->len;
+      read_idx++;
+    }
+    if (write_idx == read_idx)
+      break;
+    /* Write the oldest slot once its data is in. */
+    struct slot *s = &ring[write_idx % RING];
+    wait_state (s, FULL);
+    if (s->result)
+      die (1, "%s: read at offset %" PRIu64 ": %s", src.name, s->off,
+           strerror (-s->result));
+    if (dst.dev) {
+      s->state = WRITING;
+      struct vublk_io io = {
+        .op = VUBLK_OP_WRITE, .offset = s->off, .buf = s->buf, .len = s->len,
+        .cb = io_done, .opaque = s,
+      };
+      int r = vublk_aio_submit (dst.dev, &io);
+      if (r)
+        die (1, "%s: write of %zu bytes at offset %" PRIu64 ": %s", dst.name,
+             s->len, s->off, strerror (-r));
+    }
+    else {
+      write_full (&dst, s->buf, s->len);
+      s->state = EMPTY;
+    }
+    written += s->len;
+    write_idx++;
+    /* Before reusing a slot the device write must be done. */
+    struct slot *next = &ring[read_idx % RING];
+    if (!eof && next->state == WRITING)
+      wait_state (next, EMPTY);
+    if (next->result)
+      die (1, "%s: write at offset %" PRIu64 ": %s", dst.name, next->off,
+           strerror (-next->result));
+    if (show_progress)
+      progress (written, src.size, false);
+  }
+  for (unsigned i = 0; i < RING; i++) {
+    if (ring[i].state == WRITING)
+      wait_state (&ring[i], EMPTY);
+    if (ring[i].result)
+      die (1, "%s: write at offset %" PRIu64 ": %s", dst.name, ring[i].off,
+           strerror (-ring[i].result));
+  }
+  if (dst.dev && vublk_flush (dst.dev) < 0)
+    die (1, "%s", vublk_get_error ());
+  if (!dst.dev && dst.fd != STDOUT_FILENO && close (dst.fd) == -1)
+    die (1, "%s: %s", dst.name, strerror (errno));
+  if (show_progress)
+    progress (written, src.size, true);
+  for (unsigned i = 0; i < RING; i++) {
+    if (ring[i].from_pool)
+      vublk_buf_free (pool_dev, ring[i].buf);
+    else
+      free (ring[i].buf);
+  }
+  vublk_close (src.dev);
+  vublk_close (dst.dev);
+  return 0;
+}

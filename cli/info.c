@@ -1,0 +1,160 @@
+/* info.c — `vublk info [--json] SOCKET`: what the device is and what was
+ * negotiated with it. */
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+
+static void
+human_size (uint64_t bytes, char *buf, size_t len)
+{
+  const char *units[] = { "B", "KiB", "MiB", "GiB", "TiB", "PiB" };
+  double v = bytes;
+  unsigned u = 0;
+
+  while (v >= 1024 && u < 5) {
+    v /= 1024;
+    u++;
+  }
+  snprintf (buf, len, "%.1f %s", v, units[u]);
+}
+
+/* Writes the names of the set bits of mask, separated by sep. */
+static void
+print_features (uint64_t mask, const char *(*name) (unsigned),
+                const char *sep, bool json)
+{
+  bool first = true;
+
+  for (unsigned b = 0; b < 64; b++) {
+    if (!(mask & (1ull << b)))
+      continue;
+    const char *n = name (b);
+    char unknown[16];
+    if (!n) {
+      snprintf (unknown, sizeof unknown, "bit%u", b);
+      n = unknown;
+    }
+    printf ("%s%s%s%s", first ? "" : sep, json ? "\"" : "", n,
+            json ? "\"" : "");
+    first = false;
+  }
+}
+
+static void
+usage (FILE *f)
+{
+  fprintf (f, "Usage: vublk info [--json] [OPTIONS] SOCKET\n"
+           "Shows the size, block sizes, limits, queues, negotiated features"
+           " and serial\nof the vhost-user-blk device at SOCKET.\n\n"
+           "  --json                   print JSON\n%s", device_options_help);
+}
+
+int
+cmd_info (int argc, char **argv)
+{
+  struct vublk_options o;
+  struct vublk_info i;
+  struct vublk *dev;
+  const char *socket = NULL;
+  bool json = false;
+  char serial[21], human[32];
+  int r;
+
+  vublk_options_init (&o);
+  for (int a = 1; a < argc; a++) {
+    if (!strcmp (argv[a], "--help")) {
+      usage (stdout);
+      return 0;
+    }
+    if (!strcmp (argv[a], "--json"))
+      json = true;
+    else if (!strcmp (argv[a], "--poll"))
+      o.poll = true;
+    else if (argv[a][0] == '-' && argv[a][1] == '-' && a + 1 < argc
+             && parse_device_option (&o, argv[a], argv[a + 1]))
+      a++;
+    else if (argv[a][0] == '-')
+      die (EXIT_USAGE, "info: unknown option '%s'", argv[a]);
+    else if (socket)
+      die (EXIT_USAGE, "info: more than one SOCKET given");
+    else
+      socket = argv[a];
+  }
+  if (!socket)
+    die (EXIT_USAGE, "info: no SOCKET given (vublk info --help)");
+
+  dev = open_device (socket, &o);
+  vublk_get_info (dev, &i);
+  r = vublk_get_serial (dev, serial);
+  if (r < 0)
+    serial[0] = '\0';
+  human_size (i.size, human, sizeof human);
+
+  if (json) {
+    printf ("{\n  \"socket\": \"%s\",\n  \"size\": %" PRIu64 ",\n"
+            "  \"logical_block_size\": %u,\n  \"physical_block_size\": %u,\n"
+            "  \"alignment_offset\": %u,\n  \"min_io_size\": %u,\n"
+            "  \"opt_io_size\": %u,\n  \"size_max\": %u,\n  \"seg_max\": %u,\n"
+            "  \"max_transfer\": %u,\n  \"max_discard_sectors\": %u,\n"
+            "  \"max_discard_seg\": %u,\n  \"max_write_zeroes_sectors\": %u,\n"
+            "  \"max_write_zeroes_seg\": %u,\n"
+            "  \"write_zeroes_may_unmap\": %s,\n  \"readonly\": %s,\n"
+            "  \"writeback\": %s,\n  \"can_flush\": %s,\n"
+            "  \"can_discard\": %s,\n  \"can_write_zeroes\": %s,\n"
+            "  \"queues\": %u,\n  \"backend_queues\": %u,\n"
+            "  \"queue_size\": %u,\n  \"serial\": \"%s\",\n"
+            "  \"features\": [",
+            socket, i.size, i.logical_block_size, i.physical_block_size,
+            i.alignment_offset, i.min_io_size, i.opt_io_size, i.size_max,
+            i.seg_max, i.max_transfer, i.max_discard_sectors,
+            i.max_discard_seg, i.max_write_zeroes_sectors,
+            i.max_write_zeroes_seg,
+            i.write_zeroes_may_unmap ? "true" : "false",
+            i.readonly ? "true" : "false", i.writeback ? "true" : "false",
+            i.can_flush ? "true" : "false", i.can_discard ? "true" : "false",
+            i.can_write_zeroes ? "true" : "false", i.num_queues,
+            i.backend_queues, i.queue_size, serial);
+    print_features (i.features, vublk_feature_name, ", ", true);
+    printf ("],\n  \"protocol_features\": [");
+    print_features (i.protocol_features, vublk_protocol_feature_name, ", ",
+                    true);
+    printf ("]\n}\n");
+  }
+  else {
+    printf ("socket:               %s\n", socket);
+    printf ("size:                 %" PRIu64 " bytes (%s)\n", i.size, human);
+    printf ("logical block size:   %u\n", i.logical_block_size);
+    printf ("physical block size:  %u\n", i.physical_block_size);
+    printf ("min/opt I/O size:     %u / %u\n", i.min_io_size, i.opt_io_size);
+    printf ("max segment size:     %s", i.size_max ? "" : "no limit\n");
+    if (i.size_max)
+      printf ("%u\n", i.size_max);
+    printf ("max segments:         %u\n", i.seg_max);
+    printf ("max transfer:         %u bytes per request\n", i.max_transfer);
+    printf ("discard:              %s", i.can_discard ? "" : "no\n");
+    if (i.can_discard)
+      printf ("up to %u sectors, %u segment(s)\n", i.max_discard_sectors,
+              i.max_discard_seg);
+    printf ("write zeroes:         %s", i.can_write_zeroes ? "" : "no\n");
+    if (i.can_write_zeroes)
+      printf ("up to %u sectors, %u segment(s)%s\n",
+              i.max_write_zeroes_sectors, i.max_write_zeroes_seg,
+              i.write_zeroes_may_unmap ? ", may unmap" : "");
+    printf ("read-only:            %s\n", i.readonly ? "yes" : "no");
+    printf ("write cache:          %s\n", i.writeback ? "writeback"
+            : "writethrough");
+    printf ("queues:               %u in use, %u offered, %u entries each\n",
+            i.num_queues, i.backend_queues, i.queue_size);
+    printf ("serial:               %s\n", serial);
+    printf ("features:             ");
+    print_features (i.features, vublk_feature_name, " ", false);
+    printf ("\nprotocol features:    ");
+    print_features (i.protocol_features, vublk_protocol_feature_name, " ",
+                    false);
+    printf ("\n");
+  }
+  vublk_close (dev);
+  return 0;
+}
