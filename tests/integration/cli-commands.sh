@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# vublk info/copy/bench against qemu-storage-daemon, and bad input.
+. "$(dirname "$0")/lib.sh"
+requires qemu-storage-daemon cmp
+V=$VUBLK_BIN
+
+make_random_image "$T/disk.img" 32M
+start_qsd "$T/disk.img" "$T/v.sock" num-queues=4 logical-block-size=4096
+
+# info: text and JSON agree with the export.
+"$V" info "$T/v.sock" >"$T/info.txt"
+grep -q '^size: *33554432 bytes' "$T/info.txt" || fail "info size"
+grep -q '^logical block size: *4096' "$T/info.txt" || fail "info block size"
+grep -q '^serial: *vhost_user_blk' "$T/info.txt" || fail "info serial"
+"$V" info --json "$T/v.sock" >"$T/info.json"
+/usr/bin/python3 - "$T/info.json" <<'PY' || fail "info --json"
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert d["size"] == 33554432, d["size"]
+assert d["logical_block_size"] == 4096
+assert d["queues"] == 4 and d["backend_queues"] == 4
+assert "EVENT_IDX" in d["features"] and d["readonly"] is False
+PY
+
+# copy: file -> device -> file, with a size that is not block aligned,
+# and through pipes.
+head -c $((20 * 1048576 + 123)) /dev/urandom >"$T/src"
+"$V" copy "$T/src" "vhost-user:$T/v.sock"
+"$V" copy "vhost-user:$T/v.sock" "$T/out"
+[[ $(stat -c %s "$T/out") == 33554432 ]] || fail "copy out size"
+cmp -n $((20 * 1048576 + 123)) "$T/src" "$T/out" || fail "copy round trip"
+# The bytes after the copied range must be the image's original ones.
+cmp -i $((20 * 1048576 + 123)) "$T/out" "$T/disk.img" || fail "copy touched bytes past the source"
+"$V" copy - "vhost-user:$T/v.sock" <"$T/src"
+"$V" copy "vhost-user:$T/v.sock" - | cat >"$T/piped"
+cmp -n $((20 * 1048576 + 123)) "$T/piped" "$T/src" || fail "copy through pipes"
+head -c 40M /dev/zero >"$T/big"
+if "$V" copy "$T/big" "vhost-user:$T/v.sock" 2>"$T/err"; then fail "oversized copy succeeded"; fi
+grep -q "only 33554432" "$T/err" || fail "oversized copy message: $(cat "$T/err")"
+
+# bench: every mode runs and prints parseable numbers.
+for rw in randread randwrite read write randrw; do
+  "$V" bench --rw $rw --time 0.5 --qd 8 --bs 4k "$T/v.sock" >"$T/bench" 2>/dev/null \
+    || fail "bench $rw"
+  iops=$(sed -n 's/.*: \([0-9]*\) IOPS.*/\1/p' "$T/bench")
+  [[ $iops -gt 0 ]] || fail "bench $rw printed no IOPS: $(cat "$T/bench")"
+  grep -q '^latency: p50 [0-9.]* us, p99 [0-9.]* us, p99.9 [0-9.]* us' "$T/bench" \
+    || fail "bench latency line"
+  grep -q '^client CPU: [0-9.]* us per request' "$T/bench" || fail "bench cpu line"
+done
+
+# Bad input: one line naming the problem, non-zero exit.
+expect_error() {
+  local code=$1 pattern=$2; shift 2
+  local rc=0
+  timeout 20 "$V" "$@" >/dev/null 2>"$T/err" || rc=$?
+  [[ $rc == "$code" ]] || fail "vublk $*: exit $rc, expected $code"
+  grep -q -- "$pattern" "$T/err" || fail "vublk $*: message '$(cat "$T/err")' lacks '$pattern'"
+}
+expect_error 1 "No such file" info "$T/missing.sock"
+expect_error 1 "not a UNIX socket" info "$T/disk.img"
+expect_error 2 "'abc' is not a number" bench --qd abc "$T/v.sock"
+expect_error 2 "outside" bench --bs 0 "$T/v.sock"
+expect_error 2 "not a multiple of the device" bench --bs 512 "$T/v.sock"
+expect_error 2 "not a positive number" bench --qd -3 "$T/v.sock"
+expect_error 2 "unknown command" frobnicate
+expect_error 2 "no SOCKET" info
+# A socket that accepts and never answers must fail within seconds.
+/usr/bin/python3 -c '
+import socket, sys, time
+s = socket.socket(socket.AF_UNIX); s.bind(sys.argv[1]); s.listen(1)
+c, _ = s.accept(); time.sleep(30)' "$T/silent.sock" &
+on_exit "kill $!"
+wait_for_socket "$T/silent.sock"
+start=$SECONDS
+expect_error 1 "no reply within" info "$T/silent.sock"
+(( SECONDS - start <= 10 )) || fail "silent socket took $((SECONDS - start)) s"
+echo "cli checks passed"
