@@ -1,0 +1,339 @@
+/* nbdkit vhostuser plugin: exports a vhost-user-blk device over NBD.
+ *
+ *   nbdkit vhostuser [socket=]SOCKET [num-queues=N] [queue-size=N]
+ *                    [poll=on|off] [reconnect-timeout=S] [request-timeout=S]
+ *
+ * One vhost-user connection per nbdkit process (qemu-storage-daemon serves
+ * one frontend at a time), shared by every NBD connection and thread.
+ * Thread model PARALLEL: each nbdkit thread issues its request through
+ * libvublk's thread-safe API, so many requests are in flight at once.
+ * Unaligned and large requests are served by the core (splitting,
+ * read-modify-write); errors keep their errno.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define NBDKIT_API_VERSION 2
+#include <nbdkit-plugin.h>
+
+#include "vublk.h"
+
+#define THREAD_MODEL NBDKIT_THREAD_MODEL_PARALLEL
+
+static char *socket_path;
+static struct vublk_options opts;
+static struct vublk *dev;
+static struct vublk_info info;
+
+static void
+vhostuser_load (void)
+{
+  vublk_options_init (&opts);
+}
+
+static void
+vhostuser_unload (void)
+{
+  vublk_close (dev);
+  free (socket_path);
+}
+
+static int
+parse_seconds (const char *key, const char *value, double *out)
+{
+  char *end;
+  double v;
+
+  errno = 0;
+  v = strtod (value, &end);
+  if (end == value || *end || errno || !(v >= 0 && v <= 86400)) {
+    nbdkit_error ("%s: '%s' is not a number of seconds (0..86400)", key,
+                  value);
+    return -1;
+  }
+  *out = v;
+  return 0;
+}
+
+static int
+vhostuser_config (const char *key, const char *value)
+{
+  unsigned u;
+  int b;
+
+  if (!strcmp (key, "socket")) {
+    free (socket_path);
+    socket_path = nbdkit_absolute_path (value);
+    return socket_path ? 0 : -1;
+  }
+  if (!strcmp (key, "num-queues")) {
+    if (nbdkit_parse_unsigned (key, value, &u) == -1)
+      return -1;
+    if (u < 1 || u > 64) {
+      nbdkit_error ("num-queues: %u is outside 1..64", u);
+      return -1;
+    }
+    opts.num_queues = u;
+    return 0;
+  }
+  if (!strcmp (key, "queue-size")) {
+    if (nbdkit_parse_unsigned (key, value, &u) == -1)
+      return -1;
+    if (u < 8 || u > 1024 || (u & (u - 1))) {
+      nbdkit_error ("queue-size: %u is not a power of two in 8..1024", u);
+      return -1;
+    }
+    opts.queue_size = u;
+    return 0;
+  }
+  if (!strcmp (key, "poll")) {
+    if ((b = nbdkit_parse_bool (value)) == -1)
+      return -1;
+    opts.poll = b;
+    return 0;
+  }
+  if (!strcmp (key, "reconnect-timeout"))
+    return parse_seconds (key, value, &opts.reconnect_timeout);
+  if (!strcmp (key, "request-timeout"))
+    return parse_seconds (key, value, &opts.request_timeout);
+  nbdkit_error ("unknown parameter '%s'", key);
+  return -1;
+}
+
+static int
+vhostuser_config_complete (void)
+{
+  if (!socket_path) {
+    nbdkit_error ("you must supply the socket=SOCKET parameter");
+    return -1;
+  }
+  return 0;
+}
+
+#define vhostuser_config_help \
+  "[socket=]SOCKET         (required) vhost-user-blk socket to connect to.\n" \
+  "num-queues=N            Virtqueues to use (default: backend's, max 4).\n" \
+  "queue-size=N            Ring entries per queue (default 256).\n" \
+  "poll=on|off             Poll for completions (default off).\n" \
+  "reconnect-timeout=S     Seconds to keep reconnecting after the backend\n" \
+  "                        goes away before failing I/O (default 30).\n" \
+  "request-timeout=S       Seconds before an unanswered request counts as\n" \
+  "                        a hung backend (default 30, 0 = never)."
+
+static void
+vhostuser_dump_plugin (void)
+{
+  printf ("vhostuser_version=%s\n", vublk_version ());
+  printf ("libvublk_version=%s\n", vublk_version ());
+}
+
+/* The device is opened after nbdkit has forked into the background (its
+ * threads would not survive the fork) but before any client connects,
+ * so a bad socket fails start-up with a message naming it.  nbdkit calls
+ * after_fork whether or not it forks. */
+static int
+vhostuser_after_fork (void)
+{
+  opts.readonly = false;
+  dev = vublk_open (socket_path, &opts);
+  if (!dev) {
+    nbdkit_error ("%s", vublk_get_error ());
+    return -1;
+  }
+  vublk_get_info (dev, &info);
+  return 0;
+}
+
+static void *
+vhostuser_open (int readonly)
+{
+  (void) readonly;
+  return dev;       /* every connection shares the one device */
+}
+
+static int64_t
+vhostuser_get_size (void *handle)
+{
+  return vublk_get_size (handle);
+}
+
+/* The core serves any alignment (read-modify-write), so the minimum is 1;
+ * the preferred size is the physical block (at least 4 KiB) so clients
+ * avoid read-modify-write; the maximum is what nbdkit allows. */
+static int
+vhostuser_block_size (void *handle, uint32_t *minimum, uint32_t *preferred,
+                      uint32_t *maximum)
+{
+  (void) handle;
+  *minimum = 1;
+  *preferred = info.physical_block_size > 4096 ? info.physical_block_size
+               : 4096;
+  *maximum = 0xffffffff;
+  return 0;
+}
+
+static int
+vhostuser_can_write (void *handle)
+{
+  (void) handle;
+  return !info.readonly;
+}
+
+static int
+vhostuser_can_flush (void *handle)
+{
+  (void) handle;
+  return 1;         /* a no-op without a volatile cache */
+}
+
+static int
+vhostuser_can_trim (void *handle)
+{
+  (void) handle;
+  return info.can_discard;
+}
+
+static int
+vhostuser_can_zero (void *handle)
+{
+  (void) handle;
+  /* Without write-zeroes nbdkit emulates zero with writes (it falls back
+   * when we fail with ENOTSUP). */
+  return 1;
+}
+
+static int
+vhostuser_can_fast_zero (void *handle)
+{
+  (void) handle;
+  return 1;
+}
+
+static int
+vhostuser_can_fua (void *handle)
+{
+  (void) handle;
+  return NBDKIT_FUA_NATIVE;
+}
+
+static int
+vhostuser_can_multi_conn (void *handle)
+{
+  (void) handle;
+  return 1;         /* one device; a flush covers every connection */
+}
+
+/* Reports a failed operation: message naming the socket, errno kept. */
+static int
+fail (const char *op, uint64_t offset, int err)
+{
+  nbdkit_error ("%s: %s at offset %" PRIu64 ": %s", socket_path, op, offset,
+                strerror (-err));
+  errno = -err;
+  return -1;
+}
+
+static int
+vhostuser_pread (void *handle, void *buf, uint32_t count, uint64_t offset,
+                 uint32_t flags)
+{
+  ssize_t r;
+
+  (void) flags;
+  r = vublk_pread (handle, buf, count, offset);
+  if (r < 0)
+    return fail ("read", offset, r);
+  if ((uint32_t) r != count)
+    return fail ("read", offset, -EIO);
+  return 0;
+}
+
+static int
+vhostuser_pwrite (void *handle, const void *buf, uint32_t count,
+                  uint64_t offset, uint32_t flags)
+{
+  ssize_t r = vublk_pwrite (handle, buf, count, offset,
+                            flags & NBDKIT_FLAG_FUA ? VUBLK_F_FUA : 0);
+
+  return r < 0 ? fail ("write", offset, r) : 0;
+}
+
+static int
+vhostuser_flush (void *handle, uint32_t flags)
+{
+  int r;
+
+  (void) flags;
+  r = vublk_flush (handle);
+  return r < 0 ? fail ("flush", 0, r) : 0;
+}
+
+static int
+vhostuser_trim (void *handle, uint32_t count, uint64_t offset,
+                uint32_t flags)
+{
+  int r = vublk_discard (handle, offset, count);
+
+  if (r == 0 && (flags & NBDKIT_FLAG_FUA))
+    r = vublk_flush (handle);
+  return r < 0 ? fail ("trim", offset, r) : 0;
+}
+
+static int
+vhostuser_zero (void *handle, uint32_t count, uint64_t offset,
+                uint32_t flags)
+{
+  int r;
+
+  if (!info.can_write_zeroes) {
+    /* Fast zero must fail at once; otherwise let nbdkit write zeroes. */
+    errno = ENOTSUP;
+    if (!(flags & NBDKIT_FLAG_FAST_ZERO))
+      nbdkit_debug ("%s: no write-zeroes, nbdkit falls back to writes",
+                    socket_path);
+    return -1;
+  }
+  r = vublk_write_zeroes (handle, offset, count,
+                          flags & NBDKIT_FLAG_MAY_TRIM ? VUBLK_F_UNMAP : 0);
+  if (r == 0 && (flags & NBDKIT_FLAG_FUA))
+    r = vublk_flush (handle);
+  return r < 0 ? fail ("zero", offset, r) : 0;
+}
+
+static struct nbdkit_plugin plugin = {
+  .name = "vhostuser",
+  .longname = "nbdkit vhost-user-blk plugin",
+  .version = "0.1.0",
+  .description = "Export a vhost-user-blk device (qemu-storage-daemon, "
+                 "SPDK) over NBD",
+  .load = vhostuser_load,
+  .unload = vhostuser_unload,
+  .config = vhostuser_config,
+  .config_complete = vhostuser_config_complete,
+  .config_help = vhostuser_config_help,
+  .magic_config_key = "socket",
+  .dump_plugin = vhostuser_dump_plugin,
+  .after_fork = vhostuser_after_fork,
+  .open = vhostuser_open,
+  .get_size = vhostuser_get_size,
+  .block_size = vhostuser_block_size,
+  .can_write = vhostuser_can_write,
+  .can_flush = vhostuser_can_flush,
+  .can_trim = vhostuser_can_trim,
+  .can_zero = vhostuser_can_zero,
+  .can_fast_zero = vhostuser_can_fast_zero,
+  .can_fua = vhostuser_can_fua,
+  .can_multi_conn = vhostuser_can_multi_conn,
+  .pread = vhostuser_pread,
+  .pwrite = vhostuser_pwrite,
+  .flush = vhostuser_flush,
+  .trim = vhostuser_trim,
+  .zero = vhostuser_zero,
+  .errno_is_preserved = 1,
+};
+
+NBDKIT_REGISTER_PLUGIN (plugin)
