@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# nbdkit vhostuser against qemu-storage-daemon: nbdinfo, qemu-img convert
+# and compare, nbdcopy in and out (four readers at once), zero and trim,
+# flush, TCP on 127.0.0.1, read-only (nbdkit -r and a read-only export),
+# fio's nbd engine with verification, --dump-plugin and a bad socket.
+. "$(dirname "$0")/lib.sh"
+requires qemu-storage-daemon nbdkit nbdinfo nbdcopy nbdsh qemu-img cmp
+P=$VUBLK_PLUGIN
+
+# start_nbdkit NAME ARGS...: serves on $T/NAME.nbd, killed at exit.
+start_nbdkit() {
+  local name=$1; shift
+  nbdkit -f -U "$T/$name.nbd" -P "$T/$name.pid" "$@" >"$T/$name.log" 2>&1 &
+  local pid=$!
+  on_exit "kill $pid; wait $pid"
+  wait_for_socket "$T/$name.nbd"
+}
+uri() { echo "nbd+unix:///?socket=$T/$1.nbd"; }
+
+make_random_image "$T/disk.img" 64M
+cp "$T/disk.img" "$T/orig.img"
+start_qsd "$T/disk.img" "$T/v.sock" num-queues=2
+start_nbdkit main "$P" "$T/v.sock"
+
+# Size and block sizes.
+nbdinfo --json "$(uri main)" >"$T/info.json"
+/usr/bin/python3 - "$T/info.json" <<'PY' || fail "nbdinfo"
+import json, sys
+d = json.load(open(sys.argv[1]))
+e = d["exports"][0]
+assert e["export-size"] == 64 << 20, e["export-size"]
+assert e["block_size_minimum"] == 1 and e["block_size_preferred"] == 4096
+assert e["can_multi_conn"] is True and e["can_zero"] is True
+assert e["can_trim"] is True and e["is_read_only"] is False
+PY
+
+# qemu-img convert from the export, compared with the source.
+qemu-img convert -f raw -O qcow2 "$(uri main)" "$T/copy.qcow2"
+qemu-img compare -f raw -F qcow2 "$T/orig.img" "$T/copy.qcow2" || fail "qemu-img compare"
+
+# Four nbdcopy readers at once.
+readers=()
+for i in 1 2 3 4; do nbdcopy "$(uri main)" "$T/r$i" & readers+=($!); done
+for pid in "${readers[@]}"; do wait "$pid" || fail "nbdcopy reader failed"; done
+for i in 1 2 3 4; do cmp "$T/orig.img" "$T/r$i" || fail "reader $i"; done
+
+# nbdcopy into the export, then the backing image byte for byte.
+make_random_image "$T/new.img" 64M
+nbdcopy --flush "$T/new.img" "$(uri main)"
+cmp "$T/new.img" "$T/disk.img" || fail "nbdcopy into the export"
+
+# (libnbd argument order: count before offset.)
+# Unaligned writes, zero (with and without trim), trim, flush via nbdsh.
+/usr/bin/nbdsh -u "$(uri main)" -c '
+import os
+buf = os.urandom(1000)
+h.pwrite(buf, 4097)
+assert h.pread(1000, 4097) == buf
+h.zero(1 << 20, 65536 + 100, nbd.CMD_FLAG_NO_HOLE)
+assert h.pread(1 << 20, 65536)[100:] == bytes((1 << 20) - 100)
+h.zero(4 << 20, 8 << 20)  # may trim
+assert h.pread(4 << 20, 8 << 20) == bytes(4 << 20)
+h.trim(1 << 20, 16 << 20)
+h.flush()
+h.pwrite(buf, 12345, nbd.CMD_FLAG_FUA)
+assert h.pread(1000, 12345) == buf
+' || fail "nbdsh checks"
+# The trimmed range must read back zero from the backing file (discard=unmap).
+cmp -n $((1 << 20)) -i $((16 << 20)):0 "$T/disk.img" /dev/zero || fail "trim did not zero"
+
+# TCP on 127.0.0.1.
+port=$((20000 + RANDOM % 20000))
+kill "$(cat "$T/main.pid")"; sleep 0.3
+nbdkit -f -i 127.0.0.1 -p "$port" "$P" "$T/v.sock" >"$T/tcp.log" 2>&1 &
+tcp=$!; on_exit "kill $tcp"
+for i in $(seq 50); do nbdinfo --size "nbd://127.0.0.1:$port" >"$T/tcpsize" 2>/dev/null && break; sleep 0.1; done
+[[ $(cat "$T/tcpsize") == $((64 << 20)) ]] || fail "TCP export size"
+nbdcopy "nbd://127.0.0.1:$port" "$T/tcpcopy" && cmp "$T/tcpcopy" "$T/disk.img" || fail "TCP copy"
+kill $tcp; wait $tcp 2>/dev/null || true
+
+# nbdkit -r refuses writes.
+start_nbdkit ro -r "$P" "$T/v.sock"
+if /usr/bin/nbdsh -u "$(uri ro)" -c 'h.pwrite(b"x" * 512, 0)' 2>"$T/err"; then
+  fail "write through nbdkit -r succeeded"; fi
+grep -qiE "read-only|EPERM|not permitted" "$T/err" || fail "nbdkit -r error: $(cat "$T/err")"
+kill "$(cat "$T/ro.pid")"; sleep 0.3
+
+# A read-only export yields a read-only NBD export.
+make_random_image "$T/ro.img" 4M
+start_qsd "$T/ro.img" "$T/ro.sock" writable=off
+start_nbdkit rodev "$P" "$T/ro.sock"
+[[ $(nbdinfo --json "$(uri rodev)" | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["exports"][0]["is_read_only"])') == True ]] \
+  || fail "read-only device not exported read-only"
+if /usr/bin/nbdsh -u "$(uri rodev)" -c 'h.pwrite(b"x" * 512, 0)' 2>/dev/null; then
+  fail "write to read-only device succeeded"; fi
+
+# fio's nbd engine with verification at queue depth 32.
+if fio --enghelp 2>/dev/null | grep -qw nbd; then
+  start_nbdkit fio "$P" "$T/v.sock"
+  fio --name=verify --ioengine=nbd --uri="$(uri fio)" --rw=randwrite \
+      --bs=4k --iodepth=32 --size=16M --verify=crc32c --do_verify=1 \
+      --output="$T/fio.out" || { cat "$T/fio.out"; fail "fio verify"; }
+  grep -q "err= 0" "$T/fio.out" || fail "fio reported errors"
+fi
+
+# --dump-plugin, and a socket that is not there fails start-up naming it.
+nbdkit "$P" --dump-plugin | grep -q '^libvublk_version=' || fail "--dump-plugin"
+if nbdkit -f -U "$T/bad.nbd" "$P" socket="$T/nope.sock" 2>"$T/err"; then
+  fail "nbdkit started on a missing socket"; fi
+grep -q "$T/nope.sock" "$T/err" || fail "missing-socket error: $(cat "$T/err")"
+echo "nbdkit plugin checks passed"
