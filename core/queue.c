@@ -246,7 +246,7 @@ queue_pump_locked (struct vublk_queue *q)
       s->timeouts = 0;
       s->abandon = false;
       req->outstanding++;
-      q->inflight++;
+      __atomic_fetch_add (&q->inflight, 1, __ATOMIC_RELAXED);
       queue_place_slot_locked (q, s);
       pushed = true;
     }
@@ -421,7 +421,7 @@ slot_finish_locked (struct vublk_queue *q, struct slot *s, int result,
   s->copy_out = NULL;
   s->next_free = q->free_head;
   q->free_head = s - q->slots;
-  q->inflight--;
+  __atomic_fetch_sub (&q->inflight, 1, __ATOMIC_RELAXED);
 }
 
 /* Maps a used entry to its slot, checking the id is a head we gave out
@@ -578,7 +578,8 @@ queue_thread (void *arg)
 
     if (queue_process (q) > 0)
       continue;
-    if (poll_mode && q->inflight > 0) {
+    /* Read without the lock: a stale value only shortens or skips a spin. */
+    if (poll_mode && __atomic_load_n (&q->inflight, __ATOMIC_RELAXED) > 0) {
       /* Adaptive polling: spin a short while after activity, on the
        * assumption that more completions follow; then sleep. */
       uint64_t until = now_ns () + POLL_SPIN_NS;
