@@ -7,10 +7,20 @@
 requires qemu-storage-daemon nbdkit nbdinfo nbdcopy nbdsh qemu-img cmp
 P=$VUBLK_PLUGIN
 
+# nbdkit is not built with sanitizers, and a sanitizer-built plugin cannot
+# load into it (with the runtime preloaded, nbdkit hangs at start-up).  The
+# plain pass runs this test; the core code inside the plugin runs under
+# ASan/UBSan/TSan in the core tests.
+if ldd "$P" | grep -qE 'lib(asan|tsan)'; then
+  echo "SKIP: plugin is sanitizer-instrumented; nbdkit is not" >&2
+  exit 77
+fi
+run_nbdkit() { nbdkit "$@"; }
+
 # start_nbdkit NAME ARGS...: serves on $T/NAME.nbd, killed at exit.
 start_nbdkit() {
   local name=$1; shift
-  nbdkit -f -U "$T/$name.nbd" -P "$T/$name.pid" "$@" >"$T/$name.log" 2>&1 &
+  run_nbdkit -f -U "$T/$name.nbd" -P "$T/$name.pid" "$@" >"$T/$name.log" 2>&1 &
   local pid=$!
   on_exit "kill $pid; wait $pid"
   wait_for_socket "$T/$name.nbd"
@@ -71,7 +81,7 @@ cmp -n $((1 << 20)) -i $((16 << 20)):0 "$T/disk.img" /dev/zero || fail "trim did
 # TCP on 127.0.0.1.
 port=$((20000 + RANDOM % 20000))
 kill "$(cat "$T/main.pid")"; sleep 0.3
-nbdkit -f -i 127.0.0.1 -p "$port" "$P" "$T/v.sock" >"$T/tcp.log" 2>&1 &
+run_nbdkit -f -i 127.0.0.1 -p "$port" "$P" "$T/v.sock" >"$T/tcp.log" 2>&1 &
 tcp=$!; on_exit "kill $tcp"
 for i in $(seq 50); do nbdinfo --size "nbd://127.0.0.1:$port" >"$T/tcpsize" 2>/dev/null && break; sleep 0.1; done
 [[ $(cat "$T/tcpsize") == $((64 << 20)) ]] || fail "TCP export size"
@@ -98,14 +108,14 @@ if /usr/bin/nbdsh -u "$(uri rodev)" -c 'h.pwrite(b"x" * 512, 0)' 2>/dev/null; th
 if fio --enghelp 2>/dev/null | grep -qw nbd; then
   start_nbdkit fio "$P" "$T/v.sock"
   fio --name=verify --ioengine=nbd --uri="$(uri fio)" --rw=randwrite \
-      --bs=4k --iodepth=32 --size=16M --verify=crc32c --do_verify=1 \
+      --bs=4k --iodepth=32 --size=16M --verify=crc32c --do_verify=1 --verify_state_save=0 \
       --output="$T/fio.out" || { cat "$T/fio.out"; fail "fio verify"; }
   grep -q "err= 0" "$T/fio.out" || fail "fio reported errors"
 fi
 
 # --dump-plugin, and a socket that is not there fails start-up naming it.
-nbdkit "$P" --dump-plugin | grep -q '^libvublk_version=' || fail "--dump-plugin"
-if nbdkit -f -U "$T/bad.nbd" "$P" socket="$T/nope.sock" 2>"$T/err"; then
+run_nbdkit "$P" --dump-plugin | grep -q '^libvublk_version=' || fail "--dump-plugin"
+if run_nbdkit -f -U "$T/bad.nbd" "$P" socket="$T/nope.sock" 2>"$T/err"; then
   fail "nbdkit started on a missing socket"; fi
 grep -q "$T/nope.sock" "$T/err" || fail "missing-socket error: $(cat "$T/err")"
 echo "nbdkit plugin checks passed"
