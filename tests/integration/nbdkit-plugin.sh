@@ -107,7 +107,8 @@ if /usr/bin/nbdsh -u "$(uri rodev)" -c 'h.pwrite(b"x" * 512, 0)' 2>/dev/null; th
   fail "write to read-only device succeeded"; fi
 
 # fio's nbd engine with verification at queue depth 32.
-if fio --enghelp 2>/dev/null | grep -qw nbd; then
+engines=$(fio --enghelp 2>/dev/null || true)
+if [[ $engines =~ (^|[[:space:]])nbd($|[[:space:]]) ]]; then
   start_nbdkit fio "$P" "$T/v.sock"
   fio --name=verify --ioengine=nbd --uri="$(uri fio)" --rw=randwrite \
       --bs=4k --iodepth=32 --size=16M --verify=crc32c --do_verify=1 --verify_state_save=0 \
@@ -116,7 +117,8 @@ if fio --enghelp 2>/dev/null | grep -qw nbd; then
 fi
 
 # --dump-plugin, and a socket that is not there fails start-up naming it.
-run_nbdkit "$P" --dump-plugin | grep -q '^libvublk_version=' || fail "--dump-plugin"
+dump=$(run_nbdkit "$P" --dump-plugin)
+[[ $dump == *$'\n'libvublk_version=* ]] || fail "--dump-plugin"
 if run_nbdkit -f -U "$T/bad.nbd" "$P" socket="$T/nope.sock" 2>"$T/err"; then
   fail "nbdkit started on a missing socket"; fi
 grep -q "$T/nope.sock" "$T/err" || fail "missing-socket error: $(cat "$T/err")"
