@@ -11,7 +11,10 @@
 #define EXIT_USAGE 2
 #define VUBLK_CLI_VERSION "0.1.0"
 
-/* Prints "vublk: MESSAGE" on stderr and exits with code. */
+/* The name error messages start with ("vublk" unless a program sets it). */
+extern const char *program_name;
+
+/* Prints "PROGRAM: MESSAGE" on stderr and exits with code. */
 void die (int code, const char *fmt, ...)
   __attribute__ ((format (printf, 2, 3), noreturn));
 

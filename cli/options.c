@@ -16,12 +16,14 @@ const char device_options_help[] =
   "  --request-timeout S      treat a request unanswered for S seconds as a\n"
   "                           hung backend (default 30, 0 = never)\n";
 
+const char *program_name = "vublk";
+
 void
 die (int code, const char *fmt, ...)
 {
   va_list ap;
 
-  fputs ("vublk: ", stderr);
+  fprintf (stderr, "%s: ", program_name);
   va_start (ap, fmt);
   vfprintf (stderr, fmt, ap);
   va_end (ap);
