@@ -1,0 +1,253 @@
+/* io.c — vublk-fuse's data path.  Each request is handed to libvublk
+ * asynchronously and answered from its completion callback, so the FUSE
+ * threads go straight back to the kernel for the next request and a
+ * queue-depth-32 client really has 32 requests at the device.  Buffers come
+ * from the memory shared with the backend, so the device reads into and
+ * writes from them without a further copy. */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/falloc.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "vublkfs.h"
+
+/* One FUSE request in flight at the device. */
+struct io_ctx {
+  fuse_req_t req;
+  struct vublkfs *fs;
+  void *buf;              /* data buffer or NULL */
+  bool pooled;            /* buf is from vublk_buf_alloc */
+  size_t len;             /* bytes to read / written */
+};
+
+/* Allocates a context with a len-byte buffer (none if len is 0), from the
+ * shared pool when it has room.  Returns NULL when out of memory. */
+static struct io_ctx *
+io_ctx_new (struct vublkfs *fs, fuse_req_t req, size_t len)
+{
+  struct io_ctx *c = malloc (sizeof *c);
+
+  if (!c)
+    return NULL;
+  c->req = req;
+  c->fs = fs;
+  c->len = len;
+  c->buf = NULL;
+  c->pooled = false;
+  if (len) {
+    c->buf = vublk_buf_alloc (fs->dev, len);
+    c->pooled = c->buf != NULL;
+    if (!c->buf && !(c->buf = malloc (len))) {
+      free (c);
+      return NULL;
+    }
+  }
+  return c;
+}
+
+/* Releases c and its buffer. */
+static void
+io_ctx_free (struct io_ctx *c)
+{
+  if (c->pooled)
+    vublk_buf_free (c->fs->dev, c->buf);
+  else
+    free (c->buf);
+  free (c);
+}
+
+/* Submits op on c; on refusal answers the request with the error and
+ * frees c. */
+static void
+io_submit (struct io_ctx *c, enum vublk_op op, uint32_t flags,
+           uint64_t offset, uint64_t len, vublk_complete_fn done)
+{
+  struct vublk_io io = {
+    .op = op, .flags = flags, .offset = offset, .buf = c->buf,
+    .len = len, .cb = done, .opaque = c,
+  };
+  int r = vublk_aio_submit (c->fs->dev, &io);
+
+  if (r < 0) {
+    fuse_reply_err (c->req, -r);
+    io_ctx_free (c);
+  }
+}
+
+static void
+read_done (void *opaque, int result)
+{
+  struct io_ctx *c = opaque;
+
+  if (result < 0)
+    fuse_reply_err (c->req, -result);
+  else
+    fuse_reply_buf (c->req, c->buf, c->len);
+  io_ctx_free (c);
+}
+
+/* Reads stop at the end of the device: a read there is short, beyond it
+ * empty, as for any file. */
+void
+vublkfs_read (fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+              struct fuse_file_info *fi)
+{
+  struct vublkfs *fs = fuse_req_userdata (req);
+  uint64_t dev_size = vublk_get_size (fs->dev);
+  struct io_ctx *c;
+
+  (void) ino;
+  (void) fi;
+  if (off < 0) {
+    fuse_reply_err (req, EINVAL);
+    return;
+  }
+  if ((uint64_t) off >= dev_size || size == 0) {
+    fuse_reply_buf (req, NULL, 0);
+    return;
+  }
+  if (size > dev_size - off)
+    size = dev_size - off;
+  if (!(c = io_ctx_new (fs, req, size))) {
+    fuse_reply_err (req, ENOMEM);
+    return;
+  }
+  io_submit (c, VUBLK_OP_READ, 0, off, size, read_done);
+}
+
+static void
+write_done (void *opaque, int result)
+{
+  struct io_ctx *c = opaque;
+
+  if (result < 0)
+    fuse_reply_err (c->req, -result);
+  else
+    fuse_reply_write (c->req, c->len);
+  io_ctx_free (c);
+}
+
+/* The device has a fixed size: a write starting at or past the end fails
+ * with ENOSPC, one crossing it is short.  The data is copied once, into
+ * shared memory, because FUSE reuses its buffer when this returns. */
+void
+vublkfs_write (fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
+               off_t off, struct fuse_file_info *fi)
+{
+  struct vublkfs *fs = fuse_req_userdata (req);
+  uint64_t dev_size = vublk_get_size (fs->dev);
+  struct io_ctx *c;
+
+  (void) ino;
+  (void) fi;
+  if (fs->readonly) {
+    fuse_reply_err (req, EROFS);
+    return;
+  }
+  if (off < 0) {
+    fuse_reply_err (req, EINVAL);
+    return;
+  }
+  if (size == 0) {
+    fuse_reply_write (req, 0);
+    return;
+  }
+  if ((uint64_t) off >= dev_size) {
+    fuse_reply_err (req, ENOSPC);
+    return;
+  }
+  if (size > dev_size - off)
+    size = dev_size - off;
+  if (!(c = io_ctx_new (fs, req, size))) {
+    fuse_reply_err (req, ENOMEM);
+    return;
+  }
+  memcpy (c->buf, buf, size);
+  io_submit (c, VUBLK_OP_WRITE, 0, off, size, write_done);
+}
+
+/* Completion of a request that answers with just a status. */
+static void
+status_done (void *opaque, int result)
+{
+  struct io_ctx *c = opaque;
+
+  fuse_reply_err (c->req, result < 0 ? -result : 0);
+  io_ctx_free (c);
+}
+
+/* fsync and fdatasync flush the device's volatile cache. */
+void
+vublkfs_fsync (fuse_req_t req, fuse_ino_t ino, int datasync,
+               struct fuse_file_info *fi)
+{
+  struct vublkfs *fs = fuse_req_userdata (req);
+  struct io_ctx *c;
+
+  (void) ino;
+  (void) datasync;
+  (void) fi;
+  if (fs->readonly) {
+    fuse_reply_err (req, 0);
+    return;
+  }
+  if (!(c = io_ctx_new (fs, req, 0))) {
+    fuse_reply_err (req, ENOMEM);
+    return;
+  }
+  io_submit (c, VUBLK_OP_FLUSH, 0, 0, 0, status_done);
+}
+
+/* fallocate as on a block device: PUNCH_HOLE|KEEP_SIZE zeroes and may
+ * deallocate (a punched range reads back zero), ZERO_RANGE zeroes; both
+ * stop at the end of the device, and ZERO_RANGE without KEEP_SIZE may not
+ * reach past it (the size is fixed).  Any other mode is EOPNOTSUPP. */
+void
+vublkfs_fallocate (fuse_req_t req, fuse_ino_t ino, int mode, off_t offset,
+                   off_t length, struct fuse_file_info *fi)
+{
+  struct vublkfs *fs = fuse_req_userdata (req);
+  uint64_t dev_size = vublk_get_size (fs->dev);
+  uint64_t end;
+  uint32_t flags;
+  struct io_ctx *c;
+
+  (void) ino;
+  (void) fi;
+  if (mode == (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE))
+    flags = VUBLK_F_UNMAP;
+  else if (mode == FALLOC_FL_ZERO_RANGE
+           || mode == (FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE))
+    flags = 0;
+  else {
+    fuse_reply_err (req, EOPNOTSUPP);
+    return;
+  }
+  if (fs->readonly) {
+    fuse_reply_err (req, EROFS);
+    return;
+  }
+  if (offset < 0 || length <= 0) {
+    fuse_reply_err (req, EINVAL);
+    return;
+  }
+  end = (uint64_t) offset + (uint64_t) length;
+  if (end > dev_size) {
+    if (!(mode & FALLOC_FL_KEEP_SIZE)) {
+      fuse_reply_err (req, ENOSPC);
+      return;
+    }
+    end = dev_size;
+  }
+  if ((uint64_t) offset >= end) {
+    fuse_reply_err (req, 0);
+    return;
+  }
+  if (!(c = io_ctx_new (fs, req, 0))) {
+    fuse_reply_err (req, ENOMEM);
+    return;
+  }
+  io_submit (c, VUBLK_OP_WRITE_ZEROES, flags, offset, end - offset,
+             status_done);
+}

@@ -1,0 +1,411 @@
+/* main.c — vublk-fuse SOCKET MOUNTPOINT: shows a vhost-user-blk device as
+ * one regular file through FUSE.
+ *
+ * Start-up order matters: parse and check everything the user typed,
+ * fork into the background if asked (the device's threads would not
+ * survive a fork), open the device (a bad socket fails before anything is
+ * mounted), mount, write the pid file, and only then tell a waiting
+ * parent that the mount is ready.  On SIGINT/SIGTERM/SIGHUP the device is
+ * flushed and then unmounted; after `fusermount3 -u` it is flushed and
+ * closed.
+ *
+ * Exit status: 0 after a clean unmount, 1 on a runtime failure (socket,
+ * mount), 2 on a usage error. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "vublkfs.h"
+
+#define VUBLK_FUSE_VERSION "0.1.0"
+
+struct config {
+  const char *socket;
+  char *mountpoint;           /* absolute */
+  struct stat mount_st;       /* the mountpoint before mounting */
+  const char *filename;
+  char *fuse_opts;            /* comma-joined -o values, or NULL */
+  const char *pidfile;
+  bool daemon;
+  bool readonly;
+  bool cache;
+  unsigned threads;
+  bool clone_fd;
+  struct vublk_options dev_opts;
+};
+
+/* Where start-up errors go: stderr, or the pipe to the waiting parent
+ * when daemonizing. */
+static int status_fd = -1;
+
+static void
+usage (FILE *f)
+{
+  fprintf (f,
+    "Usage: vublk-fuse [OPTIONS] SOCKET MOUNTPOINT\n"
+    "Show the vhost-user-blk device at SOCKET as one regular file.\n"
+    "MOUNTPOINT is a regular file (the device appears as that file) or a\n"
+    "directory (it then holds one file, 'disk').\n\n"
+    "Options:\n"
+    "  -r, --readonly           refuse writes (EROFS)\n"
+    "      --cache              use the page cache (default: direct I/O)\n"
+    "      --filename NAME      name of the file in a directory mount\n"
+    "  -o OPTS                  FUSE mount options (allow_other, ...)\n"
+    "  -d, --daemon             run in the background once mounted\n"
+    "      --pidfile FILE       write the process id to FILE\n"
+    "      --threads N          FUSE worker threads (default 8)\n"
+    "      --clone-fd           one /dev/fuse descriptor per thread\n"
+    "      --queue-size N       ring entries per queue (default 256)\n"
+    "%s"
+    "  -h, --help               this help\n"
+    "  -V, --version            versions\n\n"
+    "Unmount with `fusermount3 -u MOUNTPOINT` or SIGINT/SIGTERM.\n"
+    "Exit status: 0 unmounted cleanly, 1 runtime error, 2 usage error.\n",
+    device_options_help);
+}
+
+/* Reports a start-up failure where the user will see it and exits 1. */
+static void __attribute__ ((format (printf, 1, 2), noreturn))
+startup_fail (const char *fmt, ...)
+{
+  char msg[1024];
+  va_list ap;
+  int n;
+
+  n = snprintf (msg, sizeof msg, "%s: ", program_name);
+  va_start (ap, fmt);
+  vsnprintf (msg + n, sizeof msg - n, fmt, ap);
+  va_end (ap);
+  if (status_fd >= 0) {
+    dprintf (status_fd, "%s\n", msg);
+    close (status_fd);
+  }
+  else
+    fprintf (stderr, "%s\n", msg);
+  exit (1);
+}
+
+/* Appends one -o value to cfg->fuse_opts. */
+static void
+add_fuse_opts (struct config *cfg, const char *opts)
+{
+  size_t old = cfg->fuse_opts ? strlen (cfg->fuse_opts) : 0;
+  char *s = realloc (cfg->fuse_opts, old + strlen (opts) + 2);
+
+  if (!s)
+    die (1, "out of memory");
+  if (old)
+    s[old++] = ',';
+  strcpy (s + old, opts);
+  cfg->fuse_opts = s;
+}
+
+static void
+parse_args (int argc, char **argv, struct config *cfg)
+{
+  enum { OPT_CACHE = 256, OPT_FILENAME, OPT_PIDFILE, OPT_THREADS,
+         OPT_CLONE_FD, OPT_QUEUE_SIZE, OPT_POLL, OPT_QUEUES,
+         OPT_RECONNECT, OPT_REQUEST };
+  static const struct option long_opts[] = {
+    { "readonly", no_argument, NULL, 'r' },
+    { "cache", no_argument, NULL, OPT_CACHE },
+    { "filename", required_argument, NULL, OPT_FILENAME },
+    { "daemon", no_argument, NULL, 'd' },
+    { "pidfile", required_argument, NULL, OPT_PIDFILE },
+    { "threads", required_argument, NULL, OPT_THREADS },
+    { "clone-fd", no_argument, NULL, OPT_CLONE_FD },
+    { "queue-size", required_argument, NULL, OPT_QUEUE_SIZE },
+    { "poll", no_argument, NULL, OPT_POLL },
+    { "queues", required_argument, NULL, OPT_QUEUES },
+    { "reconnect-timeout", required_argument, NULL, OPT_RECONNECT },
+    { "request-timeout", required_argument, NULL, OPT_REQUEST },
+    { "help", no_argument, NULL, 'h' },
+    { "version", no_argument, NULL, 'V' },
+    { NULL, 0, NULL, 0 },
+  };
+  char resolved[PATH_MAX];
+  int c, idx;
+
+  memset (cfg, 0, sizeof *cfg);
+  cfg->filename = "disk";
+  cfg->threads = 8;
+  vublk_options_init (&cfg->dev_opts);
+  opterr = 0;
+  while ((c = getopt_long (argc, argv, "+ro:dhV", long_opts, &idx)) != -1) {
+    switch (c) {
+    case 'r': cfg->readonly = true; break;
+    case OPT_CACHE: cfg->cache = true; break;
+    case OPT_FILENAME: cfg->filename = optarg; break;
+    case 'o': add_fuse_opts (cfg, optarg); break;
+    case 'd': cfg->daemon = true; break;
+    case OPT_PIDFILE: cfg->pidfile = optarg; break;
+    case OPT_THREADS:
+      cfg->threads = parse_size ("--threads", optarg, 1, 256);
+      break;
+    case OPT_CLONE_FD: cfg->clone_fd = true; break;
+    case OPT_QUEUE_SIZE:
+      cfg->dev_opts.queue_size = parse_size ("--queue-size", optarg, 8, 1024);
+      if (cfg->dev_opts.queue_size & (cfg->dev_opts.queue_size - 1))
+        die (EXIT_USAGE, "--queue-size: %s is not a power of two", optarg);
+      break;
+    case OPT_POLL: cfg->dev_opts.poll = true; break;
+    case OPT_QUEUES: case OPT_RECONNECT: case OPT_REQUEST:
+      parse_device_option (&cfg->dev_opts,
+                           c == OPT_QUEUES ? "--queues"
+                           : c == OPT_RECONNECT ? "--reconnect-timeout"
+                           : "--request-timeout", optarg);
+      break;
+    case 'h': usage (stdout); exit (0);
+    case 'V':
+      printf ("vublk-fuse %s\nlibvublk %s\nFUSE library %s\n",
+              VUBLK_FUSE_VERSION, vublk_version (), fuse_pkgversion ());
+      exit (0);
+    case ':':
+      die (EXIT_USAGE, "option '%s' needs a value", argv[optind - 1]);
+    default:
+      die (EXIT_USAGE, "unknown option '%s' (try --help)", argv[optind - 1]);
+    }
+  }
+  if (argc - optind != 2) {
+    usage (stderr);
+    die (EXIT_USAGE, "expected SOCKET and MOUNTPOINT, got %d argument%s",
+         argc - optind, argc - optind == 1 ? "" : "s");
+  }
+  cfg->socket = argv[optind];
+  if (!*cfg->filename || strchr (cfg->filename, '/')
+      || !strcmp (cfg->filename, ".") || !strcmp (cfg->filename, "..")
+      || strlen (cfg->filename) > 255)
+    die (EXIT_USAGE, "--filename: '%s' is not a valid file name",
+         cfg->filename);
+  if (stat (argv[optind + 1], &cfg->mount_st) == -1)
+    die (EXIT_USAGE, "mountpoint %s: %s", argv[optind + 1], strerror (errno));
+  if (!S_ISREG (cfg->mount_st.st_mode) && !S_ISDIR (cfg->mount_st.st_mode))
+    die (EXIT_USAGE, "mountpoint %s is neither a regular file nor a "
+         "directory", argv[optind + 1]);
+  if (!realpath (argv[optind + 1], resolved))
+    die (EXIT_USAGE, "mountpoint %s: %s", argv[optind + 1], strerror (errno));
+  cfg->mountpoint = strdup (resolved);
+  cfg->dev_opts.readonly = cfg->readonly;
+}
+
+/* Forks; the parent waits until the child reports the mount ready (exit
+ * 0) or failed (its message printed, exit 1).  Returns in the child, which
+ * is then a session leader reporting through status_fd. */
+static void
+daemonize (void)
+{
+  int fds[2];
+  pid_t pid;
+  char msg[1100];
+  ssize_t n, len = 0;
+
+  if (pipe2 (fds, O_CLOEXEC) == -1)
+    die (1, "pipe: %s", strerror (errno));
+  fflush (NULL);
+  if ((pid = fork ()) == -1)
+    die (1, "fork: %s", strerror (errno));
+  if (pid == 0) {
+    close (fds[0]);
+    status_fd = fds[1];
+    setsid ();
+    return;
+  }
+  close (fds[1]);
+  while (len < (ssize_t) sizeof msg - 1
+         && ((n = read (fds[0], msg + len, sizeof msg - 1 - len)) > 0
+             || (n == -1 && errno == EINTR)))
+    if (n > 0)
+      len += n;
+  if (len == 1 && msg[0] == '\0')
+    exit (0);
+  msg[len] = '\0';
+  if (len == 0) {
+    int status;
+
+    waitpid (pid, &status, 0);
+    die (1, "the background process exited before mounting (status %d)",
+         WIFEXITED (status) ? WEXITSTATUS (status) : -1);
+  }
+  fputs (msg, stderr);
+  exit (1);
+}
+
+/* Tells the waiting parent the mount is ready and detaches from the
+ * terminal. */
+static void
+report_ready (void)
+{
+  int null;
+
+  if (status_fd < 0)
+    return;
+  if ((null = open ("/dev/null", O_RDWR)) >= 0) {
+    dup2 (null, 0);
+    dup2 (null, 1);
+    dup2 (null, 2);
+    if (null > 2)
+      close (null);
+  }
+  if (chdir ("/") == -1) {
+    /* nothing relies on the working directory */
+  }
+  if (write (status_fd, "", 1) != 1) {
+    /* the parent is gone; keep serving */
+  }
+  close (status_fd);
+  status_fd = -1;
+}
+
+/* Opens the device with the termination signals blocked, so that the
+ * library's threads never take them and SIGINT reaches the FUSE loop. */
+static struct vublk *
+open_device_quietly (const struct config *cfg)
+{
+  sigset_t block, old;
+  struct vublk *dev;
+
+  sigemptyset (&block);
+  sigaddset (&block, SIGINT);
+  sigaddset (&block, SIGTERM);
+  sigaddset (&block, SIGHUP);
+  pthread_sigmask (SIG_BLOCK, &block, &old);
+  dev = vublk_open (cfg->socket, &cfg->dev_opts);
+  pthread_sigmask (SIG_SETMASK, &old, NULL);
+  if (!dev)
+    startup_fail ("%s", vublk_get_error ());
+  return dev;
+}
+
+/* Sets up fs for the opened device and the mountpoint's attributes. */
+static void
+init_fs (struct vublkfs *fs, const struct config *cfg, struct vublk *dev)
+{
+  const struct stat *st = &cfg->mount_st;
+
+  memset (fs, 0, sizeof *fs);
+  fs->dev = dev;
+  vublk_get_info (dev, &fs->info);
+  fs->readonly = cfg->readonly || fs->info.readonly;
+  fs->cache = cfg->cache;
+  fs->root_is_file = S_ISREG (st->st_mode);
+  fs->filename = cfg->filename;
+  fs->socket_path = cfg->socket;
+  pthread_mutex_init (&fs->attr_lock, NULL);
+  fs->mode = fs->root_is_file ? st->st_mode & 07777 : st->st_mode & 0666;
+  if (fs->readonly)
+    fs->mode &= ~0222;
+  fs->dir_mode = st->st_mode & 07777;
+  fs->uid = st->st_uid;
+  fs->gid = st->st_gid;
+  fs->atime = st->st_atim;
+  fs->mtime = st->st_mtim;
+  fs->ctime = st->st_ctim;
+}
+
+/* Builds FUSE's arguments: our fixed options, then the user's -o. */
+static void
+build_fuse_args (struct fuse_args *args, const struct config *cfg,
+                 bool readonly)
+{
+  char opts[256];
+
+  snprintf (opts, sizeof opts, "fsname=vublk,subtype=vublk,"
+            "default_permissions%s",
+            readonly ? ",ro" : "");
+  if (fuse_opt_add_arg (args, program_name) || fuse_opt_add_arg (args, "-o")
+      || fuse_opt_add_arg (args, opts))
+    startup_fail ("out of memory");
+  if (cfg->fuse_opts && (fuse_opt_add_arg (args, "-o")
+                         || fuse_opt_add_arg (args, cfg->fuse_opts)))
+    startup_fail ("out of memory");
+}
+
+static void
+write_pidfile (const char *path)
+{
+  FILE *f = fopen (path, "w");
+
+  if (!f || fprintf (f, "%ld\n", (long) getpid ()) < 0 || fclose (f))
+    startup_fail ("--pidfile %s: %s", path, strerror (errno));
+}
+
+/* Serves requests until unmounted or signalled; returns the exit code. */
+static int
+serve (struct fuse_session *se, const struct config *cfg)
+{
+  struct fuse_loop_config *loop = fuse_loop_cfg_create ();
+  int r;
+
+  fuse_loop_cfg_set_max_threads (loop, cfg->threads);
+  fuse_loop_cfg_set_idle_threads (loop, cfg->threads);
+  fuse_loop_cfg_set_clone_fd (loop, cfg->clone_fd);
+  r = fuse_session_loop_mt (se, loop);
+  fuse_loop_cfg_destroy (loop);
+  return r == 0 || r == SIGINT || r == SIGTERM || r == SIGHUP ? 0 : 1;
+}
+
+int
+main (int argc, char **argv)
+{
+  struct config cfg;
+  struct fuse_args args = FUSE_ARGS_INIT (0, NULL);
+  struct fuse_session *se;
+  struct vublkfs fs;
+  struct vublk *dev;
+  int r;
+
+  program_name = "vublk-fuse";
+  signal (SIGPIPE, SIG_IGN);
+  parse_args (argc, argv, &cfg);
+  if (cfg.daemon)
+    daemonize ();
+  dev = open_device_quietly (&cfg);
+  init_fs (&fs, &cfg, dev);
+  build_fuse_args (&args, &cfg, fs.readonly);
+  se = fuse_session_new (&args, &vublkfs_ops, sizeof vublkfs_ops, &fs);
+  if (!se)
+    startup_fail ("invalid FUSE options '%s'",
+                  cfg.fuse_opts ? cfg.fuse_opts : "");
+  /* A shell starts background jobs with SIGINT ignored, and libfuse only
+   * takes over signals left at their default; SIGINT and SIGTERM must
+   * always unmount cleanly.  (SIGHUP stays ignored under nohup.) */
+  signal (SIGINT, SIG_DFL);
+  signal (SIGTERM, SIG_DFL);
+  if (fuse_set_signal_handlers (se) == -1)
+    startup_fail ("cannot install signal handlers");
+  if (fuse_session_mount (se, cfg.mountpoint) == -1)
+    startup_fail ("cannot mount %s on %s (see the FUSE message above)",
+                  cfg.socket, cfg.mountpoint);
+  if (cfg.pidfile)
+    write_pidfile (cfg.pidfile);
+  report_ready ();
+
+  r = serve (se, &cfg);
+
+  fuse_remove_signal_handlers (se);
+  if (!fs.readonly && (errno = -vublk_flush (dev)) > 0) {
+    fprintf (stderr, "%s: flushing %s before unmount: %s\n", program_name,
+             cfg.socket, vublk_get_error ());
+    r = 1;
+  }
+  fuse_session_unmount (se);
+  vublk_close (dev);
+  fuse_session_destroy (se);
+  if (cfg.pidfile)
+    unlink (cfg.pidfile);
+  fuse_opt_free_args (&args);
+  free (cfg.fuse_opts);
+  free (cfg.mountpoint);
+  return r;
+}

@@ -1,0 +1,281 @@
+/* operations.c — vublk-fuse's namespace: one regular file (the root
+ * itself when mounted over a file, or the single entry of the mounted
+ * directory), its attributes, open, statfs; and the connection setup. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/statvfs.h>
+
+#include "vublkfs.h"
+
+/* Attributes may change (backend resize), so the kernel rechecks them. */
+#define ATTR_TIMEOUT 1.0
+
+bool
+vublkfs_is_disk (const struct vublkfs *fs, fuse_ino_t ino)
+{
+  return fs->root_is_file ? ino == FUSE_ROOT_ID : ino == VUBLKFS_DIR_DISK_INO;
+}
+
+/* Fills *st for ino; returns false if ino is unknown. */
+static bool
+fill_stat (struct vublkfs *fs, fuse_ino_t ino, struct stat *st)
+{
+  memset (st, 0, sizeof *st);
+  pthread_mutex_lock (&fs->attr_lock);
+  st->st_uid = fs->uid;
+  st->st_gid = fs->gid;
+  st->st_atim = fs->atime;
+  st->st_mtim = fs->mtime;
+  st->st_ctim = fs->ctime;
+  if (vublkfs_is_disk (fs, ino)) {
+    uint64_t size = vublk_get_size (fs->dev);
+
+    st->st_ino = ino;
+    st->st_mode = S_IFREG | fs->mode;
+    st->st_nlink = 1;
+    st->st_size = size;
+    st->st_blksize = fs->info.logical_block_size;
+    st->st_blocks = (size + 511) / 512;
+  }
+  else if (!fs->root_is_file && ino == FUSE_ROOT_ID) {
+    st->st_ino = ino;
+    st->st_mode = S_IFDIR | fs->dir_mode;
+    st->st_nlink = 2;
+    st->st_size = 0;
+    st->st_blksize = 4096;
+  }
+  else {
+    pthread_mutex_unlock (&fs->attr_lock);
+    return false;
+  }
+  pthread_mutex_unlock (&fs->attr_lock);
+  return true;
+}
+
+/* Large requests, many of them in the background, asynchronous direct
+ * I/O, and O_TRUNC handed to open (where it is ignored: the size is the
+ * device's). */
+static void
+vublkfs_init (void *userdata, struct fuse_conn_info *conn)
+{
+  (void) userdata;
+  conn->max_write = 1 << 20;
+  conn->max_background = 128;
+  conn->congestion_threshold = 96;
+  conn->want |= conn->capable & (FUSE_CAP_ASYNC_DIO | FUSE_CAP_ATOMIC_O_TRUNC
+                                 | FUSE_CAP_ASYNC_READ);
+  conn->want &= ~(FUSE_CAP_WRITEBACK_CACHE | FUSE_CAP_AUTO_INVAL_DATA);
+}
+
+static void
+vublkfs_lookup (fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+  struct vublkfs *fs = fuse_req_userdata (req);
+  struct fuse_entry_param e;
+
+  if (fs->root_is_file || parent != FUSE_ROOT_ID
+      || strcmp (name, fs->filename)) {
+    fuse_reply_err (req, ENOENT);
+    return;
+  }
+  memset (&e, 0, sizeof e);
+  e.ino = VUBLKFS_DIR_DISK_INO;
+  e.generation = 1;
+  e.attr_timeout = ATTR_TIMEOUT;
+  e.entry_timeout = ATTR_TIMEOUT;
+  fill_stat (fs, e.ino, &e.attr);
+  fuse_reply_entry (req, &e);
+}
+
+static void
+vublkfs_getattr (fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+  struct vublkfs *fs = fuse_req_userdata (req);
+  struct stat st;
+
+  (void) fi;
+  if (!fill_stat (fs, ino, &st))
+    fuse_reply_err (req, ENOENT);
+  else
+    fuse_reply_attr (req, &st, ATTR_TIMEOUT);
+}
+
+/* Returns the time a setattr asks for: now, or the given one. */
+static struct timespec
+chosen_time (int to_set, int set_now, const struct timespec *given)
+{
+  struct timespec now;
+
+  if (to_set & set_now) {
+    clock_gettime (CLOCK_REALTIME, &now);
+    return now;
+  }
+  return *given;
+}
+
+/* Mode, owner and times are kept in memory.  The size is the device's:
+ * setting it to anything else fails with EPERM and a message. */
+static void
+vublkfs_setattr (fuse_req_t req, fuse_ino_t ino, struct stat *attr,
+                 int to_set, struct fuse_file_info *fi)
+{
+  struct vublkfs *fs = fuse_req_userdata (req);
+  bool disk = vublkfs_is_disk (fs, ino);
+
+  if (to_set & FUSE_SET_ATTR_SIZE) {
+    uint64_t size = vublk_get_size (fs->dev);
+
+    if (!disk) {
+      fuse_reply_err (req, EISDIR);
+      return;
+    }
+    if ((uint64_t) attr->st_size != size) {
+      fuse_log (FUSE_LOG_ERR, "vublk-fuse: %s: cannot change the size to "
+                "%lld bytes: a vhost-user-blk device has a fixed size "
+                "(%llu bytes)\n", fs->socket_path,
+                (long long) attr->st_size, (unsigned long long) size);
+      fuse_reply_err (req, EPERM);
+      return;
+    }
+  }
+  pthread_mutex_lock (&fs->attr_lock);
+  if (to_set & FUSE_SET_ATTR_MODE) {
+    if (disk)
+      fs->mode = attr->st_mode & 07777;
+    else
+      fs->dir_mode = attr->st_mode & 07777;
+  }
+  if (to_set & FUSE_SET_ATTR_UID)
+    fs->uid = attr->st_uid;
+  if (to_set & FUSE_SET_ATTR_GID)
+    fs->gid = attr->st_gid;
+  if (to_set & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_ATIME_NOW))
+    fs->atime = chosen_time (to_set, FUSE_SET_ATTR_ATIME_NOW, &attr->st_atim);
+  if (to_set & (FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_MTIME_NOW))
+    fs->mtime = chosen_time (to_set, FUSE_SET_ATTR_MTIME_NOW, &attr->st_mtim);
+  clock_gettime (CLOCK_REALTIME, &fs->ctime);
+  pthread_mutex_unlock (&fs->attr_lock);
+  vublkfs_getattr (req, ino, fi);
+}
+
+/* Direct I/O unless --cache; O_TRUNC is ignored (the device keeps its
+ * size); writes to a read-only device fail here with EROFS. */
+static void
+vublkfs_open (fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+  struct vublkfs *fs = fuse_req_userdata (req);
+
+  if (!vublkfs_is_disk (fs, ino)) {
+    fuse_reply_err (req, EISDIR);
+    return;
+  }
+  if ((fi->flags & O_ACCMODE) != O_RDONLY && fs->readonly) {
+    fuse_reply_err (req, EROFS);
+    return;
+  }
+  fi->direct_io = !fs->cache;
+  fi->keep_cache = fs->cache;
+  fi->noflush = 1;
+  fuse_reply_open (req, fi);
+}
+
+/* close() needs no device work: fsync is what flushes. */
+static void
+vublkfs_flush (fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+  (void) ino;
+  (void) fi;
+  fuse_reply_err (req, 0);
+}
+
+static void
+vublkfs_opendir (fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+  struct vublkfs *fs = fuse_req_userdata (req);
+
+  if (fs->root_is_file || ino != FUSE_ROOT_ID)
+    fuse_reply_err (req, ENOTDIR);
+  else
+    fuse_reply_open (req, fi);
+}
+
+/* Adds one entry to buf (of cap bytes, used *len) if it fits; returns
+ * false when it does not. */
+static bool
+add_entry (fuse_req_t req, char *buf, size_t cap, size_t *len,
+           const char *name, fuse_ino_t ino, mode_t type, off_t next)
+{
+  struct stat st = { .st_ino = ino, .st_mode = type };
+  size_t need = fuse_add_direntry (req, NULL, 0, name, NULL, 0);
+
+  if (*len + need > cap)
+    return false;
+  fuse_add_direntry (req, buf + *len, cap - *len, name, &st, next);
+  *len += need;
+  return true;
+}
+
+/* The directory holds ".", ".." and the disk file. */
+static void
+vublkfs_readdir (fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+                 struct fuse_file_info *fi)
+{
+  struct vublkfs *fs = fuse_req_userdata (req);
+  char buf[1024];
+  size_t len = 0, cap = size < sizeof buf ? size : sizeof buf;
+
+  (void) fi;
+  if (fs->root_is_file || ino != FUSE_ROOT_ID) {
+    fuse_reply_err (req, ENOTDIR);
+    return;
+  }
+  if (off < 1 && !add_entry (req, buf, cap, &len, ".", FUSE_ROOT_ID,
+                             S_IFDIR, 1))
+    goto out;
+  if (off < 2 && !add_entry (req, buf, cap, &len, "..", FUSE_ROOT_ID,
+                             S_IFDIR, 2))
+    goto out;
+  if (off < 3)
+    add_entry (req, buf, cap, &len, fs->filename, VUBLKFS_DIR_DISK_INO,
+               S_IFREG, 3);
+ out:
+  fuse_reply_buf (req, buf, len);
+}
+
+/* The "file system" is exactly the device: its blocks, none free. */
+static void
+vublkfs_statfs (fuse_req_t req, fuse_ino_t ino)
+{
+  struct vublkfs *fs = fuse_req_userdata (req);
+  uint32_t bsize = fs->info.logical_block_size;
+  struct statvfs sv;
+
+  (void) ino;
+  memset (&sv, 0, sizeof sv);
+  sv.f_bsize = bsize;
+  sv.f_frsize = bsize;
+  sv.f_blocks = vublk_get_size (fs->dev) / bsize;
+  sv.f_files = fs->root_is_file ? 1 : 2;
+  sv.f_namemax = 255;
+  if (fs->readonly)
+    sv.f_flag |= ST_RDONLY;
+  fuse_reply_statfs (req, &sv);
+}
+
+const struct fuse_lowlevel_ops vublkfs_ops = {
+  .init = vublkfs_init,
+  .lookup = vublkfs_lookup,
+  .getattr = vublkfs_getattr,
+  .setattr = vublkfs_setattr,
+  .open = vublkfs_open,
+  .flush = vublkfs_flush,
+  .read = vublkfs_read,
+  .write = vublkfs_write,
+  .fsync = vublkfs_fsync,
+  .fallocate = vublkfs_fallocate,
+  .opendir = vublkfs_opendir,
+  .readdir = vublkfs_readdir,
+  .statfs = vublkfs_statfs,
+};

@@ -1,0 +1,53 @@
+/* vublkfs.h — what vublk-fuse's parts share: the mounted device's state
+ * and the FUSE low-level operations that serve it. */
+#ifndef VUBLKFS_H
+#define VUBLKFS_H
+
+#define FUSE_USE_VERSION 312
+
+#include <fuse_lowlevel.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <sys/stat.h>
+
+#include "vublk.h"
+
+/* Inode of the disk file: the root itself when mounted over a file. */
+#define VUBLKFS_DIR_DISK_INO 2
+
+struct vublkfs {
+  struct vublk *dev;              /* the one shared connection */
+  struct vublk_info info;         /* as negotiated at mount time */
+  bool readonly;                  /* -r, or the device is read-only */
+  bool cache;                     /* --cache: page cache instead of direct */
+  bool root_is_file;              /* mounted over a regular file */
+  const char *filename;           /* the disk's name in directory mode */
+  const char *socket_path;        /* for messages */
+
+  pthread_mutex_t attr_lock;      /* protects the fields below */
+  mode_t mode;                    /* permission bits of the disk file */
+  mode_t dir_mode;                /* permission bits of the directory */
+  uid_t uid;
+  gid_t gid;
+  struct timespec atime, mtime, ctime;
+};
+
+/* The low-level operations; userdata of the session is a struct vublkfs. */
+extern const struct fuse_lowlevel_ops vublkfs_ops;
+
+/* Data path (io.c): read, write, fsync, fallocate, answered from the
+ * device's completion callbacks so no thread waits per request. */
+void vublkfs_read (fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+                   struct fuse_file_info *fi);
+void vublkfs_write (fuse_req_t req, fuse_ino_t ino, const char *buf,
+                    size_t size, off_t off, struct fuse_file_info *fi);
+void vublkfs_fsync (fuse_req_t req, fuse_ino_t ino, int datasync,
+                    struct fuse_file_info *fi);
+void vublkfs_fallocate (fuse_req_t req, fuse_ino_t ino, int mode,
+                        off_t offset, off_t length,
+                        struct fuse_file_info *fi);
+
+/* True if ino names the disk file (as opposed to the directory). */
+bool vublkfs_is_disk (const struct vublkfs *fs, fuse_ino_t ino);
+
+#endif
