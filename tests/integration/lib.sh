@@ -118,3 +118,29 @@ wait_for_file() {
   done
   fail "$1 did not appear"
 }
+
+# mount_fuse SOCKET MOUNTPOINT [vublk-fuse options...]
+# Mounts with vublk-fuse -d (which returns once the mount is ready) and
+# registers an unmount at exit.  FUSE_PID is the daemon's pid.
+mount_fuse() {
+  local sock=$1 mnt=$2; shift 2
+  local pidfile
+  pidfile=$T/fuse.$(basename "$mnt").pid
+  "$VUBLK_FUSE_BIN" -d --pidfile "$pidfile" "$@" "$sock" "$mnt" \
+    || fail "vublk-fuse $* $sock $mnt failed"
+  FUSE_PID=$(cat "$pidfile")
+  on_exit "fusermount3 -u '$mnt'; kill -9 $FUSE_PID"
+  grep -q " $mnt fuse.vublk " /proc/mounts || fail "$mnt is not in /proc/mounts"
+}
+
+# unmount_fuse MOUNTPOINT PID: fusermount3 -u, then waits up to 20 s for
+# the daemon to flush, close and exit.
+unmount_fuse() {
+  local mnt=$1 pid=$2 i
+  fusermount3 -u "$mnt" || fail "fusermount3 -u $mnt"
+  for ((i = 0; i < 400; i++)); do
+    kill -0 "$pid" 2>/dev/null || return 0
+    sleep 0.05
+  done
+  fail "vublk-fuse (pid $pid) still running 20 s after unmount"
+}

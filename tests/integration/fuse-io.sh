@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# vublk-fuse data path against qemu-storage-daemon: the file equals the
+# image byte for byte; random writes of random sizes (1 and 513 bytes
+# among them) at random offsets equal a shadow copy after unmount; punch
+# hole and zero range read back zero; sizes and ends; fsync; O_DIRECT;
+# fio with crc32c verification at queue depth 32; qemu-img convert from
+# the file; mkfs.ext4 and fsck on it.
+. "$(dirname "$0")/lib.sh"
+requires qemu-storage-daemon fusermount3 qemu-img fio cmp fallocate
+M=$((64 << 20))
+
+make_random_image "$T/disk.img" 64M
+cp "$T/disk.img" "$T/shadow.img"
+start_qsd "$T/disk.img" "$T/v.sock" num-queues=2
+touch "$T/file"
+mount_fuse "$T/v.sock" "$T/file"
+
+# Byte for byte, size, block size.
+cmp "$T/file" "$T/shadow.img" || fail "file differs from the image"
+[[ $(stat -c %s "$T/file") == "$M" ]] || fail "size $(stat -c %s "$T/file")"
+[[ $(stat -c %o "$T/file") == 512 ]] || fail "st_blksize $(stat -c %o "$T/file")"
+stat -f "$T/file" >/dev/null || fail "statfs"
+
+# Random writes of random sizes at random offsets, re-read as we go.
+/usr/bin/python3 "$(dirname "$0")/random_io.py" "$T/file" "$T/shadow.img" 400 $RANDOM \
+  || fail "random I/O through the file"
+cmp "$T/file" "$T/shadow.img" || fail "file differs from the shadow copy"
+
+# Punch hole and zero range (unaligned edges too) read back zero.
+fallocate -p -o 1048576 -l 1048576 "$T/file"
+cmp -n 1048576 -i 1048576:0 "$T/file" /dev/zero || fail "punched range not zero"
+fallocate -p -o 3000001 -l 70000 "$T/file"
+cmp -n 70000 -i 3000001:0 "$T/file" /dev/zero || fail "unaligned punch not zero"
+fallocate -z -o 5000000 -l 123457 "$T/file"
+cmp -n 123457 -i 5000000:0 "$T/file" /dev/zero || fail "zero range not zero"
+for r in "1048576 1048576" "3000001 70000" "5000000 123457"; do
+  set -- $r
+  dd if=/dev/zero of="$T/shadow.img" bs=1 seek="$1" count="$2" conv=notrunc status=none
+done
+cmp "$T/file" "$T/shadow.img" || fail "zeroing touched data outside the range"
+if fallocate -o 0 -l 4096 "$T/file" 2>"$T/err"; then
+  fail "plain fallocate should be unsupported"
+fi
+grep -q "not supported" "$T/err" || fail "plain fallocate: $(cat "$T/err")"
+
+# The ends: reads past the end are short, writes past it ENOSPC, a write
+# crossing it short; the size never changes.
+[[ $(dd if="$T/file" bs=4096 skip=$((M / 4096 - 1)) count=4 status=none | wc -c) == 4096 ]] \
+  || fail "read across the end is not short"
+[[ $(dd if="$T/file" bs=4096 skip=$((M / 4096 + 10)) count=1 status=none | wc -c) == 0 ]] \
+  || fail "read past the end returned data"
+if dd if=/dev/zero of="$T/file" bs=4096 seek=$((M / 4096)) count=1 conv=notrunc \
+     status=none 2>"$T/err"; then
+  fail "write past the end succeeded"
+fi
+grep -q "No space left" "$T/err" || fail "write past the end: $(cat "$T/err")"
+if truncate -s 1M "$T/file" 2>"$T/err"; then fail "truncate shrank the device"; fi
+: >"$T/file"          # O_TRUNC is ignored
+[[ $(stat -c %s "$T/file") == "$M" ]] || fail "size changed"
+cmp "$T/file" "$T/shadow.img" || fail "O_TRUNC lost data"
+
+# fsync, O_DIRECT both ways.
+dd if="$T/shadow.img" of="$T/file" bs=64k count=16 conv=notrunc,fsync status=none
+dd if="$T/file" of="$T/direct" bs=1M count=8 iflag=direct status=none
+cmp "$T/direct" <(head -c 8M "$T/shadow.img") || fail "O_DIRECT read"
+head -c 1M /dev/urandom >"$T/chunk"
+dd if="$T/chunk" of="$T/file" bs=1M seek=9 oflag=direct conv=notrunc status=none
+dd if="$T/chunk" of="$T/shadow.img" bs=1M seek=9 conv=notrunc status=none
+cmp "$T/file" "$T/shadow.img" || fail "O_DIRECT write"
+
+# fio: random writes then verified reads, direct I/O, queue depth 32.
+fio --name=verify --filename="$T/file" --direct=1 --ioengine=libaio \
+    --iodepth=32 --rw=randwrite --bsrange=4k-128k --size=32M \
+    --verify=crc32c --verify_fatal=1 --verify_state_save=0 --fallocate=none \
+    --output="$T/fio.out" || { cat "$T/fio.out"; fail "fio verify"; }
+grep -q "err= 0" "$T/fio.out" || { cat "$T/fio.out"; fail "fio reported errors"; }
+dd if="$T/file" of="$T/shadow.img" bs=1M count=32 conv=notrunc status=none
+
+# qemu-img convert from the file.
+qemu-img convert -f raw -O qcow2 "$T/file" "$T/copy.qcow2"
+qemu-img compare -f raw -F qcow2 "$T/shadow.img" "$T/copy.qcow2" || fail "convert"
+
+# Unmount flushes; the backing image then equals what was written.
+unmount_fuse "$T/file" "$FUSE_PID"
+cmp "$T/disk.img" "$T/shadow.img" || fail "backing image differs after unmount"
+
+# A file system on the file.
+if command -v mkfs.ext4 >/dev/null; then
+  mount_fuse "$T/v.sock" "$T/file"
+  mkfs.ext4 -q -F "$T/file" || fail "mkfs.ext4"
+  e2fsck -fn "$T/file" >/dev/null || fail "e2fsck"
+  unmount_fuse "$T/file" "$FUSE_PID"
+  e2fsck -fn "$T/disk.img" >/dev/null || fail "e2fsck of the backing image"
+fi
+echo "PASS"

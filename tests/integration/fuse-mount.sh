@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# vublk-fuse mounting: over a file and in a directory (--filename), mode and
+# owner from the mountpoint, the mount's name, read-only (-r and a
+# read-only export), -d failing with a message, usage errors, SIGTERM and
+# SIGINT unmounting cleanly, --help and --version.
+. "$(dirname "$0")/lib.sh"
+requires qemu-storage-daemon fusermount3 cmp
+F=$VUBLK_FUSE_BIN
+
+make_random_image "$T/disk.img" 16M
+cp "$T/disk.img" "$T/orig.img"
+start_qsd "$T/disk.img" "$T/v.sock"
+
+# Over a regular file: mode and owner are the file's.
+touch "$T/file"; chmod 0640 "$T/file"; chown 1234:5678 "$T/file"
+mount_fuse "$T/v.sock" "$T/file"
+[[ $(stat -c '%a %u %g %F' "$T/file") == "640 1234 5678 regular file" ]] \
+  || fail "attributes over a file: $(stat -c '%a %u %g %F' "$T/file")"
+grep -q "^vublk $T/file fuse.vublk " /proc/mounts || fail "mount name"
+cmp "$T/file" "$T/orig.img" || fail "file content"
+unmount_fuse "$T/file" "$FUSE_PID"
+[[ $(stat -c %s "$T/file") == 0 ]] || fail "the mountpoint file changed"
+
+# In a directory: one file, 'disk', or the --filename given.
+mkdir "$T/dir"
+mount_fuse "$T/v.sock" "$T/dir"
+[[ $(ls -A "$T/dir") == disk ]] || fail "directory lists: $(ls -A "$T/dir")"
+cmp "$T/dir/disk" "$T/orig.img" || fail "disk content"
+[[ ! -e $T/dir/other ]] || fail "a second file exists"
+if touch "$T/dir/other" 2>/dev/null; then fail "created a file"; fi
+unmount_fuse "$T/dir" "$FUSE_PID"
+mount_fuse "$T/v.sock" "$T/dir" --filename vda.raw
+[[ $(ls -A "$T/dir") == vda.raw ]] || fail "--filename: $(ls -A "$T/dir")"
+cmp "$T/dir/vda.raw" "$T/orig.img" || fail "vda.raw content"
+unmount_fuse "$T/dir" "$FUSE_PID"
+
+# -r: mounted read-only, writes fail with EROFS, reads work.
+mount_fuse "$T/v.sock" "$T/file" -r
+grep -q " $T/file fuse.vublk ro," /proc/mounts || fail "-r is not a ro mount"
+if dd if=/dev/zero of="$T/file" bs=512 count=1 conv=notrunc 2>"$T/err"; then
+  fail "-r accepted a write"
+fi
+grep -q "Read-only file system" "$T/err" || fail "-r write: $(cat "$T/err")"
+if fallocate -p -o 0 -l 4096 "$T/file" 2>/dev/null; then fail "-r punched"; fi
+cmp "$T/file" "$T/orig.img" || fail "-r content"
+unmount_fuse "$T/file" "$FUSE_PID"
+cmp "$T/disk.img" "$T/orig.img" || fail "-r changed the image"
+
+# A read-only export mounts read-only without -r.
+start_qsd "$T/disk.img" "$T/ro.sock" writable=off
+mount_fuse "$T/ro.sock" "$T/file"
+grep -q " $T/file fuse.vublk ro," /proc/mounts || fail "RO export is not a ro mount"
+[[ $(stat -c %a "$T/file") == 440 ]] || fail "RO mode $(stat -c %a "$T/file")"
+if (echo x >"$T/file") 2>/dev/null; then fail "RO export accepted a write"; fi
+unmount_fuse "$T/file" "$FUSE_PID"
+
+# -d fails with a message and exit 1 when the socket is wrong; usage
+# errors exit 2 naming what was wrong.
+set +e
+"$F" -d "$T/nothing.sock" "$T/file" 2>"$T/err"; rc=$?
+set -e
+[[ $rc == 1 ]] || fail "-d with a bad socket exited $rc"
+grep -q "nothing.sock" "$T/err" || fail "-d bad socket message: $(cat "$T/err")"
+grep -q " $T/file fuse.vublk" /proc/mounts && fail "a failed mount is left behind"
+expect_usage() {
+  local want=$1; shift
+  set +e; "$F" "$@" 2>"$T/err"; local rc=$?; set -e
+  [[ $rc == 2 ]] || fail "vublk-fuse $* exited $rc"
+  grep -q -- "$want" "$T/err" || fail "vublk-fuse $*: $(cat "$T/err")"
+}
+expect_usage "expected SOCKET and MOUNTPOINT" "$T/v.sock"
+expect_usage "no-such" "$T/v.sock" "$T/no-such"
+expect_usage "neither a regular file nor a directory" "$T/v.sock" /dev/null
+expect_usage "--queues" --queues 0 "$T/v.sock" "$T/file"
+expect_usage "--queue-size" --queue-size 100 "$T/v.sock" "$T/file"
+expect_usage "--filename" --filename a/b "$T/v.sock" "$T/dir"
+expect_usage "--reconnect-timeout" --reconnect-timeout -1 "$T/v.sock" "$T/file"
+expect_usage "unknown option" --bogus "$T/v.sock" "$T/file"
+"$F" --help | grep -q "Usage: vublk-fuse" || fail "--help"
+"$F" --version | grep -q "^vublk-fuse " || fail "--version"
+
+# Foreground: SIGTERM and SIGINT flush, unmount and exit 0.
+for sig in TERM INT; do
+  "$F" "$T/v.sock" "$T/file" 2>"$T/fg.err" &
+  pid=$!
+  for ((i = 0; i < 200; i++)); do
+    grep -q " $T/file fuse.vublk " /proc/mounts && break
+    sleep 0.05
+  done
+  grep -q " $T/file fuse.vublk " /proc/mounts || fail "foreground mount"
+  head -c 4096 /dev/urandom >"$T/chunk"
+  dd if="$T/chunk" of="$T/file" bs=4096 seek=7 conv=notrunc status=none
+  kill -$sig $pid
+  set +e; wait $pid; rc=$?; set -e
+  [[ $rc == 0 ]] || fail "SIG$sig: exit $rc: $(cat "$T/fg.err")"
+  grep -q " $T/file fuse.vublk " /proc/mounts && fail "SIG$sig left the mount"
+  cmp -n 4096 -i 0:28672 "$T/chunk" "$T/disk.img" || fail "SIG$sig lost a write"
+done
+echo PASS
