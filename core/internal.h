@@ -476,6 +476,9 @@ struct vublk_queue {
   pthread_t thread;
   bool thread_started;
   bool need_kick;
+  bool broken;                  /* protocol violation seen: the used ring is
+                                   not read again until the replay resets it
+                                   (lock held to write, atomic read) */
   atomic_bool stop;
 };
 

@@ -395,12 +395,18 @@ status_to_result (uint8_t status)
 
 /* Marks the connection broken after a protocol violation: the control
  * thread notices the closed socket and reconnects, resubmitting what was
- * in flight. */
+ * in flight.  The ring is not read again until the replay resets it, so
+ * the violation is acted on once (a later look would see the same bad
+ * entries and shut down the next connection mid-handshake).  q->lock
+ * held. */
 static void
 queue_protocol_violation (struct vublk_queue *q)
 {
   int sock = q->dev->sock;
 
+  if (q->broken)
+    return;
+  __atomic_store_n (&q->broken, true, __ATOMIC_RELAXED);
   if (sock >= 0)
     shutdown (sock, SHUT_RDWR);
 }
@@ -471,6 +477,8 @@ queue_harvest_locked (struct vublk_queue *q, struct finished_chunk *out)
   unsigned n = 0;
   int got;
 
+  if (q->broken)
+    return 0;
   got = split_ring_harvest (&q->ring, used, HARVEST_BATCH);
   if (got < 0) {
     queue_protocol_violation (q);
@@ -480,7 +488,7 @@ queue_harvest_locked (struct vublk_queue *q, struct finished_chunk *out)
     struct slot *s = validate_used (q, &used[i]);
     if (!s) {
       queue_protocol_violation (q);
-      continue;
+      break;
     }
     slot_finish_locked (q, s, status_to_result (s->ctl->status), &out[n++]);
   }
@@ -588,7 +596,8 @@ queue_thread (void *arg)
       split_ring_disarm (&q->ring);
       pthread_mutex_unlock (&q->lock);
       while (now_ns () < until && !atomic_load (&q->stop))
-        if (split_ring_has_used (&q->ring)) {
+        if (!__atomic_load_n (&q->broken, __ATOMIC_RELAXED)
+            && split_ring_has_used (&q->ring)) {
           got = true;
           break;
         }
@@ -596,7 +605,7 @@ queue_thread (void *arg)
         continue;
     }
     pthread_mutex_lock (&q->lock);
-    pending = split_ring_arm (&q->ring);
+    pending = !q->broken && split_ring_arm (&q->ring);
     /* Work that waits for pool memory needs a retry even if no completion
      * arrives on this queue. */
     timeout = q->pending_head ? 20 : -1;
@@ -675,6 +684,7 @@ queue_replay (struct vublk_queue *q)
   }
   pthread_mutex_lock (&q->lock);
   split_ring_init (&q->ring, q->ring.desc, q->ring.num, q->ring.event_idx);
+  __atomic_store_n (&q->broken, false, __ATOMIC_RELAXED);
   for (unsigned i = 0; i < q->nslots; i++)
     if (q->slots[i].req)
       order[n++] = &q->slots[i];
