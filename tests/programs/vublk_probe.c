@@ -10,8 +10,13 @@
  *   vublk_probe wait-resize SOCKET NEW_SIZE
  *       Opens the device, creates SOCKET.ready, and waits up to 10 s for
  *       vublk_get_size to report NEW_SIZE; then reads the last block.
+ *   vublk_probe fd-check SOCKET
+ *       Opens the device, reads a block, closes it, and exits 0 only if
+ *       the process holds exactly the fds it held before (no fd the
+ *       backend sent is leaked).
  */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -120,9 +125,51 @@ wait_resize (const char *sock, unsigned long long want)
   return 1;
 }
 
+/* Number of open fds of this process. */
+static int
+count_fds (void)
+{
+  int n = 0;
+  DIR *d = opendir ("/proc/self/fd");
+  struct dirent *e;
+
+  while (d && (e = readdir (d)))
+    n += e->d_name[0] != '.';
+  if (d)
+    closedir (d);
+  return n;
+}
+
+static int
+fd_check (const char *sock)
+{
+  int before = count_fds (), after;
+  char buf[512];
+  struct vublk *dev = vublk_open (sock, NULL);
+
+  if (!dev) {
+    fprintf (stderr, "vublk_probe: %s\n", vublk_get_error ());
+    return 1;
+  }
+  if (vublk_pread (dev, buf, sizeof buf, 0) != (ssize_t) sizeof buf) {
+    fprintf (stderr, "vublk_probe: read: %s\n", vublk_get_error ());
+    return 1;
+  }
+  vublk_close (dev);
+  after = count_fds ();
+  if (after != before) {
+    fprintf (stderr, "vublk_probe: %d fds before open, %d after close\n",
+             before, after);
+    return 1;
+  }
+  return 0;
+}
+
 int
 main (int argc, char **argv)
 {
+  if (argc == 3 && !strcmp (argv[1], "fd-check"))
+    return fd_check (argv[2]);
   if (argc == 5 && !strcmp (argv[1], "expect-eio"))
     return expect_eio (argv[2], atof (argv[3]), atof (argv[4]));
   if (argc == 4 && !strcmp (argv[1], "wait-resize"))

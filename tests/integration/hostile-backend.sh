@@ -1,0 +1,157 @@
+#!/usr/bin/env bash
+# The hostile-backend matrix: tests/programs/hostile_backend injects one
+# fault at a time and the client must give a clean error or recover —
+# never crash (the ASan pass runs this too), never leak what the backend
+# sent, never hang past its timeouts.  Also: a capacity change announced
+# on the backend channel reaches vublk, the FUSE file and new NBD clients.
+. "$(dirname "$0")/lib.sh"
+requires cmp timeout
+HB=$VUBLK_TESTS/hostile_backend
+PROBE=$VUBLK_TESTS/vublk_probe
+S=$T/h.sock
+SIZE=$((16 << 20))
+OPTS=(--request-timeout 1 --reconnect-timeout 3)
+make_random_image "$T/data" 16M
+
+# start_backend FAULT [AFTER]: a fresh backend (empty disk) on $S.
+start_backend() {
+  [[ -n ${HB_PID:-} ]] && { kill "$HB_PID"; wait "$HB_PID" || true; }
+  rm -f "$S"
+  "$HB" "$S" "$SIZE" "$@" 2>"$T/hb.log" &
+  HB_PID=$!
+  on_exit "kill $HB_PID"
+  wait_for_socket "$S"
+}
+connections() { grep -c "connection" "$T/hb.log" || true; }
+fired() { grep -q "fault .* fired" "$T/hb.log" || fail "$1: the fault did not fire"; }
+
+# run_bounded SECONDS CMD...: runs CMD; fails the test if it takes longer.
+run_bounded() {
+  local limit=$1; shift
+  set +e
+  timeout "$limit" "$@" >"$T/out" 2>&1
+  rc=$?
+  set -e
+  [[ $rc != 124 ]] || fail "'$*' hung past ${limit}s"
+  if ((rc > 128)); then fail "'$*' crashed (status $rc): $(cat "$T/out")"; fi
+}
+
+# 1. Handshake faults: vublk info fails at once with a message naming the
+#    problem (and the socket); nothing hangs.
+expect_open_error() {
+  local fault=$1 want=$2
+  start_backend "$fault"
+  run_bounded 10 "$VUBLK_BIN" info "$S"
+  [[ $rc == 1 ]] || fail "$fault: vublk info exited $rc: $(cat "$T/out")"
+  grep -q "h.sock" "$T/out" || fail "$fault: message does not name the socket: $(cat "$T/out")"
+  grep -q -- "$want" "$T/out" || fail "$fault: expected '$want', got: $(cat "$T/out")"
+  echo "ok: $fault -> $(head -1 "$T/out")"
+}
+expect_open_error drop-mid-message "closed the connection"
+expect_open_error wrong-request-code "reply is for request"
+expect_open_error wrong-size "reply size 4, expected 8"
+expect_open_error wrong-flags "reply has flags"
+expect_open_error refuse-features "VIRTIO_F_VERSION_1"
+expect_open_error queues-0 "0 queues"
+expect_open_error blk-size-3 "blk_size 3 is not a power of two"
+expect_open_error capacity-huge "overflows"
+
+# 2. Odd but legal answers: fds nobody asked for are closed (none leak),
+#    an absurd queue count is capped, an empty device is empty.
+start_backend too-many-fds
+run_bounded 10 "$PROBE" fd-check "$S"
+[[ $rc == 0 ]] || fail "too-many-fds: $(cat "$T/out")"
+echo "ok: too-many-fds -> accepted, extra fds closed, no leak"
+start_backend queues-65535
+run_bounded 10 "$VUBLK_BIN" info --json "$S"
+[[ $rc == 0 ]] || fail "queues-65535: $(cat "$T/out")"
+grep -q "\"queues\": 4," "$T/out" || fail "queues-65535: not capped at 4: $(cat "$T/out")"
+run_bounded 20 "$VUBLK_BIN" copy "${OPTS[@]}" "$T/data" "vhost-user:$S"
+[[ $rc == 0 ]] || fail "queues-65535: copy: $(cat "$T/out")"
+echo "ok: queues-65535 -> capped at 4 queues, I/O works"
+start_backend capacity-0
+run_bounded 10 "$VUBLK_BIN" copy "${OPTS[@]}" "vhost-user:$S" "$T/empty"
+[[ $rc == 0 && ! -s $T/empty ]] || fail "capacity-0: $rc $(cat "$T/out")"
+run_bounded 10 "$VUBLK_BIN" copy "${OPTS[@]}" "$T/data" "vhost-user:$S"
+[[ $rc == 1 ]] || fail "capacity-0: a write to an empty device exited $rc"
+echo "ok: capacity-0 -> empty device; a write is refused: $(head -1 "$T/out")"
+
+# 3. Data-path faults on the 10th request: the client treats the
+#    connection as broken, reconnects and resubmits; every write succeeds
+#    and the data read back (on a new connection) is what was written.
+for fault in drop-mid-request bad-id not-in-flight complete-twice \
+             used-len-too-big runaway-used-idx stall; do
+  start_backend "$fault" 10
+  run_bounded 30 "$VUBLK_BIN" copy "${OPTS[@]}" "$T/data" "vhost-user:$S"
+  [[ $rc == 0 ]] || fail "$fault: writes failed: $(cat "$T/out")"
+  fired "$fault"
+  (($(connections) >= 2)) || fail "$fault: the client did not reconnect"
+  run_bounded 30 "$VUBLK_BIN" copy "${OPTS[@]}" "vhost-user:$S" "$T/back"
+  [[ $rc == 0 ]] || fail "$fault: read back failed: $(cat "$T/out")"
+  cmp "$T/data" "$T/back" || fail "$fault: data differs after recovery"
+  echo "ok: $fault -> reconnected ($(($(connections) - 1)) connections for the writes), data intact"
+done
+
+# 4. Error statuses fail that request with EIO, nothing else.
+for fault in bad-status ioerr-status; do
+  start_backend "$fault" 10
+  run_bounded 20 "$VUBLK_BIN" copy "${OPTS[@]}" "$T/data" "vhost-user:$S"
+  [[ $rc == 1 ]] || fail "$fault: copy exited $rc"
+  grep -q "Input/output error" "$T/out" || fail "$fault: $(cat "$T/out")"
+  fired "$fault"
+  run_bounded 20 "$VUBLK_BIN" copy "${OPTS[@]}" "$T/data" "vhost-user:$S"
+  [[ $rc == 0 ]] || fail "$fault: the next copy failed: $(cat "$T/out")"
+  echo "ok: $fault -> EIO for that request, then normal"
+done
+
+# 5. A backend that stops answering for good: EIO within request timeout +
+#    retry + reconnect timeout, not a hang.
+start_backend stall-forever 10
+start=$SECONDS
+run_bounded 30 "$VUBLK_BIN" copy "${OPTS[@]}" "$T/data" "vhost-user:$S"
+[[ $rc == 1 ]] && grep -q "Input/output error" "$T/out" || fail "stall-forever: $rc $(cat "$T/out")"
+((SECONDS - start <= 12)) || fail "stall-forever: took $((SECONDS - start)) s"
+echo "ok: stall-forever -> EIO after $((SECONDS - start)) s"
+
+# 6. Capacity change (CONFIG_CHANGE_MSG on the backend channel).
+start_backend none
+"$PROBE" wait-resize "$S" $((2 * SIZE)) >"$T/probe.out" 2>&1 &
+probe=$!
+wait_for_file "$S.ready"
+kill -USR1 "$HB_PID"
+wait $probe || fail "core did not see the new size: $(cat "$T/probe.out")"
+echo "ok: config-change -> libvublk reports the new size"
+if [[ -x $VUBLK_FUSE_BIN ]] && command -v fusermount3 >/dev/null; then
+  start_backend none
+  touch "$T/file"
+  mount_fuse "$S" "$T/file"
+  [[ $(stat -c %s "$T/file") == "$SIZE" ]] || fail "fuse size before resize"
+  kill -USR1 "$HB_PID"
+  for ((i = 0; i < 60; i++)); do
+    [[ $(stat -c %s "$T/file") == $((2 * SIZE)) ]] && break
+    sleep 0.1
+  done
+  [[ $(stat -c %s "$T/file") == $((2 * SIZE)) ]] || fail "FUSE file size did not follow the resize"
+  dd if="$T/file" of=/dev/null bs=1M skip=31 count=1 status=none || fail "reading the new part"
+  unmount_fuse "$T/file" "$FUSE_PID"
+  echo "ok: config-change -> the FUSE file grows"
+fi
+libs=$(ldd "$VUBLK_PLUGIN" 2>/dev/null || true)
+if command -v nbdkit >/dev/null && command -v nbdinfo >/dev/null \
+   && [[ $libs != *libasan* && $libs != *libtsan* ]]; then
+  start_backend none
+  nbdkit -f -U "$T/nbd.sock" "$VUBLK_PLUGIN" socket="$S" >"$T/nbdkit.log" 2>&1 &
+  nbdkit_pid=$!
+  on_exit "kill $nbdkit_pid"
+  wait_for_socket "$T/nbd.sock"
+  [[ $(nbdinfo --size "nbd+unix:///?socket=$T/nbd.sock") == "$SIZE" ]] || fail "NBD size before resize"
+  kill -USR1 "$HB_PID"
+  for ((i = 0; i < 60; i++)); do
+    [[ $(nbdinfo --size "nbd+unix:///?socket=$T/nbd.sock") == $((2 * SIZE)) ]] && break
+    sleep 0.1
+  done
+  [[ $(nbdinfo --size "nbd+unix:///?socket=$T/nbd.sock") == $((2 * SIZE)) ]] \
+    || fail "a new NBD connection does not see the new size"
+  echo "ok: config-change -> new NBD connections see the new size"
+fi
+echo PASS

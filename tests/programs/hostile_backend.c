@@ -1,0 +1,625 @@
+/* hostile_backend — a small vhost-user-blk backend for the test suite that
+ * behaves correctly or injects one fault, to check that libvublk gives a
+ * clean error or recovers, never crashes and never hangs.
+ *
+ *   hostile_backend SOCKET SIZE_BYTES FAULT [AFTER]
+ *
+ * It serves an in-memory disk of SIZE_BYTES (starting zeroed), offering
+ * VERSION_1, FLUSH, BLK_SIZE, SEG_MAX, MQ (4 queues) and the protocol
+ * features MQ, REPLY_ACK, CONFIG, BACKEND_REQ; plain split rings (no
+ * indirect descriptors, no event index).  Clients may reconnect: the disk
+ * survives.  Data-path faults fire once, on the AFTER-th request (default
+ * 20) of the first connection; handshake faults fire on every connection.
+ *
+ * FAULT is one of:
+ *   none                 behave
+ *   drop-mid-message     close halfway through the GET_FEATURES reply
+ *   drop-mid-request     close the connection with a request in flight
+ *   wrong-request-code   answer GET_FEATURES with another request code
+ *   wrong-size           answer GET_FEATURES with a 4-byte payload
+ *   wrong-flags          answer GET_FEATURES without the reply flag
+ *   too-many-fds         attach 8 fds to the GET_FEATURES reply
+ *   refuse-features      offer no VIRTIO_F_VERSION_1
+ *   queues-0             config and GET_QUEUE_NUM say 0 queues
+ *   queues-65535         config and GET_QUEUE_NUM say 65535 queues
+ *   blk-size-3           config blk_size 3
+ *   capacity-0           config capacity 0
+ *   capacity-huge        config capacity 2^63 sectors (overflows bytes)
+ *   bad-id               complete with a used id out of range
+ *   not-in-flight        complete an id that is not in flight
+ *   complete-twice       complete the same request twice
+ *   used-len-too-big     report a used length larger than the buffers
+ *   runaway-used-idx     move the used index 1000 entries ahead
+ *   bad-status           complete with status byte 0x77
+ *   ioerr-status         complete with VIRTIO_BLK_S_IOERR
+ *   stall                never complete the request
+ *   stall-forever        never complete any request on any connection
+ *
+ * On SIGUSR1 (any FAULT) it doubles the capacity and sends
+ * CONFIG_CHANGE_MSG on the backend channel.  It logs each connection and
+ * the firing of the fault on stderr, for the tests to check.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#define NQUEUES 4
+#define MAX_FDS 8
+
+
+struct region { uint64_t gpa, size, uva; uint8_t *map; size_t map_len; };
+
+struct vq {
+  unsigned num;
+  struct vring_desc *desc;
+  uint16_t *avail;            /* flags, idx, ring[] */
+  uint16_t *used;             /* flags, idx, then elems */
+  int kick, call;
+  uint16_t last_avail;
+  bool enabled;
+  bool ready;
+};
+
+static const char *fault = "none";
+static unsigned fault_after = 20;
+static bool fault_done;
+static unsigned requests;
+static uint8_t *disk;
+static uint64_t disk_size;
+static struct region regions[8];
+static unsigned nregions;
+static struct vq vqs[NQUEUES];
+static int backend_fd = -1;
+static uint64_t features, protocol;
+static volatile sig_atomic_t resize_requested;
+
+static void on_usr1 (int sig) { (void) sig; resize_requested = 1; }
+
+static bool is (const char *f) { return !strcmp (fault, f); }
+
+static void *
+gpa_to_ptr (uint64_t addr, uint64_t len)
+{
+  for (unsigned i = 0; i < nregions; i++)
+    if (addr >= regions[i].gpa && len <= regions[i].size
+        && addr - regions[i].gpa <= regions[i].size - len)
+      return regions[i].map + (addr - regions[i].gpa);
+  return NULL;
+}
+
+static void *
+uva_to_ptr (uint64_t addr)
+{
+  for (unsigned i = 0; i < nregions; i++)
+    if (addr >= regions[i].uva && addr - regions[i].uva < regions[i].size)
+      return regions[i].map + (addr - regions[i].uva);
+  return NULL;
+}
+
+/* Receives one message; returns payload size or -1 on EOF/error. */
+static int
+recv_msg (int sock, struct vhost_user_header *h, uint8_t *payload, int *fds,
+          int *nfds)
+{
+  char cbuf[CMSG_SPACE (MAX_FDS * sizeof (int))];
+  struct iovec iov = { h, sizeof *h };
+  struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1,
+                      .msg_control = cbuf, .msg_controllen = sizeof cbuf };
+  struct cmsghdr *c;
+
+  *nfds = 0;
+  if (recvmsg (sock, &m, MSG_CMSG_CLOEXEC) != sizeof *h)
+    return -1;
+  for (c = CMSG_FIRSTHDR (&m); c; c = CMSG_NXTHDR (&m, c))
+    if (c->cmsg_type == SCM_RIGHTS) {
+      *nfds = (c->cmsg_len - CMSG_LEN (0)) / sizeof (int);
+      memcpy (fds, CMSG_DATA (c), *nfds * sizeof (int));
+    }
+  if (h->size > VHOST_USER_MAX_PAYLOAD)
+    return -1;
+  if (h->size && recv (sock, payload, h->size, MSG_WAITALL) != (ssize_t) h->size)
+    return -1;
+  return h->size;
+}
+
+/* Sends a reply, optionally with fds and a deliberately wrong header. */
+static void
+send_reply (int sock, uint32_t request, const void *payload, uint32_t size,
+            const int *fds, int nfds)
+{
+  struct vhost_user_header h = { request,
+                                 VHOST_USER_VERSION | VHOST_USER_REPLY_MASK,
+                                 size };
+  char cbuf[CMSG_SPACE (MAX_FDS * sizeof (int))];
+  struct iovec iov[2] = { { &h, sizeof h }, { (void *) payload, size } };
+  struct msghdr m = { .msg_iov = iov, .msg_iovlen = size ? 2 : 1 };
+
+  if (nfds) {
+    struct cmsghdr *c;
+    m.msg_control = cbuf;
+    m.msg_controllen = CMSG_SPACE (nfds * sizeof (int));
+    c = CMSG_FIRSTHDR (&m);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN (nfds * sizeof (int));
+    memcpy (CMSG_DATA (c), fds, nfds * sizeof (int));
+  }
+  if (sendmsg (sock, &m, MSG_NOSIGNAL) < 0) {
+    /* the client is gone; the receive loop notices */
+  }
+}
+
+static void
+send_u64 (int sock, uint32_t request, uint64_t v)
+{
+  send_reply (sock, request, &v, sizeof v, NULL, 0);
+}
+
+static uint64_t
+capacity_sectors (void)
+{
+  if (is ("capacity-0"))
+    return 0;
+  if (is ("capacity-huge"))
+    return 1ull << 63;
+  return disk_size / 512;
+}
+
+static unsigned
+queue_count (void)
+{
+  return is ("queues-0") ? 0 : is ("queues-65535") ? 65535 : NQUEUES;
+}
+
+static void
+fill_config (uint8_t *cfg)
+{
+  uint64_t cap = capacity_sectors ();
+  uint32_t blk = is ("blk-size-3") ? 3 : 512, seg_max = 64;
+  uint16_t nq = queue_count ();
+
+  memset (cfg, 0, VIRTIO_BLK_CONFIG_SIZE);
+  memcpy (cfg + 0, &cap, 8);
+  memcpy (cfg + 12, &seg_max, 4);
+  memcpy (cfg + 20, &blk, 4);
+  memcpy (cfg + 34, &nq, 2);
+}
+
+static void
+unmap_all (void)
+{
+  for (unsigned i = 0; i < nregions; i++)
+    munmap (regions[i].map, regions[i].map_len);
+  nregions = 0;
+  for (unsigned q = 0; q < NQUEUES; q++) {
+    if (vqs[q].kick >= 0) close (vqs[q].kick);
+    if (vqs[q].call >= 0) close (vqs[q].call);
+    memset (&vqs[q], 0, sizeof vqs[q]);
+    vqs[q].kick = vqs[q].call = -1;
+  }
+  if (backend_fd >= 0)
+    close (backend_fd);
+  backend_fd = -1;
+}
+
+static void
+add_region (const struct vhost_user_mem_region *r, int fd)
+{
+  size_t len = r->memory_size + r->mmap_offset;
+  uint8_t *map = mmap (NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+
+  close (fd);
+  if (map == MAP_FAILED || nregions == 8)
+    return;
+  regions[nregions++] = (struct region) {
+    r->guest_phys_addr, r->memory_size, r->userspace_addr,
+    map + r->mmap_offset, len };
+  regions[nregions - 1].map = map + r->mmap_offset;
+  regions[nregions - 1].map_len = len;
+}
+
+static void
+used_push (struct vq *v, uint32_t id, uint32_t len)
+{
+  struct vring_used_elem *ring = (void *) (v->used + 2);
+  uint16_t idx = __atomic_load_n (&v->used[1], __ATOMIC_RELAXED);
+
+  ring[idx % v->num] = (struct vring_used_elem) { id, len };
+  __atomic_store_n (&v->used[1], (uint16_t) (idx + 1), __ATOMIC_RELEASE);
+}
+
+static void
+notify (struct vq *v)
+{
+  uint64_t one = 1;
+
+  if (v->call >= 0 && write (v->call, &one, sizeof one) < 0) {
+    /* nothing to do */
+  }
+}
+
+static void
+send_config_change (void)
+{
+  struct vhost_user_header h = { VHOST_USER_BACKEND_CONFIG_CHANGE_MSG,
+                                 VHOST_USER_VERSION, 0 };
+  uint8_t *bigger = calloc (1, disk_size * 2);
+
+  memcpy (bigger, disk, disk_size);
+  free (disk);
+  disk = bigger;
+  disk_size *= 2;
+  if (backend_fd >= 0 && send (backend_fd, &h, sizeof h, MSG_NOSIGNAL) < 0) {
+    /* client gone */
+  }
+}
+
+/* Serves one request chain starting at head.  Returns false if the
+ * connection should be dropped (a fault). */
+static bool
+serve_chain (struct vq *v, uint16_t head)
+{
+  struct vring_desc *d[130];
+  unsigned n = 0, i = head;
+  uint8_t *status;
+  struct { uint32_t type, reserved; uint64_t sector; } hdr;
+  uint64_t off;
+  uint32_t written = 0, data_len = 0;
+  uint8_t st = VIRTIO_BLK_S_OK;
+  bool fire;
+
+  do {
+    if (i >= v->num || n == 130)
+      return false;
+    d[n++] = &v->desc[i];
+    i = v->desc[i].next;
+  } while (d[n - 1]->flags & VRING_DESC_F_NEXT);
+  if (n < 2 || d[0]->len < sizeof hdr
+      || !(d[n - 1]->flags & VRING_DESC_F_WRITE))
+    return false;
+  memcpy (&hdr, gpa_to_ptr (d[0]->addr, sizeof hdr), sizeof hdr);
+  status = gpa_to_ptr (d[n - 1]->addr, 1);
+  if (!status)
+    return false;
+  requests++;
+  fire = !fault_done && requests == fault_after;
+  if (fire && is ("stall-forever"))
+    fire = false;
+  if (is ("stall-forever") && requests >= fault_after)
+    return true;                            /* never answered */
+  if (fire && is ("none"))
+    fire = false;
+  if (fire) {
+    fault_done = true;
+    fprintf (stderr, "hostile_backend: fault %s fired on request %u\n",
+             fault, requests);
+    if (is ("drop-mid-request"))
+      return false;
+    if (is ("stall"))
+      return true;
+  }
+  off = hdr.sector * 512;
+  for (unsigned k = 1; k + 1 < n; k++) {
+    uint8_t *p = gpa_to_ptr (d[k]->addr, d[k]->len);
+
+    if (!p)
+      return false;
+    data_len += d[k]->len;
+    switch (hdr.type) {
+    case VIRTIO_BLK_T_IN:
+      if (off + d[k]->len > disk_size) { st = VIRTIO_BLK_S_IOERR; break; }
+      memcpy (p, disk + off, d[k]->len);
+      written += d[k]->len;
+      off += d[k]->len;
+      break;
+    case VIRTIO_BLK_T_OUT:
+      if (off + d[k]->len > disk_size) { st = VIRTIO_BLK_S_IOERR; break; }
+      memcpy (disk + off, p, d[k]->len);
+      off += d[k]->len;
+      break;
+    case VIRTIO_BLK_T_GET_ID:
+      memset (p, 0, d[k]->len);
+      memcpy (p, "hostile", d[k]->len < 7 ? d[k]->len : 7);
+      written += d[k]->len;
+      break;
+    default:
+      break;
+    }
+  }
+  if (hdr.type != VIRTIO_BLK_T_IN && hdr.type != VIRTIO_BLK_T_OUT
+      && hdr.type != VIRTIO_BLK_T_FLUSH && hdr.type != VIRTIO_BLK_T_GET_ID)
+    st = VIRTIO_BLK_S_UNSUPP;
+  if (fire && is ("bad-status"))
+    st = 0x77;
+  if (fire && is ("ioerr-status"))
+    st = VIRTIO_BLK_S_IOERR;
+  *status = st;
+  written += 1;
+  if (fire && is ("used-len-too-big"))
+    written = data_len + 1000000;
+  used_push (v, fire && is ("bad-id") ? v->num + 5 : head, written);
+  if (fire && is ("complete-twice"))
+    used_push (v, head, written);
+  if (fire && is ("not-in-flight"))
+    used_push (v, (head + v->num / 2) % v->num, 1);
+  if (fire && is ("runaway-used-idx"))
+    __atomic_store_n (&v->used[1], (uint16_t) (v->used[1] + 1000),
+                      __ATOMIC_RELEASE);
+  return true;
+}
+
+/* Drains a queue's avail ring.  Returns false to drop the connection. */
+static bool
+serve_queue (struct vq *v)
+{
+  uint64_t cnt;
+  bool any = false;
+
+  if (read (v->kick, &cnt, sizeof cnt) < 0 && errno != EAGAIN)
+    return false;
+  while (v->ready && v->last_avail
+         != __atomic_load_n (&v->avail[1], __ATOMIC_ACQUIRE)) {
+    uint16_t head = v->avail[2 + v->last_avail % v->num];
+
+    v->last_avail++;
+    if (!serve_chain (v, head))
+      return false;
+    any = true;
+  }
+  if (any)
+    notify (v);
+  return true;
+}
+
+/* Handles one control message.  Returns false to drop the connection. */
+static bool
+handle_message (int sock)
+{
+  struct vhost_user_header h;
+  uint8_t p[VHOST_USER_MAX_PAYLOAD];
+  int fds[MAX_FDS], nfds;
+  uint64_t u;
+
+  if (recv_msg (sock, &h, p, fds, &nfds) < 0)
+    return false;
+  switch (h.request) {
+  case VHOST_USER_GET_FEATURES:
+    u = (1ull << VIRTIO_F_VERSION_1) | (1ull << VIRTIO_BLK_F_FLUSH)
+        | (1ull << VIRTIO_BLK_F_BLK_SIZE) | (1ull << VIRTIO_BLK_F_SEG_MAX)
+        | (1ull << VIRTIO_BLK_F_MQ) | (1ull << VHOST_USER_F_PROTOCOL_FEATURES);
+    if (is ("refuse-features"))
+      u &= ~(1ull << VIRTIO_F_VERSION_1);
+    if (is ("drop-mid-message")) {
+      struct vhost_user_header r = { h.request, VHOST_USER_VERSION
+                                     | VHOST_USER_REPLY_MASK, 8 };
+      if (send (sock, &r, sizeof r, MSG_NOSIGNAL) < 0 || send (sock, &u, 3, MSG_NOSIGNAL) < 0) {
+        /* gone */
+      }
+      return false;
+    }
+    if (is ("wrong-request-code")) {
+      send_reply (sock, VHOST_USER_GET_QUEUE_NUM, &u, 8, NULL, 0);
+      break;
+    }
+    if (is ("wrong-size")) {
+      send_reply (sock, h.request, &u, 4, NULL, 0);
+      break;
+    }
+    if (is ("wrong-flags")) {
+      struct vhost_user_header r = { h.request, VHOST_USER_VERSION, 8 };
+      if (send (sock, &r, sizeof r, MSG_NOSIGNAL | MSG_MORE) < 0
+          || send (sock, &u, 8, MSG_NOSIGNAL) < 0) {
+        /* gone */
+      }
+      break;
+    }
+    if (is ("too-many-fds")) {
+      int extra[MAX_FDS];
+      for (int k = 0; k < MAX_FDS; k++)
+        extra[k] = eventfd (0, EFD_CLOEXEC);
+      send_reply (sock, h.request, &u, 8, extra, MAX_FDS);
+      for (int k = 0; k < MAX_FDS; k++)
+        close (extra[k]);
+      break;
+    }
+    send_u64 (sock, h.request, u);
+    break;
+  case VHOST_USER_SET_FEATURES:
+    memcpy (&features, p, 8);
+    break;
+  case VHOST_USER_GET_PROTOCOL_FEATURES:
+    send_u64 (sock, h.request, (1ull << VHOST_USER_PROTOCOL_F_MQ)
+              | (1ull << VHOST_USER_PROTOCOL_F_REPLY_ACK)
+              | (1ull << VHOST_USER_PROTOCOL_F_CONFIG)
+              | (1ull << VHOST_USER_PROTOCOL_F_BACKEND_REQ));
+    break;
+  case VHOST_USER_SET_PROTOCOL_FEATURES:
+    memcpy (&protocol, p, 8);
+    break;
+  case VHOST_USER_GET_QUEUE_NUM:
+    send_u64 (sock, h.request, queue_count ());
+    break;
+  case VHOST_USER_GET_CONFIG: {
+    struct vhost_user_config c;
+    memcpy (&c, p, h.size < sizeof c ? h.size : sizeof c);
+    fill_config (c.data);
+    if (c.size > VIRTIO_BLK_CONFIG_SIZE)
+      c.size = VIRTIO_BLK_CONFIG_SIZE;
+    send_reply (sock, h.request, &c, 12 + c.size, NULL, 0);
+    break;
+  }
+  case VHOST_USER_SET_BACKEND_REQ_FD:
+    if (nfds)
+      backend_fd = fds[0];
+    nfds = 0;
+    break;
+  case VHOST_USER_SET_MEM_TABLE: {
+    struct vhost_user_memory *mem = (void *) p;
+    for (unsigned k = 0; k < mem->nregions && k < (unsigned) nfds; k++)
+      add_region (&mem->regions[k], fds[k]);
+    nfds = 0;
+    break;
+  }
+  case VHOST_USER_SET_VRING_NUM: {
+    struct vhost_user_vring_state *s = (void *) p;
+    if (s->index < NQUEUES)
+      vqs[s->index].num = s->num;
+    break;
+  }
+  case VHOST_USER_SET_VRING_ADDR: {
+    struct vhost_user_vring_addr *a = (void *) p;
+    if (a->index < NQUEUES) {
+      vqs[a->index].desc = uva_to_ptr (a->desc);
+      vqs[a->index].avail = uva_to_ptr (a->avail);
+      vqs[a->index].used = uva_to_ptr (a->used);
+    }
+    break;
+  }
+  case VHOST_USER_SET_VRING_BASE: {
+    struct vhost_user_vring_state *s = (void *) p;
+    if (s->index < NQUEUES)
+      vqs[s->index].last_avail = s->num;
+    break;
+  }
+  case VHOST_USER_GET_VRING_BASE: {
+    struct vhost_user_vring_state s;
+    memcpy (&s, p, sizeof s);
+    if (s.index < NQUEUES) {
+      vqs[s.index].ready = false;
+      s.num = vqs[s.index].last_avail;
+    }
+    send_reply (sock, h.request, &s, sizeof s, NULL, 0);
+    break;
+  }
+  case VHOST_USER_SET_VRING_KICK:
+  case VHOST_USER_SET_VRING_CALL:
+  case VHOST_USER_SET_VRING_ERR: {
+    uint64_t idx;
+    memcpy (&idx, p, 8);
+    unsigned q = idx & 0xff;
+    int fd = (idx & VHOST_USER_VRING_NOFD_MASK) || !nfds ? -1 : fds[0];
+    nfds = 0;
+    if (q >= NQUEUES || h.request == VHOST_USER_SET_VRING_ERR) {
+      if (fd >= 0) close (fd);
+      break;
+    }
+    int *slot = h.request == VHOST_USER_SET_VRING_KICK ? &vqs[q].kick
+                : &vqs[q].call;
+    if (*slot >= 0) close (*slot);
+    *slot = fd;
+    if (h.request == VHOST_USER_SET_VRING_KICK)
+      vqs[q].ready = vqs[q].desc && vqs[q].avail && vqs[q].used;
+    break;
+  }
+  case VHOST_USER_SET_VRING_ENABLE: {
+    struct vhost_user_vring_state *s = (void *) p;
+    if (s->index < NQUEUES)
+      vqs[s->index].enabled = s->num;
+    break;
+  }
+  default:
+    break;
+  }
+  for (int k = 0; k < nfds; k++)
+    close (fds[k]);
+  if ((h.flags & VHOST_USER_NEED_REPLY_MASK)
+      && h.request != VHOST_USER_GET_FEATURES
+      && h.request != VHOST_USER_GET_PROTOCOL_FEATURES
+      && h.request != VHOST_USER_GET_QUEUE_NUM
+      && h.request != VHOST_USER_GET_CONFIG
+      && h.request != VHOST_USER_GET_VRING_BASE)
+    send_u64 (sock, h.request, 0);
+  return true;
+}
+
+static void
+serve_connection (int sock)
+{
+  for (;;) {
+    struct pollfd pfd[1 + NQUEUES];
+    int n = 1;
+
+    pfd[0] = (struct pollfd) { .fd = sock, .events = POLLIN };
+    for (unsigned q = 0; q < NQUEUES; q++)
+      if (vqs[q].kick >= 0 && vqs[q].ready)
+        pfd[n++] = (struct pollfd) { .fd = vqs[q].kick, .events = POLLIN };
+    if (poll (pfd, n, 100) < 0 && errno != EINTR)
+      return;
+    if (resize_requested) {
+      resize_requested = 0;
+      send_config_change ();
+      fprintf (stderr, "hostile_backend: capacity now %llu bytes\n",
+               (unsigned long long) disk_size);
+      continue;
+    }
+    if (pfd[0].revents && !handle_message (sock))
+      return;
+    for (int k = 1; k < n; k++)
+      if (pfd[k].revents)
+        for (unsigned q = 0; q < NQUEUES; q++)
+          if (vqs[q].kick == pfd[k].fd && !serve_queue (&vqs[q]))
+            return;
+    /* A client may fill the ring before its kick fd is polled. */
+    for (unsigned q = 0; q < NQUEUES; q++)
+      if (vqs[q].ready && vqs[q].kick >= 0 && vqs[q].avail
+          && vqs[q].last_avail != __atomic_load_n (&vqs[q].avail[1],
+                                                   __ATOMIC_ACQUIRE)
+          && !serve_queue (&vqs[q]))
+        return;
+  }
+}
+
+int
+main (int argc, char **argv)
+{
+  struct sockaddr_un sa = { .sun_family = AF_UNIX };
+  int lsock;
+
+  if (argc < 4 || argc > 5) {
+    fprintf (stderr, "usage: hostile_backend SOCKET SIZE FAULT [AFTER]\n");
+    return 2;
+  }
+  disk_size = strtoull (argv[2], NULL, 0);
+  fault = argv[3];
+  if (argc == 5)
+    fault_after = strtoul (argv[4], NULL, 0);
+  if (!(disk = calloc (1, disk_size)))
+    return 1;
+  for (unsigned q = 0; q < NQUEUES; q++)
+    vqs[q].kick = vqs[q].call = -1;
+  sigaction (SIGUSR1, &(struct sigaction) { .sa_handler = on_usr1 }, NULL);
+  setvbuf (stderr, NULL, _IOLBF, 0);
+  snprintf (sa.sun_path, sizeof sa.sun_path, "%s", argv[1]);
+  unlink (argv[1]);
+  lsock = socket (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (bind (lsock, (struct sockaddr *) &sa, sizeof sa) || listen (lsock, 1)) {
+    perror ("hostile_backend: bind");
+    return 1;
+  }
+  for (;;) {
+    int sock = accept4 (lsock, NULL, NULL, SOCK_CLOEXEC);
+
+    static unsigned connections;
+
+    if (sock < 0)
+      continue;
+    fprintf (stderr, "hostile_backend: connection %u\n", ++connections);
+    serve_connection (sock);
+    close (sock);
+    unmap_all ();
+  }
+}
