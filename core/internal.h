@@ -495,6 +495,12 @@ void queue_destroy (struct vublk_queue *q);
 size_t queue_ring_bytes (unsigned num);
 size_t queue_ctl_bytes (unsigned num);
 
+/* Maps a used entry to its slot, checking the id is a head we gave out
+ * and is in flight, and the length is within what the device may write.
+ * Returns NULL on a violation (error recorded).  q->lock held. */
+struct slot *queue_validate_used (struct vublk_queue *q,
+                                  const struct vring_used_elem *e);
+
 /* Starts / stops the completion thread. */
 int queue_start_thread (struct vublk_queue *q);
 void queue_stop_thread (struct vublk_queue *q);

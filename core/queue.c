@@ -430,11 +430,8 @@ slot_finish_locked (struct vublk_queue *q, struct slot *s, int result,
   __atomic_fetch_sub (&q->inflight, 1, __ATOMIC_RELAXED);
 }
 
-/* Maps a used entry to its slot, checking the id is a head we gave out
- * and is in flight, and the length is within what the device may write.
- * Returns NULL on a violation (error recorded). */
-static struct slot *
-validate_used (struct vublk_queue *q, const struct vring_used_elem *e)
+struct slot *
+queue_validate_used (struct vublk_queue *q, const struct vring_used_elem *e)
 {
   unsigned idx;
   struct slot *s;
@@ -485,7 +482,7 @@ queue_harvest_locked (struct vublk_queue *q, struct finished_chunk *out)
     return 0;
   }
   for (int i = 0; i < got; i++) {
-    struct slot *s = validate_used (q, &used[i]);
+    struct slot *s = queue_validate_used (q, &used[i]);
     if (!s) {
       queue_protocol_violation (q);
       break;
