@@ -248,6 +248,7 @@ reconnect (struct vublk *dev)
 
   if (atomic_load (&dev->state) == DEV_CONNECTED)
     atomic_store (&dev->state, DEV_RECONNECTING);
+  atomic_store (&dev->violation, false);
   if (dev->sock >= 0) {
     close (dev->sock);
     dev->sock = -1;
@@ -323,7 +324,8 @@ control_thread (void *arg)
     }
     if (r > 0 && pfd[2].revents)
       handle_backend_message (dev);
-    if ((r > 0 && pfd[1].revents) || dev->sock < 0 || requests_hung (dev))
+    if ((r > 0 && pfd[1].revents) || dev->sock < 0
+        || atomic_load (&dev->violation) || requests_hung (dev))
       reconnect (dev);
   }
   return NULL;
@@ -351,6 +353,7 @@ device_free (struct vublk *dev)
   pthread_mutex_destroy (&dev->range_lock);
   pthread_mutex_destroy (&dev->harvest_lock);
   pthread_mutex_destroy (&dev->idle_lock);
+  pthread_mutex_destroy (&dev->info_lock);
   pthread_cond_destroy (&dev->idle_cond);
   free (dev->harvest);
   free (dev->socket_path);
@@ -378,6 +381,7 @@ vublk_open (const char *socket_path, const struct vublk_options *opts)
   pthread_mutex_init (&dev->range_lock, NULL);
   pthread_mutex_init (&dev->harvest_lock, NULL);
   pthread_mutex_init (&dev->idle_lock, NULL);
+  pthread_mutex_init (&dev->info_lock, NULL);
   pthread_cond_init (&dev->idle_cond, NULL);
   if (opts)
     dev->opts = *opts;
@@ -488,6 +492,7 @@ vublk_get_info (struct vublk *dev, struct vublk_info *info)
   uint64_t f = dev->features;
 
   memset (info, 0, sizeof *info);
+  pthread_mutex_lock (&dev->info_lock);
   info->size = vublk_get_size (dev);
   info->logical_block_size = c->blk_size;
   info->physical_block_size = c->physical_block_size;
@@ -518,6 +523,7 @@ vublk_get_info (struct vublk *dev, struct vublk_info *info)
   info->backend_features = dev->backend_features;
   info->protocol_features = dev->protocol_features;
   info->backend_protocol_features = dev->backend_protocol_features;
+  pthread_mutex_unlock (&dev->info_lock);
   info->reconnects = atomic_load (&dev->reconnects);
   return 0;
 }

@@ -107,7 +107,9 @@ handshake_read_config (struct vublk *dev)
   err = blk_config_parse (&parsed, cfg.data, cfg.size, dev->features);
   if (err)
     return err;
+  pthread_mutex_lock (&dev->info_lock);
   dev->cfg = parsed;
+  pthread_mutex_unlock (&dev->info_lock);
   atomic_store (&dev->size, parsed.capacity * SECTOR_SIZE);
   return 0;
 }
@@ -163,8 +165,10 @@ negotiate (struct vublk *dev, bool first, int timeout)
                       "features (0x%llx) than negotiated (0x%llx)",
                       dev->socket_path, (unsigned long long) offered,
                       (unsigned long long) dev->features);
+  pthread_mutex_lock (&dev->info_lock);
   dev->backend_features = offered;
   dev->backend_protocol_features = proto_offered;
+  pthread_mutex_unlock (&dev->info_lock);
   if (first) {
     /* Tests switch features off to exercise the other code paths (no
      * indirect descriptors, no EVENT_IDX) against real backends. */
@@ -189,7 +193,9 @@ negotiate (struct vublk *dev, bool first, int timeout)
       return set_error (EPROTO, "%s: backend reports %llu queues",
                         dev->socket_path, (unsigned long long) queues);
   }
+  pthread_mutex_lock (&dev->info_lock);
   dev->backend_queues = queues;
+  pthread_mutex_unlock (&dev->info_lock);
   err = vu_send (dev->sock, VHOST_USER_SET_OWNER, 0, NULL, 0, NULL, 0);
   if (err)
     return err;

@@ -605,6 +605,14 @@ struct vublk {
 
   atomic_uint outstanding;          /* accepted, not completed requests */
   pthread_mutex_t idle_lock;
+  atomic_bool violation;            /* a queue saw the backend break the
+                                       protocol: the control thread
+                                       reconnects (only it touches sock) */
+  pthread_mutex_t info_lock;        /* cfg, backend_features,
+                                       backend_protocol_features and
+                                       backend_queues, which a reconnect or
+                                       config change rewrites while
+                                       vublk_get_info reads them */
   pthread_cond_t idle_cond;
 };
 

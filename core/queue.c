@@ -394,21 +394,23 @@ status_to_result (uint8_t status)
 }
 
 /* Marks the connection broken after a protocol violation: the control
- * thread notices the closed socket and reconnects, resubmitting what was
- * in flight.  The ring is not read again until the replay resets it, so
- * the violation is acted on once (a later look would see the same bad
- * entries and shut down the next connection mid-handshake).  q->lock
- * held. */
+ * thread is woken to reconnect, resubmitting what was in flight (it alone
+ * owns the socket; a queue thread closing it could hit a reused fd).  The
+ * ring is not read again until the replay resets it, so the violation is
+ * acted on once.  q->lock held. */
 static void
 queue_protocol_violation (struct vublk_queue *q)
 {
-  int sock = q->dev->sock;
+  struct vublk *dev = q->dev;
+  uint64_t one = 1;
 
   if (q->broken)
     return;
   __atomic_store_n (&q->broken, true, __ATOMIC_RELAXED);
-  if (sock >= 0)
-    shutdown (sock, SHUT_RDWR);
+  atomic_store (&dev->violation, true);
+  if (write (dev->ctl_wake_fd, &one, sizeof one) < 0) {
+    /* the eventfd is saturated: the control thread is awake anyway */
+  }
 }
 
 /* Releases slot s into out and back to the free list.  q->lock held. */
