@@ -66,6 +66,21 @@ wait_state (struct slot *s, enum slot_state want)
   pthread_mutex_unlock (&lock);
 }
 
+/* Waits until slot s has no device write in flight; returns the result
+ * of its last request (0 or -errno), read under the lock. */
+static int
+settle_slot (struct slot *s)
+{
+  int result;
+
+  pthread_mutex_lock (&lock);
+  while (s->state == WRITING && s->result == 0)
+    pthread_cond_wait (&changed, &lock);
+  result = s->result;
+  pthread_mutex_unlock (&lock);
+  return result;
+}
+
 static void
 open_endpoint (struct endpoint *e, const char *spec, bool output,
                const struct vublk_options *o)
@@ -292,20 +307,18 @@ cmd_copy (int argc, char **argv)
     write_idx++;
     /* Before reusing a slot the device write must be done. */
     struct slot *next = &ring[read_idx % RING];
-    if (!eof && next->state == WRITING)
-      wait_state (next, EMPTY);
-    if (next->result)
+    int next_result = settle_slot (next);
+    if (next_result)
       die (1, "%s: write at offset %" PRIu64 ": %s", dst.name, next->off,
-           strerror (-next->result));
+           strerror (-next_result));
     if (show_progress)
       progress (written, src.size, false);
   }
   for (unsigned i = 0; i < RING; i++) {
-    if (ring[i].state == WRITING)
-      wait_state (&ring[i], EMPTY);
-    if (ring[i].result)
+    int r = settle_slot (&ring[i]);
+    if (r)
       die (1, "%s: write at offset %" PRIu64 ": %s", dst.name, ring[i].off,
-           strerror (-ring[i].result));
+           strerror (-r));
   }
   if (dst.dev && vublk_flush (dst.dev) < 0)
     die (1, "%s", vublk_get_error ());
