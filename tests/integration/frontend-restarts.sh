@@ -58,9 +58,8 @@ truncate -s 64M "$T/disk.img"
 qsd_throttled
 
 # nbdkit vhostuser + nbdcopy.
-libs=$(ldd "$VUBLK_PLUGIN")
 if command -v nbdkit >/dev/null && command -v nbdcopy >/dev/null \
-   && [[ $libs != *libasan* && $libs != *libtsan* ]]; then
+   && ! plugin_is_instrumented; then
   nbdkit -f -U "$T/nbd.sock" "$VUBLK_PLUGIN" socket="$S" >"$T/nbdkit.log" 2>&1 &
   nbdkit_pid=$!
   on_exit "kill $nbdkit_pid"

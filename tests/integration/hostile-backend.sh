@@ -136,9 +136,8 @@ if [[ -x $VUBLK_FUSE_BIN ]] && command -v fusermount3 >/dev/null; then
   unmount_fuse "$T/file" "$FUSE_PID"
   echo "ok: config-change -> the FUSE file grows"
 fi
-libs=$(ldd "$VUBLK_PLUGIN" 2>/dev/null || true)
 if command -v nbdkit >/dev/null && command -v nbdinfo >/dev/null \
-   && [[ $libs != *libasan* && $libs != *libtsan* ]]; then
+   && ! plugin_is_instrumented; then
   start_backend none
   nbdkit -f -U "$T/nbd.sock" "$VUBLK_PLUGIN" socket="$S" >"$T/nbdkit.log" 2>&1 &
   nbdkit_pid=$!

@@ -69,7 +69,9 @@ C
 export PKG_CONFIG_PATH=$P/$libdir/pkgconfig PKG_CONFIG_SYSROOT_DIR=$R
 cflags=$(pkg-config --cflags vublk) libs=$(pkg-config --libs vublk)
 san=()
-ldd "$P/$libdir/libvublk.so.0" | grep -q libasan && san=(-fsanitize=address,undefined)
+libsyms=$(nm -D "$P/$libdir/libvublk.so.0")
+[[ $libsyms == *__asan_init* ]] && san=(-fsanitize=address,undefined)
+[[ $libsyms == *__tsan_init* ]] && san=(-fsanitize=thread)
 cc "${san[@]}" -Wall -Werror $cflags -o "$T/tiny" "$T/tiny.c" $libs || fail "building against pkg-config vublk"
 make_random_image "$T/disk.img" 1M
 start_qsd "$T/disk.img" "$T/v.sock"
@@ -78,7 +80,7 @@ out=$(LD_LIBRARY_PATH=$P/$libdir "$T/tiny" "$T/v.sock") || fail "tiny: $out"
 [[ $out == "$(pkg-config --modversion vublk) 1048576 $want" ]] || fail "tiny printed '$out'"
 
 # nbdkit loads the installed plugin.
-if command -v nbdkit >/dev/null && [[ ${#san[@]} == 0 ]]; then
+if command -v nbdkit >/dev/null && ! plugin_is_instrumented; then
   nbdkit "$R$plugindir/nbdkit-vhostuser-plugin.so" --dump-plugin | grep -q '^name=vhostuser' \
     || fail "nbdkit cannot load the installed plugin"
 fi

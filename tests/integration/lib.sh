@@ -144,3 +144,12 @@ unmount_fuse() {
   done
   fail "vublk-fuse (pid $pid) still running 20 s after unmount"
 }
+
+# True if the nbdkit plugin is built with a sanitizer.  nbdkit itself is
+# not, so such a plugin cannot be loaded (with the runtime preloaded,
+# nbdkit hangs at start-up): those parts are skipped in sanitizer passes.
+plugin_is_instrumented() {
+  local syms
+  syms=$(nm -D "$VUBLK_PLUGIN" 2>/dev/null || true)
+  [[ $syms == *__asan_init* || $syms == *__tsan_init* || $syms == *__ubsan_handle* ]]
+}

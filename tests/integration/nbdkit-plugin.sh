@@ -12,8 +12,7 @@ P=$VUBLK_PLUGIN
 # plain pass runs this test; the core code inside the plugin runs under
 # ASan/UBSan/TSan in the core tests.
 # (No `ldd | grep -q`: under pipefail grep's early exit fails the pipe.)
-libs=$(ldd "$P")
-if [[ $libs == *libasan* || $libs == *libtsan* ]]; then
+if plugin_is_instrumented; then
   echo "SKIP: plugin is sanitizer-instrumented; nbdkit is not" >&2
   exit 77
 fi

@@ -4,8 +4,7 @@
 # without TLS or with a wrong key is refused.
 . "$(dirname "$0")/lib.sh"
 requires qemu-storage-daemon nbdkit nbdinfo nbdcopy psktool cmp
-libs=$(ldd "$VUBLK_PLUGIN")
-if [[ $libs == *libasan* || $libs == *libtsan* ]]; then
+if plugin_is_instrumented; then
   echo "SKIP: plugin is sanitizer-instrumented; nbdkit is not" >&2
   exit 77
 fi
