@@ -159,6 +159,11 @@ slot_write_descriptors (struct vublk_queue *q, struct slot *s)
   return 3 * idx;
 }
 
+/* A thread between vublk_aio_plug and vublk_aio_unplug: the queues it
+ * filled (bit per queue index) are published and notified at unplug. */
+static __thread struct vublk *tls_plug_dev;
+static __thread uint64_t tls_plug_queues;
+
 /* Publishes what was pushed and notifies the backend if it asked. */
 static void
 queue_notify_locked (struct vublk_queue *q)
@@ -261,7 +266,11 @@ queue_pump_locked (struct vublk_queue *q)
     else
       break;          /* pool memory short: a completion will retry */
   }
-  if (pushed)
+  if (!pushed)
+    return;
+  if (tls_plug_dev == dev && q->index < 64)
+    tls_plug_queues |= 1ull << q->index;   /* notified at unplug */
+  else
     queue_notify_locked (q);
 }
 
@@ -294,6 +303,31 @@ request_phase_end_locked (struct vublk_queue *q, struct request *req)
     q->pending_head = req;
   q->pending_tail = req;
   return false;
+}
+
+void
+vublk_aio_plug (struct vublk *dev)
+{
+  tls_plug_dev = dev;
+  tls_plug_queues = 0;
+}
+
+void
+vublk_aio_unplug (struct vublk *dev)
+{
+  uint64_t queues = tls_plug_queues;
+
+  tls_plug_dev = NULL;
+  tls_plug_queues = 0;
+  for (unsigned i = 0; queues && i < dev->nqueues; i++)
+    if (queues & (1ull << i)) {
+      struct vublk_queue *q = &dev->queues[i];
+
+      pthread_mutex_lock (&q->lock);
+      queue_notify_locked (q);
+      pthread_mutex_unlock (&q->lock);
+      queues &= ~(1ull << i);
+    }
 }
 
 /* Requests submitted from completion callbacks running on this thread

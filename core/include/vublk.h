@@ -174,6 +174,15 @@ struct vublk_io {
  * or the device has failed for good (-EIO). */
 int vublk_aio_submit (struct vublk *dev, const struct vublk_io *io);
 
+/* Batching: between vublk_aio_plug() and vublk_aio_unplug() the requests
+ * this thread submits are put on the rings but the backend is told only
+ * at unplug, once per queue — fewer notifications and larger batches for
+ * the backend.  Use it around a burst of submissions (for example, every
+ * request a FUSE or NBD loop has ready); unplug before waiting for
+ * anything.  Plugs do not nest; they are per thread. */
+void vublk_aio_plug (struct vublk *dev);
+void vublk_aio_unplug (struct vublk *dev);
+
 /* A completion of a request submitted without callback. */
 struct vublk_completion {
   uint64_t user_data;
