@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <poll.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -64,7 +65,8 @@ usage (FILE *f)
     "  -o OPTS                  FUSE mount options (allow_other, ...)\n"
     "  -d, --daemon             run in the background once mounted\n"
     "      --pidfile FILE       write the process id to FILE\n"
-    "      --threads N          FUSE worker threads (default 8)\n"
+    "      --threads N          FUSE threads (default 1: requests never wait,\n"
+    "                           and one thread batches them best)\n"
     "      --clone-fd           one /dev/fuse descriptor per thread\n"
     "      --queue-size N       ring entries per queue (default 256)\n"
     "%s"
@@ -139,7 +141,7 @@ parse_args (int argc, char **argv, struct config *cfg)
 
   memset (cfg, 0, sizeof *cfg);
   cfg->filename = "disk";
-  cfg->threads = 8;
+  cfg->threads = 1;
   vublk_options_init (&cfg->dev_opts);
   opterr = 0;
   while ((c = getopt_long (argc, argv, "+ro:dhV", long_opts, &idx)) != -1) {
@@ -340,13 +342,57 @@ write_pidfile (const char *path)
     startup_fail ("--pidfile %s: %s", path, strerror (errno));
 }
 
+/* The default loop: one thread, since no handler ever waits for the
+ * device.  It reads every request the kernel has queued, submitting each
+ * with the device plugged, and tells the backend once when /dev/fuse runs
+ * dry — one notification and one backend wake-up per burst instead of per
+ * request, and no thread hand-offs.  Returns the exit code. */
+static int
+serve_single (struct fuse_session *se, struct vublk *dev)
+{
+  struct fuse_buf buf = { .mem = NULL };
+  int fd = fuse_session_fd (se), r = 0, n;
+  bool plugged = false;
+
+  fcntl (fd, F_SETFL, fcntl (fd, F_GETFL) | O_NONBLOCK);
+  while (!fuse_session_exited (se)) {
+    if (!plugged) {
+      vublk_aio_plug (dev);
+      plugged = true;
+    }
+    n = fuse_session_receive_buf (se, &buf);
+    if (n == -EAGAIN) {
+      struct pollfd pfd = { .fd = fd, .events = POLLIN };
+
+      vublk_aio_unplug (dev);
+      plugged = false;
+      poll (&pfd, 1, 500);   /* a signal or unmount also ends the wait */
+      continue;
+    }
+    if (n == -EINTR)
+      continue;
+    if (n <= 0) {
+      r = n < 0;
+      break;
+    }
+    fuse_session_process_buf (se, &buf);
+  }
+  if (plugged)
+    vublk_aio_unplug (dev);
+  free (buf.mem);
+  return r;
+}
+
 /* Serves requests until unmounted or signalled; returns the exit code. */
 static int
-serve (struct fuse_session *se, const struct config *cfg)
+serve (struct fuse_session *se, const struct config *cfg, struct vublk *dev)
 {
-  struct fuse_loop_config *loop = fuse_loop_cfg_create ();
+  struct fuse_loop_config *loop;
   int r;
 
+  if (cfg->threads == 1 && !cfg->clone_fd)
+    return serve_single (se, dev);
+  loop = fuse_loop_cfg_create ();
   fuse_loop_cfg_set_max_threads (loop, cfg->threads);
   fuse_loop_cfg_set_idle_threads (loop, cfg->threads);
   fuse_loop_cfg_set_clone_fd (loop, cfg->clone_fd);
@@ -391,7 +437,7 @@ main (int argc, char **argv)
     write_pidfile (cfg.pidfile);
   report_ready ();
 
-  r = serve (se, &cfg);
+  r = serve (se, &cfg, dev);
 
   fuse_remove_signal_handlers (se);
   if (!fs.readonly && (errno = -vublk_flush (dev)) > 0) {

@@ -84,6 +84,14 @@ qemu-img compare -f raw -F qcow2 "$T/shadow.img" "$T/copy.qcow2" || fail "conver
 unmount_fuse "$T/file" "$FUSE_PID"
 cmp "$T/disk.img" "$T/shadow.img" || fail "backing image differs after unmount"
 
+# The multi-threaded loop (--threads, --clone-fd) serves the same data.
+cp "$T/disk.img" "$T/shadow.img"
+mount_fuse "$T/v.sock" "$T/file" --threads 4 --clone-fd
+/usr/bin/python3 "$(dirname "$0")/random_io.py" "$T/file" "$T/shadow.img" 200 $RANDOM \
+  || fail "random I/O with --threads 4 --clone-fd"
+unmount_fuse "$T/file" "$FUSE_PID"
+cmp "$T/disk.img" "$T/shadow.img" || fail "--threads 4: backing image differs"
+
 # A file system on the file.
 if command -v mkfs.ext4 >/dev/null; then
   mount_fuse "$T/v.sock" "$T/file"
