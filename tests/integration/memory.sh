@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Memory does not grow with the device: vublk-fuse and nbdkit vhostuser
+# use the same resident memory for a 1 GiB image and a 1 TiB sparse one
+# (after reading at its start and at its end).
+. "$(dirname "$0")/lib.sh"
+requires qemu-storage-daemon fusermount3
+truncate -s 1G "$T/small.img"
+truncate -s 1T "$T/big.img"
+start_qsd "$T/small.img" "$T/small.sock"
+start_qsd "$T/big.img" "$T/big.sock"
+rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+
+# touch_ends FILE-OR-URI SIZE: reads 16 MiB at the start and at the end.
+fuse_rss() {
+  local sock=$1 size=$2 mnt=$T/f.$(basename "$1")
+  touch "$mnt"
+  mount_fuse "$sock" "$mnt"
+  dd if="$mnt" of=/dev/null bs=1M count=16 iflag=direct status=none
+  dd if="$mnt" of=/dev/null bs=1M skip=$((size / 1048576 - 16)) count=16 iflag=direct status=none
+  RSS=$(rss_kib "$FUSE_PID")
+  unmount_fuse "$mnt" "$FUSE_PID"
+}
+fuse_rss "$T/small.sock" $((1 << 30)); small=$RSS
+fuse_rss "$T/big.sock" $((1 << 40)); big=$RSS
+echo "vublk-fuse VmRSS: 1 GiB image ${small} KiB, 1 TiB image ${big} KiB"
+((big <= small + small / 10 + 1024)) || fail "vublk-fuse uses more memory for 1 TiB ($big KiB) than 1 GiB ($small KiB)"
+
+if command -v nbdkit >/dev/null && command -v nbdcopy >/dev/null && ! plugin_is_instrumented; then
+  plugin_rss() {
+    local sock=$1 size=$2 name
+    name=$(basename "$sock")
+    nbdkit -f -U "$T/$name.nbd" -P "$T/$name.nbdpid" "$VUBLK_PLUGIN" socket="$sock" >"$T/$name.log" 2>&1 &
+    local pid=$!
+    on_exit "kill $pid"
+    wait_for_socket "$T/$name.nbd"
+    /usr/bin/nbdsh -u "nbd+unix:///?socket=$T/$name.nbd" \
+      -c "h.pread(16 << 20, 0)" -c "h.pread(16 << 20, $size - (16 << 20))"
+    RSS=$(rss_kib $pid)
+    kill $pid; wait $pid || true
+  }
+  plugin_rss "$T/small.sock" $((1 << 30)); small=$RSS
+  plugin_rss "$T/big.sock" $((1 << 40)); big=$RSS
+  echo "nbdkit vhostuser VmRSS: 1 GiB image ${small} KiB, 1 TiB image ${big} KiB"
+  ((big <= small + small / 10 + 1024)) || fail "plugin uses more memory for 1 TiB ($big KiB) than 1 GiB ($small KiB)"
+fi
+echo PASS
