@@ -66,8 +66,9 @@ usage (FILE *f)
     "  -d, --daemon             run in the background once mounted\n"
     "      --pidfile FILE       write the process id to FILE\n"
     "      --threads N          FUSE threads (default 1: requests never wait,\n"
-    "                           and one thread batches them best)\n"
-    "      --clone-fd           one /dev/fuse descriptor per thread\n"
+    "                           and one thread batches them best; 2 helps\n"
+    "                           large sequential writes)\n"
+    "      --clone-fd           libfuse's loop, a /dev/fuse clone per thread\n"
     "      --queue-size N       ring entries per queue (default 256)\n"
     "%s"
     "  -h, --help               this help\n"
@@ -342,13 +343,14 @@ write_pidfile (const char *path)
     startup_fail ("--pidfile %s: %s", path, strerror (errno));
 }
 
-/* The default loop: one thread, since no handler ever waits for the
- * device.  It reads every request the kernel has queued, submitting each
- * with the device plugged, and tells the backend once when /dev/fuse runs
- * dry — one notification and one backend wake-up per burst instead of per
- * request, and no thread hand-offs.  Returns the exit code. */
+/* The request loop of one thread.  No handler ever waits for the device,
+ * so one thread serves a whole queue depth: it reads every request the
+ * kernel has queued, submitting each with the device plugged, and tells
+ * the backend once when /dev/fuse runs dry — one notification and one
+ * backend wake-up per burst instead of per request, and no hand-offs
+ * between threads.  Returns the exit code. */
 static int
-serve_single (struct fuse_session *se, struct vublk *dev)
+serve_plugged (struct fuse_session *se, struct vublk *dev)
 {
   struct fuse_buf buf = { .mem = NULL };
   int fd = fuse_session_fd (se), r = 0, n;
@@ -383,15 +385,70 @@ serve_single (struct fuse_session *se, struct vublk *dev)
   return r;
 }
 
-/* Serves requests until unmounted or signalled; returns the exit code. */
+struct loop_thread {
+  pthread_t thread;
+  struct fuse_session *se;
+  struct vublk *dev;
+  int r;
+};
+
+static void *
+loop_thread (void *arg)
+{
+  struct loop_thread *t = arg;
+
+  t->r = serve_plugged (t->se, t->dev);
+  return NULL;
+}
+
+/* Runs serve_plugged on n threads (this one included); the others do not
+ * take termination signals, so a signal always interrupts this thread's
+ * wait, and they notice the session ending within their poll timeout. */
+static int
+serve_plugged_threads (struct fuse_session *se, struct vublk *dev,
+                       unsigned n)
+{
+  struct loop_thread *t = calloc (n, sizeof *t);
+  sigset_t block, old;
+  unsigned started = 0;
+  int r;
+
+  if (!t)
+    return 1;
+  sigemptyset (&block);
+  sigaddset (&block, SIGINT);
+  sigaddset (&block, SIGTERM);
+  sigaddset (&block, SIGHUP);
+  pthread_sigmask (SIG_BLOCK, &block, &old);
+  for (unsigned i = 1; i < n; i++) {
+    t[i] = (struct loop_thread) { .se = se, .dev = dev };
+    if (pthread_create (&t[i].thread, NULL, loop_thread, &t[i]) == 0)
+      started = i;
+    else
+      break;
+  }
+  pthread_sigmask (SIG_SETMASK, &old, NULL);
+  r = serve_plugged (se, dev);
+  fuse_session_exit (se);
+  for (unsigned i = 1; i <= started; i++) {
+    pthread_join (t[i].thread, NULL);
+    r |= t[i].r;
+  }
+  free (t);
+  return r;
+}
+
+/* Serves requests until unmounted or signalled; returns the exit code.
+ * --clone-fd uses libfuse's multi-threaded loop (a /dev/fuse clone per
+ * worker); otherwise --threads plugged loops. */
 static int
 serve (struct fuse_session *se, const struct config *cfg, struct vublk *dev)
 {
   struct fuse_loop_config *loop;
   int r;
 
-  if (cfg->threads == 1 && !cfg->clone_fd)
-    return serve_single (se, dev);
+  if (!cfg->clone_fd)
+    return serve_plugged_threads (se, dev, cfg->threads);
   loop = fuse_loop_cfg_create ();
   fuse_loop_cfg_set_max_threads (loop, cfg->threads);
   fuse_loop_cfg_set_idle_threads (loop, cfg->threads);

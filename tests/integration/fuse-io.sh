@@ -84,13 +84,21 @@ qemu-img compare -f raw -F qcow2 "$T/shadow.img" "$T/copy.qcow2" || fail "conver
 unmount_fuse "$T/file" "$FUSE_PID"
 cmp "$T/disk.img" "$T/shadow.img" || fail "backing image differs after unmount"
 
-# The multi-threaded loop (--threads, --clone-fd) serves the same data.
-cp "$T/disk.img" "$T/shadow.img"
-mount_fuse "$T/v.sock" "$T/file" --threads 4 --clone-fd
-/usr/bin/python3 "$(dirname "$0")/random_io.py" "$T/file" "$T/shadow.img" 200 $RANDOM \
-  || fail "random I/O with --threads 4 --clone-fd"
-unmount_fuse "$T/file" "$FUSE_PID"
-cmp "$T/disk.img" "$T/shadow.img" || fail "--threads 4: backing image differs"
+# Several plugged loops (--threads) and libfuse's loop (--clone-fd) serve
+# the same data.
+for opts in "--threads 3" "--threads 4 --clone-fd"; do
+  cp "$T/disk.img" "$T/shadow.img"
+  mount_fuse "$T/v.sock" "$T/file" $opts
+  /usr/bin/python3 "$(dirname "$0")/random_io.py" "$T/file" "$T/shadow.img" 200 $RANDOM \
+    || fail "random I/O with $opts"
+  fio --name=verify --filename="$T/file" --direct=1 --ioengine=libaio \
+      --iodepth=32 --rw=randwrite --bs=4k --size=8M --verify=crc32c \
+      --verify_fatal=1 --verify_state_save=0 --fallocate=none \
+      --output="$T/fio.out" || { cat "$T/fio.out"; fail "fio verify with $opts"; }
+  unmount_fuse "$T/file" "$FUSE_PID"
+  dd if="$T/disk.img" of="$T/shadow.img" bs=1M count=8 conv=notrunc status=none
+  cmp "$T/disk.img" "$T/shadow.img" || fail "$opts: backing image differs"
+done
 
 # A file system on the file.
 if command -v mkfs.ext4 >/dev/null; then
