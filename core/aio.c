@@ -8,7 +8,7 @@
 
 #include "internal.h"
 
-static const char *
+const char *
 op_name (enum vublk_op op)
 {
   switch (op) {

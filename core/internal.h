@@ -557,6 +557,11 @@ bool range_lock_acquire (struct vublk *dev, struct request *req);
 void range_lock_release (struct vublk *dev, struct request *req);
 
 
+/* aio.c */
+
+/* The operation's name for messages ("read", "write-zeroes", ...). */
+const char *op_name (enum vublk_op op);
+
 /* device.c */
 enum device_state {
   DEV_CONNECTED,

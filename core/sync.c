@@ -43,12 +43,7 @@ sync_io (struct vublk *dev, struct vublk_io io)
     syscall (SYS_futex, &w.done, FUTEX_WAIT_PRIVATE, 0, NULL, NULL, 0);
   if (w.result)
     set_error (-w.result, "%s: %s at offset %llu failed: %s",
-               dev->socket_path,
-               io.op == VUBLK_OP_READ ? "read"
-               : io.op == VUBLK_OP_WRITE ? "write"
-               : io.op == VUBLK_OP_FLUSH ? "flush"
-               : io.op == VUBLK_OP_DISCARD ? "discard"
-               : io.op == VUBLK_OP_WRITE_ZEROES ? "write-zeroes" : "get-id",
+               dev->socket_path, op_name (io.op),
                (unsigned long long) io.offset, strerror (-w.result));
   return w.result;
 }
