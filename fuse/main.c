@@ -245,13 +245,13 @@ daemonize (void)
 }
 
 /* Tells the waiting parent the mount is ready and detaches from the
- * terminal. */
+ * terminal.  Only the first call (from any thread) does anything. */
 static void
 report_ready (void)
 {
-  int null;
+  int null, fd = __atomic_exchange_n (&status_fd, -1, __ATOMIC_ACQ_REL);
 
-  if (status_fd < 0)
+  if (fd < 0)
     return;
   if ((null = open ("/dev/null", O_RDWR)) >= 0) {
     dup2 (null, 0);
@@ -263,11 +263,10 @@ report_ready (void)
   if (chdir ("/") == -1) {
     /* nothing relies on the working directory */
   }
-  if (write (status_fd, "", 1) != 1) {
+  if (write (fd, "", 1) != 1) {
     /* the parent is gone; keep serving */
   }
-  close (status_fd);
-  status_fd = -1;
+  close (fd);
 }
 
 /* Opens the device with the termination signals blocked, so that the
@@ -378,6 +377,10 @@ serve_plugged (struct fuse_session *se, struct vublk *dev)
       break;
     }
     fuse_session_process_buf (se, &buf);
+    /* The first request is the kernel's INIT: once it is answered
+     * without ending the session, the mount really works. */
+    if (!fuse_session_exited (se))
+      report_ready ();
   }
   if (plugged)
     vublk_aio_unplug (dev);
@@ -492,9 +495,16 @@ main (int argc, char **argv)
                   cfg.socket, cfg.mountpoint);
   if (cfg.pidfile)
     write_pidfile (cfg.pidfile);
-  report_ready ();
+  if (cfg.clone_fd)
+    report_ready ();       /* libfuse's loop: ready once mounted */
 
   r = serve (se, &cfg, dev);
+  if (status_fd >= 0) {
+    /* -d and the session ended before answering INIT. */
+    fuse_session_unmount (se);
+    startup_fail ("%s: the FUSE session ended during start-up (INIT "
+                  "failed; see the FUSE message above)", cfg.mountpoint);
+  }
 
   fuse_remove_signal_handlers (se);
   if (!fs.readonly && (errno = -vublk_flush (dev)) > 0) {
