@@ -51,6 +51,16 @@ device_reply_timeout_ms (const struct vublk *dev)
 }
 
 void
+device_wake_control (struct vublk *dev)
+{
+  uint64_t one = 1;
+
+  if (write (dev->ctl_wake_fd, &one, sizeof one) < 0) {
+    /* EAGAIN: the counter is saturated, the thread wakes anyway. */
+  }
+}
+
+void
 vublk_options_init (struct vublk_options *opts)
 {
   memset (opts, 0, sizeof *opts);
@@ -453,8 +463,6 @@ vublk_open (const char *socket_path, const struct vublk_options *opts)
 void
 vublk_close (struct vublk *dev)
 {
-  uint64_t one = 1;
-
   if (!dev)
     return;
   pthread_mutex_lock (&dev->idle_lock);
@@ -464,9 +472,7 @@ vublk_close (struct vublk *dev)
 
   if (dev->ctl_started) {
     atomic_store (&dev->state, DEV_CLOSING);
-    if (write (dev->ctl_wake_fd, &one, sizeof one) < 0) {
-      /* saturated: it wakes anyway */
-    }
+    device_wake_control (dev);
     pthread_join (dev->ctl_thread, NULL);
   }
   handshake_stop_rings (dev);

@@ -631,6 +631,10 @@ uint64_t now_coarse_ns (void);
 /* Milliseconds for the handshake reply timeout. */
 int device_reply_timeout_ms (const struct vublk *dev);
 
+/* Wakes the control thread so it re-checks the device state (closing, a
+ * protocol violation).  Any thread. */
+void device_wake_control (struct vublk *dev);
+
 /* Connects dev->sock and runs the whole handshake (features, config,
  * memory, rings).  Rings must already be laid out; called at open and on
  * reconnect with every queue locked.  Returns 0 or -errno. */

@@ -435,16 +435,11 @@ status_to_result (uint8_t status)
 static void
 queue_protocol_violation (struct vublk_queue *q)
 {
-  struct vublk *dev = q->dev;
-  uint64_t one = 1;
-
   if (q->broken)
     return;
   __atomic_store_n (&q->broken, true, __ATOMIC_RELAXED);
-  atomic_store (&dev->violation, true);
-  if (write (dev->ctl_wake_fd, &one, sizeof one) < 0) {
-    /* the eventfd is saturated: the control thread is awake anyway */
-  }
+  atomic_store (&q->dev->violation, true);
+  device_wake_control (q->dev);
 }
 
 /* Releases slot s into out and back to the free list.  q->lock held. */
