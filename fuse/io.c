@@ -22,14 +22,17 @@ struct io_ctx {
 };
 
 /* Allocates a context with a len-byte buffer (none if len is 0), from the
- * shared pool when it has room.  Returns NULL when out of memory. */
+ * shared pool when it has room.  Out of memory, it answers req with
+ * ENOMEM and returns NULL. */
 static struct io_ctx *
 io_ctx_new (struct vublkfs *fs, fuse_req_t req, size_t len)
 {
   struct io_ctx *c = malloc (sizeof *c);
 
-  if (!c)
+  if (!c) {
+    fuse_reply_err (req, ENOMEM);
     return NULL;
+  }
   c->req = req;
   c->fs = fs;
   c->len = len;
@@ -40,6 +43,7 @@ io_ctx_new (struct vublkfs *fs, fuse_req_t req, size_t len)
     c->pooled = c->buf != NULL;
     if (!c->buf && !(c->buf = malloc (len))) {
       free (c);
+      fuse_reply_err (req, ENOMEM);
       return NULL;
     }
   }
@@ -109,10 +113,8 @@ vublkfs_read (fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
   }
   if (size > dev_size - off)
     size = dev_size - off;
-  if (!(c = io_ctx_new (fs, req, size))) {
-    fuse_reply_err (req, ENOMEM);
+  if (!(c = io_ctx_new (fs, req, size)))
     return;
-  }
   io_submit (c, VUBLK_OP_READ, 0, off, size, read_done);
 }
 
@@ -159,10 +161,8 @@ vublkfs_write (fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
   }
   if (size > dev_size - off)
     size = dev_size - off;
-  if (!(c = io_ctx_new (fs, req, size))) {
-    fuse_reply_err (req, ENOMEM);
+  if (!(c = io_ctx_new (fs, req, size)))
     return;
-  }
   memcpy (c->buf, buf, size);
   io_submit (c, VUBLK_OP_WRITE, 0, off, size, write_done);
 }
@@ -192,10 +192,8 @@ vublkfs_fsync (fuse_req_t req, fuse_ino_t ino, int datasync,
     fuse_reply_err (req, 0);
     return;
   }
-  if (!(c = io_ctx_new (fs, req, 0))) {
-    fuse_reply_err (req, ENOMEM);
+  if (!(c = io_ctx_new (fs, req, 0)))
     return;
-  }
   io_submit (c, VUBLK_OP_FLUSH, 0, 0, 0, status_done);
 }
 
@@ -244,10 +242,8 @@ vublkfs_fallocate (fuse_req_t req, fuse_ino_t ino, int mode, off_t offset,
     fuse_reply_err (req, 0);
     return;
   }
-  if (!(c = io_ctx_new (fs, req, 0))) {
-    fuse_reply_err (req, ENOMEM);
+  if (!(c = io_ctx_new (fs, req, 0)))
     return;
-  }
   io_submit (c, VUBLK_OP_WRITE_ZEROES, flags, offset, end - offset,
              status_done);
 }

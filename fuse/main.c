@@ -269,19 +269,30 @@ report_ready (void)
   close (fd);
 }
 
-/* Opens the device with the termination signals blocked, so that the
- * library's threads never take them and SIGINT reaches the FUSE loop. */
-static struct vublk *
-open_device_quietly (const struct config *cfg)
+/* Blocks SIGINT, SIGTERM and SIGHUP in this thread (and the threads it
+ * creates next), saving the previous mask in *old: only the thread
+ * running the FUSE loop should take them. */
+static void
+block_termination_signals (sigset_t *old)
 {
-  sigset_t block, old;
-  struct vublk *dev;
+  sigset_t block;
 
   sigemptyset (&block);
   sigaddset (&block, SIGINT);
   sigaddset (&block, SIGTERM);
   sigaddset (&block, SIGHUP);
-  pthread_sigmask (SIG_BLOCK, &block, &old);
+  pthread_sigmask (SIG_BLOCK, &block, old);
+}
+
+/* Opens the device with the termination signals blocked, so that the
+ * library's threads never take them and SIGINT reaches the FUSE loop. */
+static struct vublk *
+open_device_quietly (const struct config *cfg)
+{
+  sigset_t old;
+  struct vublk *dev;
+
+  block_termination_signals (&old);
   dev = vublk_open (cfg->socket, &cfg->dev_opts);
   pthread_sigmask (SIG_SETMASK, &old, NULL);
   if (!dev)
@@ -412,17 +423,13 @@ serve_plugged_threads (struct fuse_session *se, struct vublk *dev,
                        unsigned n)
 {
   struct loop_thread *t = calloc (n, sizeof *t);
-  sigset_t block, old;
+  sigset_t old;
   unsigned started = 0;
   int r;
 
   if (!t)
     return 1;
-  sigemptyset (&block);
-  sigaddset (&block, SIGINT);
-  sigaddset (&block, SIGTERM);
-  sigaddset (&block, SIGHUP);
-  pthread_sigmask (SIG_BLOCK, &block, &old);
+  block_termination_signals (&old);
   for (unsigned i = 1; i < n; i++) {
     t[i] = (struct loop_thread) { .se = se, .dev = dev };
     if (pthread_create (&t[i].thread, NULL, loop_thread, &t[i]) == 0)
