@@ -60,13 +60,11 @@ qsd_throttled
 # nbdkit vhostuser + nbdcopy.
 if command -v nbdkit >/dev/null && command -v nbdcopy >/dev/null \
    && ! plugin_is_instrumented; then
-  nbdkit -f -U "$T/nbd.sock" "$VUBLK_PLUGIN" socket="$S" >"$T/nbdkit.log" 2>&1 &
-  nbdkit_pid=$!
-  on_exit "kill $nbdkit_pid"
-  wait_for_socket "$T/nbd.sock"
+  start_nbdkit restarts "$VUBLK_PLUGIN" socket="$S"
   with_restarts "nbdkit plugin (nbdcopy)" \
-    nbdcopy --flush "$T/data" "nbd+unix:///?socket=$T/nbd.sock"
-  kill $nbdkit_pid; wait $nbdkit_pid || true
+    nbdcopy --flush "$T/data" "nbd+unix:///?socket=$T/restarts.nbd"
+  stop_nbdkit
+  plugin_tested=true
   cmp "$T/data" "$T/disk.img" || fail "plugin: backing image differs from the data"
 fi
 
@@ -105,19 +103,15 @@ check_eio() {   # check_eio NAME START: $T/err must say EIO, in time
   echo "ok: $name -> EIO after $took s with the backend gone"
 }
 # (qemu-storage-daemon serves one client at a time: one frontend each.)
-if [[ -n ${nbdkit_pid:-} ]]; then
-  nbdkit -f -U "$T/nbd2.sock" "$VUBLK_PLUGIN" socket="$S" reconnect-timeout=2 \
-    >"$T/nbdkit2.log" 2>&1 &
-  nbdkit2=$!
-  on_exit "kill $nbdkit2"
-  wait_for_socket "$T/nbd2.sock"
+if [[ ${plugin_tested:-} == true ]]; then
+  start_nbdkit gone "$VUBLK_PLUGIN" socket="$S" reconnect-timeout=2
   kill -9 "$(cat "$T/qsd.pid")"
   start=$SECONDS
-  if timeout 30 nbdcopy "nbd+unix:///?socket=$T/nbd2.sock" "$T/out.raw" 2>"$T/err"; then
+  if timeout 30 nbdcopy "nbd+unix:///?socket=$T/gone.nbd" "$T/out.raw" 2>"$T/err"; then
     fail "plugin: a read succeeded with the backend gone"
   fi
   check_eio "plugin read" $start
-  kill $nbdkit2; wait $nbdkit2 || true
+  stop_nbdkit
   qsd_throttled
 fi
 if command -v fusermount3 >/dev/null; then

@@ -139,17 +139,14 @@ fi
 if command -v nbdkit >/dev/null && command -v nbdinfo >/dev/null \
    && ! plugin_is_instrumented; then
   start_backend none
-  nbdkit -f -U "$T/nbd.sock" "$VUBLK_PLUGIN" socket="$S" >"$T/nbdkit.log" 2>&1 &
-  nbdkit_pid=$!
-  on_exit "kill $nbdkit_pid"
-  wait_for_socket "$T/nbd.sock"
-  [[ $(nbdinfo --size "nbd+unix:///?socket=$T/nbd.sock") == "$SIZE" ]] || fail "NBD size before resize"
+  start_nbdkit resize "$VUBLK_PLUGIN" socket="$S"
+  [[ $(nbdinfo --size "nbd+unix:///?socket=$T/resize.nbd") == "$SIZE" ]] || fail "NBD size before resize"
   kill -USR1 "$HB_PID"
   for ((i = 0; i < 60; i++)); do
-    [[ $(nbdinfo --size "nbd+unix:///?socket=$T/nbd.sock") == $((2 * SIZE)) ]] && break
+    [[ $(nbdinfo --size "nbd+unix:///?socket=$T/resize.nbd") == $((2 * SIZE)) ]] && break
     sleep 0.1
   done
-  [[ $(nbdinfo --size "nbd+unix:///?socket=$T/nbd.sock") == $((2 * SIZE)) ]] \
+  [[ $(nbdinfo --size "nbd+unix:///?socket=$T/resize.nbd") == $((2 * SIZE)) ]] \
     || fail "a new NBD connection does not see the new size"
   echo "ok: config-change -> new NBD connections see the new size"
 fi

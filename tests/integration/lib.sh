@@ -145,6 +145,19 @@ unmount_fuse() {
   fail "vublk-fuse (pid $pid) still running 20 s after unmount"
 }
 
+# start_nbdkit NAME ARGS...: runs `nbdkit -f` serving on $T/NAME.nbd
+# (pid file $T/NAME.pid, log $T/NAME.log), killed at exit.  NBDKIT_PID is
+# its pid; stop_nbdkit ends it earlier.
+start_nbdkit() {
+  local name=$1; shift
+  nbdkit -f -U "$T/$name.nbd" -P "$T/$name.pid" "$@" >"$T/$name.log" 2>&1 &
+  NBDKIT_PID=$!
+  on_exit "kill $NBDKIT_PID; wait $NBDKIT_PID"
+  wait_for_socket "$T/$name.nbd"
+}
+
+stop_nbdkit() { kill "$NBDKIT_PID"; wait "$NBDKIT_PID" || true; }
+
 # True if the nbdkit plugin is built with a sanitizer.  nbdkit itself is
 # not, so such a plugin cannot be loaded (with the runtime preloaded,
 # nbdkit hangs at start-up): those parts are skipped in sanitizer passes.

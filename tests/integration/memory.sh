@@ -10,7 +10,8 @@ start_qsd "$T/small.img" "$T/small.sock"
 start_qsd "$T/big.img" "$T/big.sock"
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 
-# touch_ends FILE-OR-URI SIZE: reads 16 MiB at the start and at the end.
+# fuse_rss SOCKET SIZE: mounts SOCKET, reads 16 MiB at the start and at
+# the end of the file, and sets RSS to vublk-fuse's resident KiB.
 fuse_rss() {
   local sock=$1 size=$2 mnt=$T/f.$(basename "$1")
   touch "$mnt"
@@ -25,18 +26,16 @@ fuse_rss "$T/big.sock" $((1 << 40)); big=$RSS
 echo "vublk-fuse VmRSS: 1 GiB image ${small} KiB, 1 TiB image ${big} KiB"
 ((big <= small + small / 10 + 1024)) || fail "vublk-fuse uses more memory for 1 TiB ($big KiB) than 1 GiB ($small KiB)"
 
-if command -v nbdkit >/dev/null && command -v nbdcopy >/dev/null && ! plugin_is_instrumented; then
+if command -v nbdkit >/dev/null && command -v nbdsh >/dev/null && ! plugin_is_instrumented; then
+  # plugin_rss SOCKET SIZE: the same through nbdkit vhostuser and nbdsh.
   plugin_rss() {
     local sock=$1 size=$2 name
     name=$(basename "$sock")
-    nbdkit -f -U "$T/$name.nbd" -P "$T/$name.nbdpid" "$VUBLK_PLUGIN" socket="$sock" >"$T/$name.log" 2>&1 &
-    local pid=$!
-    on_exit "kill $pid"
-    wait_for_socket "$T/$name.nbd"
+    start_nbdkit "$name" "$VUBLK_PLUGIN" socket="$sock"
     /usr/bin/nbdsh -u "nbd+unix:///?socket=$T/$name.nbd" \
       -c "h.pread(16 << 20, 0)" -c "h.pread(16 << 20, $size - (16 << 20))"
-    RSS=$(rss_kib $pid)
-    kill $pid; wait $pid || true
+    RSS=$(rss_kib "$NBDKIT_PID")
+    stop_nbdkit
   }
   plugin_rss "$T/small.sock" $((1 << 30)); small=$RSS
   plugin_rss "$T/big.sock" $((1 << 40)); big=$RSS

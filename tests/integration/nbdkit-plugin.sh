@@ -11,21 +11,11 @@ P=$VUBLK_PLUGIN
 # load into it (with the runtime preloaded, nbdkit hangs at start-up).  The
 # plain pass runs this test; the core code inside the plugin runs under
 # ASan/UBSan/TSan in the core tests.
-# (No `ldd | grep -q`: under pipefail grep's early exit fails the pipe.)
 if plugin_is_instrumented; then
   echo "SKIP: plugin is sanitizer-instrumented; nbdkit is not" >&2
   exit 77
 fi
 run_nbdkit() { nbdkit "$@"; }
-
-# start_nbdkit NAME ARGS...: serves on $T/NAME.nbd, killed at exit.
-start_nbdkit() {
-  local name=$1; shift
-  run_nbdkit -f -U "$T/$name.nbd" -P "$T/$name.pid" "$@" >"$T/$name.log" 2>&1 &
-  local pid=$!
-  on_exit "kill $pid; wait $pid"
-  wait_for_socket "$T/$name.nbd"
-}
 uri() { echo "nbd+unix:///?socket=$T/$1.nbd"; }
 
 make_random_image "$T/disk.img" 64M
