@@ -29,8 +29,6 @@
 #include "cli.h"
 #include "vublkfs.h"
 
-#define VUBLK_FUSE_VERSION "0.1.0"
-
 struct config {
   const char *socket;
   char *mountpoint;           /* absolute */
@@ -172,7 +170,7 @@ parse_args (int argc, char **argv, struct config *cfg)
     case 'h': usage (stdout); exit (0);
     case 'V':
       printf ("vublk-fuse %s\nlibvublk %s\nFUSE library %s\n",
-              VUBLK_FUSE_VERSION, vublk_version (), fuse_pkgversion ());
+              VUBLK_CLI_VERSION, vublk_version (), fuse_pkgversion ());
       exit (0);
     case ':':
       die (EXIT_USAGE, "option '%s' needs a value", argv[optind - 1]);
@@ -364,9 +362,8 @@ serve_plugged (struct fuse_session *se, struct vublk *dev)
 {
   struct fuse_buf buf = { .mem = NULL };
   int fd = fuse_session_fd (se), r = 0, n;
-  bool plugged = false;
+  bool plugged = false, ready = false;
 
-  fcntl (fd, F_SETFL, fcntl (fd, F_GETFL) | O_NONBLOCK);
   while (!fuse_session_exited (se)) {
     if (!plugged) {
       vublk_aio_plug (dev);
@@ -390,8 +387,10 @@ serve_plugged (struct fuse_session *se, struct vublk *dev)
     fuse_session_process_buf (se, &buf);
     /* The first request is the kernel's INIT: once it is answered
      * without ending the session, the mount really works. */
-    if (!fuse_session_exited (se))
+    if (!ready && !fuse_session_exited (se)) {
       report_ready ();
+      ready = true;
+    }
   }
   if (plugged)
     vublk_aio_unplug (dev);
@@ -425,10 +424,13 @@ serve_plugged_threads (struct fuse_session *se, struct vublk *dev,
   struct loop_thread *t = calloc (n, sizeof *t);
   sigset_t old;
   unsigned started = 0;
-  int r;
+  int r, fd_flags;
 
   if (!t)
     return 1;
+  /* Every loop reads until EAGAIN, then polls. */
+  fd_flags = fcntl (fuse_session_fd (se), F_GETFL);
+  fcntl (fuse_session_fd (se), F_SETFL, fd_flags | O_NONBLOCK);
   block_termination_signals (&old);
   for (unsigned i = 1; i < n; i++) {
     t[i] = (struct loop_thread) { .se = se, .dev = dev };
