@@ -61,7 +61,14 @@
 #define MAX_FDS 8
 
 
-struct region { uint64_t gpa, size, uva; uint8_t *map; size_t map_len; };
+/* A client memory region: map is where its guest address gpa lands;
+ * mapping/mapping_len is what mmap returned (map minus mmap_offset). */
+struct region {
+  uint64_t gpa, size, uva;
+  uint8_t *map;
+  void *mapping;
+  size_t mapping_len;
+};
 
 struct vq {
   unsigned num;
@@ -70,7 +77,6 @@ struct vq {
   uint16_t *used;             /* flags, idx, then elems */
   int kick, call;
   uint16_t last_avail;
-  bool enabled;
   bool ready;
 };
 
@@ -203,7 +209,7 @@ static void
 unmap_all (void)
 {
   for (unsigned i = 0; i < nregions; i++)
-    munmap (regions[i].map, regions[i].map_len);
+    munmap (regions[i].mapping, regions[i].mapping_len);
   nregions = 0;
   for (unsigned q = 0; q < NQUEUES; q++) {
     if (vqs[q].kick >= 0) close (vqs[q].kick);
@@ -223,13 +229,17 @@ add_region (const struct vhost_user_mem_region *r, int fd)
   uint8_t *map = mmap (NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 
   close (fd);
-  if (map == MAP_FAILED || nregions == 8)
+  if (map == MAP_FAILED)
     return;
+  if (nregions == 8) {
+    munmap (map, len);
+    return;
+  }
   regions[nregions++] = (struct region) {
-    r->guest_phys_addr, r->memory_size, r->userspace_addr,
-    map + r->mmap_offset, len };
-  regions[nregions - 1].map = map + r->mmap_offset;
-  regions[nregions - 1].map_len = len;
+    .gpa = r->guest_phys_addr, .size = r->memory_size,
+    .uva = r->userspace_addr, .map = map + r->mmap_offset,
+    .mapping = map, .mapping_len = len,
+  };
 }
 
 static void
@@ -523,12 +533,6 @@ handle_message (int sock)
     *slot = fd;
     if (h.request == VHOST_USER_SET_VRING_KICK)
       vqs[q].ready = vqs[q].desc && vqs[q].avail && vqs[q].used;
-    break;
-  }
-  case VHOST_USER_SET_VRING_ENABLE: {
-    struct vhost_user_vring_state *s = (void *) p;
-    if (s->index < NQUEUES)
-      vqs[s->index].enabled = s->num;
     break;
   }
   default:
