@@ -2,7 +2,8 @@
 # libvublk against qemu-storage-daemon: random multi-threaded I/O of random
 # sizes and offsets checked byte for byte against a shadow file, for 512 B
 # and 4096 B logical blocks and 1 and 4 queues; then the backing image is
-# compared with the shadow.  Also a read-only export refusing writes.
+# compared with the shadow.  Also plugged submission and a read-only export
+# refusing writes.
 . "$(dirname "$0")/lib.sh"
 requires qemu-storage-daemon cmp
 STRESS=$VUBLK_TESTS/vublk_stress
@@ -31,6 +32,13 @@ VUBLK_FORCE_MEM_TABLE=1 run_case 4096 1 6
 # Fixed three-descriptor chains (no INDIRECT_DESC, bit 28) and the
 # NO_NOTIFY/NO_INTERRUPT flags instead of EVENT_IDX (bit 29).
 VUBLK_TEST_DISABLE_FEATURES=0x30000000 run_case 512 2 7
+
+# Plugged submission: small requests wait for unplug, large ones go at once.
+make_random_image "$T/plug.img" 4M
+start_qsd "$T/plug.img" "$T/plug.sock"
+"$VUBLK_TESTS/vublk_probe" plug "$T/plug.sock" || fail "plug check"
+kill "$QSD_PID"; wait "$QSD_PID" 2>/dev/null || true
+echo "plug: small requests batched until unplug, 1 MiB sent at once: ok"
 
 # A read-only export: reads work, every write fails with EROFS.
 make_random_image "$T/ro.img" 4M

@@ -14,6 +14,10 @@
  *       Opens the device, reads a block, closes it, and exits 0 only if
  *       the process holds exactly the fds it held before (no fd the
  *       backend sent is leaked).
+ *   vublk_probe plug SOCKET
+ *       Between vublk_aio_plug and vublk_aio_unplug: a 4 KiB write must
+ *       not reach the backend (no completion within 300 ms), and once a
+ *       1 MiB write follows, both must complete without unplugging.
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -165,9 +169,76 @@ fd_check (const char *sock)
   return 0;
 }
 
+static void
+note_done (void *opaque, int result)
+{
+  __atomic_store_n ((int *) opaque, result == 0 ? 1 : -1, __ATOMIC_RELEASE);
+}
+
+/* Waits up to secs for *flag to become non-zero; returns it. */
+static int
+wait_flag (const int *flag, double secs)
+{
+  double until = now () + secs;
+
+  while (!__atomic_load_n (flag, __ATOMIC_ACQUIRE) && now () < until)
+    usleep (1000);
+  return __atomic_load_n (flag, __ATOMIC_ACQUIRE);
+}
+
+static int
+plug_check (const char *sock)
+{
+  struct vublk *dev = vublk_open (sock, NULL);
+  int small_done = 0, large_done = 0, r = 1;
+  void *small, *large;
+
+  if (!dev) {
+    fprintf (stderr, "vublk_probe: %s\n", vublk_get_error ());
+    return 1;
+  }
+  small = vublk_buf_alloc (dev, 4096);
+  large = vublk_buf_alloc (dev, 1 << 20);
+  if (!small || !large) {
+    fprintf (stderr, "vublk_probe: no pool memory\n");
+    return 1;
+  }
+  memset (small, 0x11, 4096);
+  memset (large, 0x22, 1 << 20);
+  vublk_aio_plug (dev);
+  struct vublk_io w1 = { .op = VUBLK_OP_WRITE, .offset = 0, .buf = small,
+                         .len = 4096, .cb = note_done, .opaque = &small_done };
+  struct vublk_io w2 = { .op = VUBLK_OP_WRITE, .offset = 1 << 20,
+                         .buf = large, .len = 1 << 20, .cb = note_done,
+                         .opaque = &large_done };
+  if (vublk_aio_submit (dev, &w1)) {
+    fprintf (stderr, "vublk_probe: submit: %s\n", vublk_get_error ());
+    return 1;
+  }
+  if (wait_flag (&small_done, 0.3))
+    fprintf (stderr, "vublk_probe: a plugged 4 KiB write completed before "
+             "unplug\n");
+  else if (vublk_aio_submit (dev, &w2))
+    fprintf (stderr, "vublk_probe: submit: %s\n", vublk_get_error ());
+  else if (wait_flag (&large_done, 5) != 1 || wait_flag (&small_done, 5) != 1)
+    fprintf (stderr, "vublk_probe: plugged writes of 1 MiB did not complete "
+             "without unplug (small %d, large %d)\n", small_done, large_done);
+  else
+    r = 0;
+  vublk_aio_unplug (dev);
+  wait_flag (&small_done, 5);
+  wait_flag (&large_done, 5);
+  vublk_buf_free (dev, small);
+  vublk_buf_free (dev, large);
+  vublk_close (dev);
+  return r;
+}
+
 int
 main (int argc, char **argv)
 {
+  if (argc == 3 && !strcmp (argv[1], "plug"))
+    return plug_check (argv[2]);
   if (argc == 3 && !strcmp (argv[1], "fd-check"))
     return fd_check (argv[2]);
   if (argc == 5 && !strcmp (argv[1], "expect-eio"))
@@ -175,6 +246,6 @@ main (int argc, char **argv)
   if (argc == 4 && !strcmp (argv[1], "wait-resize"))
     return wait_resize (argv[2], strtoull (argv[3], NULL, 0));
   fprintf (stderr, "usage: vublk_probe expect-eio SOCKET RECONNECT REQUEST"
-           " | wait-resize SOCKET SIZE\n");
+           " | wait-resize SOCKET SIZE | fd-check SOCKET | plug SOCKET\n");
   return 2;
 }
