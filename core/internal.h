@@ -176,7 +176,6 @@ struct pool {
   size_t pages;             /* pool size in POOL_PAGE units */
   uint64_t *bitmap;         /* 1 = page in use */
   uint32_t *run_length;     /* pages allocated at a run's first page */
-  size_t hint;              /* next-fit search start */
   size_t used_pages;
 };
 

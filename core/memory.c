@@ -129,14 +129,14 @@ pool_alloc (struct pool *pool, size_t len)
   if (need > pool->pages || need > UINT32_MAX)
     return NULL;
   pthread_mutex_lock (&pool->lock);
-  first = find_run (pool, pool->hint, pool->pages, need);
-  if (first == SIZE_MAX)
-    first = find_run (pool, 0, pool->pages, need);
+  /* First fit: the lowest free run, so recently freed blocks are reused
+   * while still in the CPU caches (next fit, cycling through the whole
+   * pool, made 1 MiB FUSE writes a third slower). */
+  first = find_run (pool, 0, pool->pages, need);
   if (first != SIZE_MAX) {
     mark_pages (pool, first, need, true);
     pool->run_length[first] = need;
     pool->used_pages += need;
-    pool->hint = first + need < pool->pages ? first + need : 0;
   }
   pthread_mutex_unlock (&pool->lock);
   return first == SIZE_MAX ? NULL : pool->base + first * POOL_PAGE;

@@ -1,6 +1,6 @@
 /* test_memory.c — memory.c: the shared region is a memfd mapping; the
  * pool hands out page-aligned, non-overlapping runs inside itself, refuses
- * what does not fit, reuses freed runs, and pool_contains bounds exactly
+ * what does not fit, reuses freed runs (lowest first), and pool_contains bounds exactly
  * the pool. */
 #include <errno.h>
 #include <stdarg.h>
@@ -106,7 +106,7 @@ test_runs_of_mixed_sizes (void **state)
   assert_true (c >= b + 2 * POOL_PAGE || b >= c + (64 << 10));
   assert_true (c >= a + 4 * POOL_PAGE || a >= c + (64 << 10));
   pool_free (pool, b);
-  /* The freed two pages are found again (next fit wraps around). */
+  /* The freed two pages are found again. */
   uint8_t *d[PAGES];
   unsigned n = 0;
   while (n < PAGES && (d[n] = pool_alloc (pool, 2 * POOL_PAGE)))
@@ -118,6 +118,29 @@ test_runs_of_mixed_sizes (void **state)
   pool_free (pool, c);
 }
 
+/* First fit: a freed block is handed out again before any untouched
+ * memory further up, so hot buffers stay in the CPU caches. */
+static void
+test_freed_block_is_reused_first (void **state)
+{
+  struct pool *pool = &((struct shared_memory *) *state)->pool;
+  uint8_t *a = pool_alloc (pool, 64 << 10);
+  uint8_t *b = pool_alloc (pool, 64 << 10);
+  uint8_t *c, *d;
+
+  assert_ptr_equal (a, pool->base);
+  assert_ptr_equal (b, a + (64 << 10));
+  pool_free (pool, a);
+  c = pool_alloc (pool, 64 << 10);
+  assert_ptr_equal (c, a);
+  pool_free (pool, c);
+  /* A smaller request also lands in the lowest hole. */
+  d = pool_alloc (pool, POOL_PAGE);
+  assert_ptr_equal (d, a);
+  pool_free (pool, d);
+  pool_free (pool, b);
+}
+
 int
 main (void)
 {
@@ -125,6 +148,7 @@ main (void)
     cmocka_unit_test_setup_teardown (test_region_is_shared_memfd, setup, teardown),
     cmocka_unit_test_setup_teardown (test_alloc_bounds_and_reuse, setup, teardown),
     cmocka_unit_test_setup_teardown (test_runs_of_mixed_sizes, setup, teardown),
+    cmocka_unit_test_setup_teardown (test_freed_block_is_reused_first, setup, teardown),
   };
   return cmocka_run_group_tests (tests, NULL, NULL);
 }
