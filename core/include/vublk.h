@@ -178,9 +178,10 @@ int vublk_aio_submit (struct vublk *dev, const struct vublk_io *io);
  * this thread submits are put on the rings but the backend is told only
  * at unplug, once per queue — fewer notifications and larger batches for
  * the backend.  Once 256 KiB of data is waiting, the backend is told at
- * once, so large requests do not wait for the rest of the burst.  Use it around a burst of submissions (for example, every
- * request a FUSE or NBD loop has ready); unplug before waiting for
- * anything.  Plugs do not nest; they are per thread. */
+ * once, so large requests do not wait for the rest of the burst.  Use it
+ * around a burst of submissions (for example, every request a FUSE or NBD
+ * loop has ready); unplug before waiting for anything.  Plugs do not
+ * nest; they are per thread. */
 void vublk_aio_plug (struct vublk *dev);
 void vublk_aio_unplug (struct vublk *dev);
 
