@@ -530,6 +530,11 @@ void queue_fail_all (struct vublk_queue *q, int err);
 /* Harvests whatever the used ring holds now and completes it. */
 void queue_harvest_now (struct vublk_queue *q);
 
+/* One round of harvesting on the calling thread: takes what the used
+ * ring holds (up to a batch), refills freed slots, runs the callbacks.
+ * Returns how many chunks completed.  Any thread may call it. */
+unsigned queue_process (struct vublk_queue *q);
+
 /* Marks slots submitted before deadline_ns as timed out (abandoned on
  * the second time) and returns true if any was found. */
 bool queue_scan_timeouts (struct vublk_queue *q, uint64_t deadline_ns);

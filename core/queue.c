@@ -584,8 +584,7 @@ finish_done_list (struct vublk_queue *q)
   run_finished (q, list);
 }
 
-/* One round of harvesting; returns how many chunks completed. */
-static unsigned
+unsigned
 queue_process (struct vublk_queue *q)
 {
   struct finished_chunk f[HARVEST_BATCH];

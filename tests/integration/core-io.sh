@@ -2,8 +2,8 @@
 # libvublk against qemu-storage-daemon: random multi-threaded I/O of random
 # sizes and offsets checked byte for byte against a shadow file, for 512 B
 # and 4096 B logical blocks and 1 and 4 queues; then the backing image is
-# compared with the shadow.  Also plugged submission and a read-only export
-# refusing writes.
+# compared with the shadow.  Also plugged submission, spinning
+# (vublk_aio_spin) and a read-only export refusing writes.
 . "$(dirname "$0")/lib.sh"
 requires qemu-storage-daemon cmp
 STRESS=$VUBLK_TESTS/vublk_stress
@@ -37,8 +37,11 @@ VUBLK_TEST_DISABLE_FEATURES=0x30000000 run_case 512 2 7
 make_random_image "$T/plug.img" 4M
 start_qsd "$T/plug.img" "$T/plug.sock"
 "$VUBLK_TESTS/vublk_probe" plug "$T/plug.sock" || fail "plug check"
-kill "$QSD_PID"; wait "$QSD_PID" 2>/dev/null || true
 echo "plug: small requests batched until unplug, 1 MiB sent at once: ok"
+# Spinning: completions on the caller's thread, notifications back after.
+"$VUBLK_TESTS/vublk_probe" spin "$T/plug.sock" || fail "spin check"
+kill "$QSD_PID"; wait "$QSD_PID" 2>/dev/null || true
+echo "spin: completions on the spinning thread, notifications restored: ok"
 
 # A read-only export: reads work, every write fails with EROFS.
 make_random_image "$T/ro.img" 4M

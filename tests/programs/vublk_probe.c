@@ -14,6 +14,12 @@
  *       Opens the device, reads a block, closes it, and exits 0 only if
  *       the process holds exactly the fds it held before (no fd the
  *       backend sent is leaked).
+ *   vublk_probe spin SOCKET
+ *       vublk_aio_spin: a read's callback runs on the spinning thread;
+ *       spinning with nothing to do returns 0 after its time, with an
+ *       fd that is readable returns 1 at once; and afterwards a read
+ *       still completes on the completion thread (notifications were
+ *       re-enabled), also after a spin that ended by timing out.
  *   vublk_probe plug SOCKET
  *       Between vublk_aio_plug and vublk_aio_unplug: a 4 KiB write must
  *       not reach the backend (no completion within 300 ms), and once a
@@ -21,6 +27,9 @@
  */
 #define _GNU_SOURCE
 #include <dirent.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <sys/eventfd.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -234,9 +243,99 @@ plug_check (const char *sock)
   return r;
 }
 
+struct spin_read {
+  int done;
+  pthread_t thread;
+};
+
+static void
+spin_read_done (void *opaque, int result)
+{
+  struct spin_read *r = opaque;
+
+  r->thread = pthread_self ();
+  __atomic_store_n (&r->done, result == 0 ? 1 : -1, __ATOMIC_RELEASE);
+}
+
+/* Submits a 4 KiB read of block `block` into buf, completing into r. */
+static int
+submit_read (struct vublk *dev, void *buf, uint64_t block,
+             struct spin_read *r)
+{
+  struct vublk_io io = { .op = VUBLK_OP_READ, .offset = block * 4096,
+                         .buf = buf, .len = 4096, .cb = spin_read_done,
+                         .opaque = r };
+
+  r->done = 0;
+  if (vublk_aio_submit (dev, &io)) {
+    fprintf (stderr, "vublk_probe: submit: %s\n", vublk_get_error ());
+    return -1;
+  }
+  return 0;
+}
+
+static int
+spin_check (const char *sock)
+{
+  struct vublk *dev = vublk_open (sock, NULL);
+  struct spin_read r;
+  void *buf;
+  double t;
+  int efd;
+  uint64_t one = 1;
+
+  if (!dev || !(buf = vublk_buf_alloc (dev, 4096))) {
+    fprintf (stderr, "vublk_probe: %s\n", vublk_get_error ());
+    return 1;
+  }
+  /* 1. The spinning thread harvests the completion itself. */
+  if (submit_read (dev, buf, 1, &r))
+    return 1;
+  if (vublk_aio_spin (dev, 2000000000ull, -1) != 1 || r.done != 1
+      || !pthread_equal (r.thread, pthread_self ())) {
+    fprintf (stderr, "vublk_probe: a spinning thread did not complete its "
+             "read itself (done %d)\n", r.done);
+    return 1;
+  }
+  /* 2. Nothing to do: returns 0 after its time. */
+  t = now ();
+  if (vublk_aio_spin (dev, 50000000ull, -1) != 0 || now () - t < 0.04) {
+    fprintf (stderr, "vublk_probe: an idle spin did not time out\n");
+    return 1;
+  }
+  /* 3. After that, completions are signalled again: a read completes on
+   * the completion thread without anyone spinning. */
+  if (submit_read (dev, buf, 2, &r))
+    return 1;
+  if (wait_flag (&r.done, 5) != 1 || pthread_equal (r.thread, pthread_self ())) {
+    fprintf (stderr, "vublk_probe: no completion after a spin: "
+             "notifications were left off\n");
+    return 1;
+  }
+  /* 4. A readable fd ends the spin at once. */
+  efd = eventfd (0, EFD_CLOEXEC);
+  if (efd < 0 || write (efd, &one, sizeof one) != sizeof one)
+    return 1;
+  t = now ();
+  if (vublk_aio_spin (dev, 2000000000ull, efd) != 1 || now () - t > 1) {
+    fprintf (stderr, "vublk_probe: a readable fd did not end the spin\n");
+    return 1;
+  }
+  close (efd);
+  if (submit_read (dev, buf, 3, &r) || wait_flag (&r.done, 5) != 1) {
+    fprintf (stderr, "vublk_probe: no completion after an fd spin\n");
+    return 1;
+  }
+  vublk_buf_free (dev, buf);
+  vublk_close (dev);
+  return 0;
+}
+
 int
 main (int argc, char **argv)
 {
+  if (argc == 3 && !strcmp (argv[1], "spin"))
+    return spin_check (argv[2]);
   if (argc == 3 && !strcmp (argv[1], "plug"))
     return plug_check (argv[2]);
   if (argc == 3 && !strcmp (argv[1], "fd-check"))
@@ -246,6 +345,6 @@ main (int argc, char **argv)
   if (argc == 4 && !strcmp (argv[1], "wait-resize"))
     return wait_resize (argv[2], strtoull (argv[3], NULL, 0));
   fprintf (stderr, "usage: vublk_probe expect-eio SOCKET RECONNECT REQUEST"
-           " | wait-resize SOCKET SIZE | fd-check SOCKET | plug SOCKET\n");
+           " | wait-resize SOCKET SIZE | fd-check SOCKET | plug SOCKET | spin SOCKET\n");
   return 2;
 }

@@ -1,0 +1,114 @@
+/* spin.c — vublk_aio_spin: a caller's event loop polling the used rings
+ * (and its own input fd) for a short while before it sleeps, so that at
+ * low queue depth neither it nor a completion thread has to be woken.
+ *
+ * Notification protocol: while spinning, every queue is disarmed (the
+ * backend is asked not to signal the call fd); before returning, each is
+ * armed again and re-checked, and what arrived in between is harvested
+ * here.  So whenever this thread stops looking, a completion thread
+ * sleeping on the call fd is woken by the next completion, as it would
+ * be had we never spun.  A completion thread that wakes and arms while we
+ * spin only causes extra notifications, never a lost one. */
+#define _GNU_SOURCE
+#include <poll.h>
+
+#include "internal.h"
+
+/* Spin only while at most this many requests are in flight. */
+#define SPIN_MAX_INFLIGHT 2
+
+/* Harvests every queue once; returns how many chunks completed. */
+static unsigned
+harvest_all (struct vublk *dev)
+{
+  unsigned n = 0;
+
+  for (unsigned i = 0; i < dev->nqueues; i++) {
+    struct vublk_queue *q = &dev->queues[i];
+
+    if (!__atomic_load_n (&q->broken, __ATOMIC_RELAXED)
+        && split_ring_has_used (&q->ring))
+      n += queue_process (q);
+  }
+  return n;
+}
+
+/* Arms (arm) or disarms every queue's completion notifications.  Arming
+ * re-checks the ring and harvests what is there, until the ring is
+ * armed with nothing pending.  Returns how many chunks completed. */
+static unsigned
+set_notifications (struct vublk *dev, bool arm)
+{
+  unsigned n = 0;
+
+  for (unsigned i = 0; i < dev->nqueues; i++) {
+    struct vublk_queue *q = &dev->queues[i];
+    bool pending;
+
+    do {
+      pthread_mutex_lock (&q->lock);
+      if (!arm)
+        split_ring_disarm (&q->ring);
+      pending = arm && !q->broken && split_ring_arm (&q->ring);
+      pthread_mutex_unlock (&q->lock);
+      if (pending)
+        n += queue_process (q);
+    } while (pending);
+  }
+  return n;
+}
+
+/* Tells the CPU we are spinning (lets the sibling hyperthread run). */
+static inline void
+cpu_relax (void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause ();
+#elif defined(__aarch64__)
+  __asm__ volatile ("yield");
+#endif
+}
+
+static bool
+fd_readable (int fd)
+{
+  struct pollfd pfd = { .fd = fd, .events = POLLIN };
+
+  return fd >= 0 && poll (&pfd, 1, 0) > 0;
+}
+
+/* Requests in flight on all queues (a racy snapshot, good enough for a
+ * heuristic). */
+static unsigned
+inflight (struct vublk *dev)
+{
+  unsigned n = 0;
+
+  for (unsigned i = 0; i < dev->nqueues; i++)
+    n += __atomic_load_n (&dev->queues[i].inflight, __ATOMIC_RELAXED);
+  return n;
+}
+
+int
+vublk_aio_spin (struct vublk *dev, uint64_t ns, int fd)
+{
+  uint64_t until = now_ns () + ns;
+  bool busy = false;
+
+  /* With many requests in flight the completion threads are busy anyway
+   * and a spinning caller would only take CPU from them and the backend
+   * (measured: no gain at queue depth 32, 1 MiB reads 10% slower). */
+  if (inflight (dev) > SPIN_MAX_INFLIGHT)
+    return 0;
+
+  set_notifications (dev, false);
+  while (!busy) {
+    busy = harvest_all (dev) > 0 || fd_readable (fd);
+    if (now_ns () >= until)
+      break;
+    cpu_relax ();
+  }
+  if (set_notifications (dev, true) > 0)
+    busy = true;
+  return busy;
+}
