@@ -88,6 +88,9 @@ check_options (const struct vublk_options *o)
       || !(o->request_timeout >= 0 && o->request_timeout <= 86400)
       || !(o->reconnect_timeout >= 0 && o->reconnect_timeout <= 86400))
     return set_error (EINVAL, "timeouts must be between 0 and 86400 seconds");
+  if (o->spin_us > MAX_SPIN_US)
+    return set_error (EINVAL, "spin time %u us is above %u", o->spin_us,
+                      MAX_SPIN_US);
   return 0;
 }
 

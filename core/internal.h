@@ -32,6 +32,7 @@
 #define MAX_QUEUE_SIZE 1024u
 #define DEFAULT_QUEUE_SIZE 256u
 #define DEFAULT_POOL_SIZE (64u << 20)
+#define MAX_SPIN_US 10000u
 #define MAX_TRANSFER_DEFAULT (1u << 20)
 #define MAX_FDS_PER_MSG 8
 

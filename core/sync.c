@@ -39,6 +39,12 @@ sync_io (struct vublk *dev, struct vublk_io io)
   err = vublk_aio_submit (dev, &io);
   if (err)
     return err;
+  /* At low queue depth, harvesting our own completion saves two thread
+   * wake-ups (the completion thread's and ours). */
+  if (dev->opts.spin_us)
+    while (!atomic_load (&w.done)
+           && vublk_aio_spin (dev, dev->opts.spin_us * 1000ull, -1))
+      ;
   while (!atomic_load (&w.done))
     syscall (SYS_futex, &w.done, FUTEX_WAIT_PRIVATE, 0, NULL, NULL, 0);
   if (w.result)

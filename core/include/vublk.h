@@ -58,10 +58,16 @@ struct vublk_options {
                                 the backend goes away before failing
                                 pending and new requests with EIO;
                                 0 = fail at once */
+  unsigned spin_us;          /* synchronous calls (vublk_pread, ...):
+                                poll this many microseconds for their
+                                completion before sleeping, while at most
+                                two requests are in flight (see
+                                vublk_aio_spin); 0 = sleep at once;
+                                at most 10000 */
 };
 
 /* Fills *opts with the defaults (queues 0, queue size 256, no polling,
- * 64 MiB pool, connect 5 s, request 30 s, reconnect 30 s). */
+ * 64 MiB pool, connect 5 s, request 30 s, reconnect 30 s, no spinning). */
 void vublk_options_init (struct vublk_options *opts);
 
 /* Connects to the vhost-user-blk socket at socket_path and completes the

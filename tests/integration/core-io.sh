@@ -27,6 +27,10 @@ run_case 4096 1 3
 run_case 4096 4 4
 # Adaptive polling instead of sleeping on the call eventfd.
 run_case 512 2 5 --poll
+# Synchronous calls spinning for their own completions (spin_us); one
+# thread so that it really spins (at most two requests in flight).
+run_case 4096 2 8 --spin 50 --threads 1
+run_case 512 1 9 --spin 50
 # SET_MEM_TABLE instead of ADD_MEM_REG.
 VUBLK_FORCE_MEM_TABLE=1 run_case 4096 1 6
 # Fixed three-descriptor chains (no INDIRECT_DESC, bit 28) and the

@@ -105,6 +105,24 @@ if [[ $engines =~ (^|[[:space:]])nbd($|[[:space:]]) ]]; then
   grep -q "err= 0" "$T/fio.out" || fail "fio reported errors"
 fi
 
+# Everything above ran with the default spin=30 (nbdsh and nbdcopy at low
+# queue depth spin for their replies); spin=0 sleeps at once and must
+# serve the same bytes.  An out-of-range spin is refused.
+if [[ -n ${NBDKIT_PID:-} ]]; then stop_nbdkit; fi
+start_nbdkit nospin "$P" "$T/v.sock" spin=0
+/usr/bin/nbdsh -u "$(uri nospin)" -c '
+import os
+data = os.urandom(3000)
+h.pwrite(data, 12345)
+assert h.pread(3000, 12345) == data
+' || fail "spin=0: unaligned write and read back"
+nbdcopy "$(uri nospin)" "$T/nospin.img" || fail "spin=0: nbdcopy"
+stop_nbdkit
+cmp "$T/nospin.img" "$T/disk.img" || fail "spin=0: copy differs from the image"
+if run_nbdkit -f -U "$T/badspin.nbd" "$P" "$T/v.sock" spin=20000 2>"$T/err"; then
+  fail "nbdkit started with spin=20000"; fi
+grep -q "spin" "$T/err" || fail "spin=20000 error: $(cat "$T/err")"
+
 # --dump-plugin, and a socket that is not there fails start-up naming it.
 dump=$(run_nbdkit "$P" --dump-plugin)
 [[ $dump == *$'\n'libvublk_version=* ]] || fail "--dump-plugin"

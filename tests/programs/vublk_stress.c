@@ -3,7 +3,7 @@
  *
  *   vublk_stress SOCKET SHADOW [--threads N] [--ops N] [--seed N]
  *                [--queues N] [--seconds S] [--reconnect-timeout S]
- *                [--poll] [--readonly-check]
+ *                [--poll] [--spin US] [--readonly-check]
  *
  * SHADOW is a file holding what the device holds now (a copy of the
  * backing image); it is updated with every write so the script can `cmp`
@@ -284,6 +284,8 @@ main (int argc, char **argv)
       opts.reconnect_timeout = atof (argv[++i]);
     else if (!strcmp (argv[i], "--poll"))
       opts.poll = true;
+    else if (!strcmp (argv[i], "--spin") && i + 1 < argc)
+      opts.spin_us = atoi (argv[++i]);
     else if (!strcmp (argv[i], "--readonly-check"))
       ro_check = true;
     else {
