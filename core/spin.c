@@ -17,7 +17,10 @@
 /* Spin only while at most this many requests are in flight. */
 #define SPIN_MAX_INFLIGHT 2
 
-/* Harvests every queue once; returns how many chunks completed. */
+/* Harvests every queue that has completions once; returns how many
+ * chunks completed.  The check takes the queue lock without waiting for
+ * it (a reconnect may be resetting the ring): a busy queue is simply
+ * looked at again on the next turn. */
 static unsigned
 harvest_all (struct vublk *dev)
 {
@@ -25,9 +28,13 @@ harvest_all (struct vublk *dev)
 
   for (unsigned i = 0; i < dev->nqueues; i++) {
     struct vublk_queue *q = &dev->queues[i];
+    bool ready;
 
-    if (!__atomic_load_n (&q->broken, __ATOMIC_RELAXED)
-        && split_ring_has_used (&q->ring))
+    if (pthread_mutex_trylock (&q->lock))
+      continue;
+    ready = !q->broken && split_ring_has_used (&q->ring);
+    pthread_mutex_unlock (&q->lock);
+    if (ready)
       n += queue_process (q);
   }
   return n;

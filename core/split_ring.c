@@ -47,7 +47,7 @@ split_ring_init (struct split_ring *ring, void *mem, unsigned num,
   ring->used = (uint8_t *) mem + used_off;
   ring->avail_idx = 0;
   ring->kicked_idx = 0;
-  ring->last_used_idx = 0;
+  __atomic_store_n (&ring->last_used_idx, 0, __ATOMIC_RELAXED);
   ring->event_idx = event_idx;
 }
 
@@ -118,8 +118,10 @@ split_ring_publish (struct split_ring *ring)
 bool
 split_ring_has_used (const struct split_ring *ring)
 {
+  /* Also called without the queue lock, as a hint (polling threads):
+   * last_used_idx is written atomically for that reason. */
   return __atomic_load_n (used_idx_ptr (ring), __ATOMIC_ACQUIRE)
-         != ring->last_used_idx;
+         != __atomic_load_n (&ring->last_used_idx, __ATOMIC_RELAXED);
 }
 
 int
@@ -141,7 +143,8 @@ split_ring_harvest (struct split_ring *ring, struct vring_used_elem *out,
     out[i].id = __atomic_load_n (&e->id, __ATOMIC_RELAXED);
     out[i].len = __atomic_load_n (&e->len, __ATOMIC_RELAXED);
   }
-  ring->last_used_idx += n;
+  __atomic_store_n (&ring->last_used_idx, (uint16_t) (ring->last_used_idx + n),
+                    __ATOMIC_RELAXED);
   return n;
 }
 
