@@ -531,6 +531,15 @@ void queue_fail_all (struct vublk_queue *q, int err);
 /* Harvests whatever the used ring holds now and completes it. */
 void queue_harvest_now (struct vublk_queue *q);
 
+/* Asks the backend not to signal completions (a thread polls the used
+ * ring instead).  Takes q->lock. */
+void queue_disarm (struct vublk_queue *q);
+
+/* Asks the backend to signal the next completion, then re-checks the
+ * used ring: true if entries already wait (harvest them before
+ * sleeping).  A broken queue is left alone (false).  q->lock held. */
+bool queue_arm_locked (struct vublk_queue *q);
+
 /* One round of harvesting on the calling thread: takes what the used
  * ring holds (up to a batch), refills freed slots, runs the callbacks.
  * Returns how many chunks completed.  Any thread may call it. */

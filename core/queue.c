@@ -584,6 +584,20 @@ finish_done_list (struct vublk_queue *q)
   run_finished (q, list);
 }
 
+void
+queue_disarm (struct vublk_queue *q)
+{
+  pthread_mutex_lock (&q->lock);
+  split_ring_disarm (&q->ring);
+  pthread_mutex_unlock (&q->lock);
+}
+
+bool
+queue_arm_locked (struct vublk_queue *q)
+{
+  return !q->broken && split_ring_arm (&q->ring);
+}
+
 unsigned
 queue_process (struct vublk_queue *q)
 {
@@ -631,9 +645,7 @@ queue_thread (void *arg)
        * assumption that more completions follow; then sleep. */
       uint64_t until = now_ns () + POLL_SPIN_NS;
       bool got = false;
-      pthread_mutex_lock (&q->lock);
-      split_ring_disarm (&q->ring);
-      pthread_mutex_unlock (&q->lock);
+      queue_disarm (q);
       while (now_ns () < until && !atomic_load (&q->stop))
         if (!__atomic_load_n (&q->broken, __ATOMIC_RELAXED)
             && split_ring_has_used (&q->ring)) {
@@ -644,7 +656,7 @@ queue_thread (void *arg)
         continue;
     }
     pthread_mutex_lock (&q->lock);
-    pending = !q->broken && split_ring_arm (&q->ring);
+    pending = queue_arm_locked (q);
     /* Work that waits for pool memory needs a retry even if no completion
      * arrives on this queue. */
     timeout = q->pending_head ? 20 : -1;

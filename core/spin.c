@@ -40,11 +40,18 @@ harvest_all (struct vublk *dev)
   return n;
 }
 
-/* Arms (arm) or disarms every queue's completion notifications.  Arming
- * re-checks the ring and harvests what is there, until the ring is
- * armed with nothing pending.  Returns how many chunks completed. */
+static void
+disarm_all (struct vublk *dev)
+{
+  for (unsigned i = 0; i < dev->nqueues; i++)
+    queue_disarm (&dev->queues[i]);
+}
+
+/* Arms every queue's completion notifications again, harvesting what
+ * arrived before each was armed, until every ring is armed with nothing
+ * waiting.  Returns how many chunks completed. */
 static unsigned
-set_notifications (struct vublk *dev, bool arm)
+arm_all (struct vublk *dev)
 {
   unsigned n = 0;
 
@@ -54,9 +61,7 @@ set_notifications (struct vublk *dev, bool arm)
 
     do {
       pthread_mutex_lock (&q->lock);
-      if (!arm)
-        split_ring_disarm (&q->ring);
-      pending = arm && !q->broken && split_ring_arm (&q->ring);
+      pending = queue_arm_locked (q);
       pthread_mutex_unlock (&q->lock);
       if (pending)
         n += queue_process (q);
@@ -108,14 +113,14 @@ vublk_aio_spin (struct vublk *dev, uint64_t ns, int fd)
   if (inflight (dev) > SPIN_MAX_INFLIGHT)
     return 0;
 
-  set_notifications (dev, false);
+  disarm_all (dev);
   while (!busy) {
     busy = harvest_all (dev) > 0 || fd_readable (fd);
     if (now_ns () >= until)
       break;
     cpu_relax ();
   }
-  if (set_notifications (dev, true) > 0)
+  if (arm_all (dev) > 0)
     busy = true;
   return busy;
 }
