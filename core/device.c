@@ -46,8 +46,20 @@ now_coarse_ns (void)
 int
 device_reply_timeout_ms (const struct vublk *dev)
 {
-  return dev->opts.connect_timeout > 0
-         ? (int) (dev->opts.connect_timeout * 1000) : 5000;
+  int ms = dev->opts.connect_timeout > 0
+           ? (int) (dev->opts.connect_timeout * 1000) : 5000;
+
+  if (dev->attempt_deadline_ns) {
+    uint64_t now = now_ns (), left;
+
+    left = dev->attempt_deadline_ns > now
+           ? (dev->attempt_deadline_ns - now) / 1000000 : 0;
+    if (left < 1)
+      left = 1;   /* one last look, never a wait without end */
+    if (left < (uint64_t) ms)
+      ms = (int) left;
+  }
+  return ms;
 }
 
 void
@@ -69,6 +81,7 @@ vublk_options_init (struct vublk_options *opts)
   opts->connect_timeout = 5;
   opts->request_timeout = 30;
   opts->reconnect_timeout = 30;
+  opts->log_level = VUBLK_LOG_INFO;
 }
 
 static int
@@ -219,10 +232,12 @@ sleep_or_close (struct vublk *dev, int ms)
 }
 
 /* One reconnect attempt: handshake with the same memory, then every ring
- * replayed with the requests that had not completed.  Returns 0/-errno. */
+ * replayed with the requests that had not completed (see queue_replay
+ * for those that fail instead).  Returns 0/-errno. */
 static int
 try_reconnect (struct vublk *dev)
 {
+  unsigned failed = 0;
   int err;
 
   err = handshake_features_and_memory (dev, false);
@@ -232,14 +247,24 @@ try_reconnect (struct vublk *dev)
     return set_error (EPROTO, "%s: block size changed across reconnect",
                       dev->socket_path);
   for (unsigned i = 0; i < dev->nqueues; i++)
-    queue_replay (&dev->queues[i]);
+    failed += queue_replay (&dev->queues[i]);
   err = handshake_rings (dev);
   if (err)
     return err;
   atomic_store (&dev->state, DEV_CONNECTED);
   atomic_fetch_add (&dev->reconnects, 1);
+  dev->last_reconnect_ns = now_ns ();
   for (unsigned i = 0; i < dev->nqueues; i++)
     queue_kick (&dev->queues[i]);
+  if (failed) {
+    pthread_mutex_lock (&dev->info_lock);
+    device_log (dev, VUBLK_LOG_ERROR, "%u request(s) failed with EIO: "
+                "their replay met the same fault again (%s)", failed,
+                dev->violation_reason);
+    pthread_mutex_unlock (&dev->info_lock);
+  }
+  device_log (dev, VUBLK_LOG_INFO, "reconnected (reconnect %llu)",
+              (unsigned long long) atomic_load (&dev->reconnects));
   return 0;
 }
 
@@ -250,18 +275,17 @@ fail_everything (struct vublk *dev)
     queue_fail_all (&dev->queues[i], -EIO);
 }
 
-/* The backend is gone (or misbehaved): reconnect with backoff until the
- * reconnect timeout, then fail what is pending and keep trying slowly. */
-static void
-reconnect (struct vublk *dev)
-{
-  uint64_t deadline = now_ns ()
-                      + (uint64_t) (dev->opts.reconnect_timeout * 1e9);
-  int backoff = BACKOFF_MIN_MS;
+/* Why the control thread reconnects. */
+enum reconnect_reason {
+  RECONNECT_CLOSED,         /* the socket closed or broke */
+  RECONNECT_VIOLATION,      /* a queue saw a protocol violation */
+  RECONNECT_HUNG,           /* a request outlived the request timeout */
+};
 
-  if (atomic_load (&dev->state) == DEV_CONNECTED)
-    atomic_store (&dev->state, DEV_RECONNECTING);
-  atomic_store (&dev->violation, false);
+/* Closes the control socket and the backend channel. */
+static void
+drop_connection (struct vublk *dev)
+{
   if (dev->sock >= 0) {
     close (dev->sock);
     dev->sock = -1;
@@ -270,15 +294,92 @@ reconnect (struct vublk *dev)
     close (dev->backend_fd);
     dev->backend_fd = -1;
   }
-  for (;;) {
-    if (try_reconnect (dev) == 0)
+}
+
+/* Logs why we reconnect. */
+static void
+log_reconnect_reason (struct vublk *dev, enum reconnect_reason why)
+{
+  switch (why) {
+  case RECONNECT_VIOLATION:
+    pthread_mutex_lock (&dev->info_lock);
+    device_log (dev, VUBLK_LOG_WARNING, "backend broke the protocol (%s); "
+                "reconnecting", dev->violation_reason);
+    pthread_mutex_unlock (&dev->info_lock);
+    for (unsigned i = 0; i < dev->nqueues; i++)
+      queue_note_violation (&dev->queues[i]);
+    break;
+  case RECONNECT_HUNG:
+    pthread_mutex_lock (&dev->info_lock);
+    snprintf (dev->violation_reason, sizeof dev->violation_reason,
+              "a request got no answer within %g s",
+              dev->opts.request_timeout);
+    pthread_mutex_unlock (&dev->info_lock);
+    device_log (dev, VUBLK_LOG_WARNING, "a request got no answer within "
+                "%g s; reconnecting", dev->opts.request_timeout);
+    break;
+  case RECONNECT_CLOSED:
+    device_log (dev, VUBLK_LOG_WARNING, "backend closed the connection; "
+                "reconnecting");
+    break;
+  }
+}
+
+/* Reconnects that follow each other within this time back off, even when
+ * each one succeeds: a backend that accepts and then misbehaves at once
+ * must not be hammered thousands of times a second. */
+#define RECONNECT_CALM_NS 2000000000ull
+
+/* The backend is gone (or misbehaved): reconnect with backoff until the
+ * reconnect timeout, then fail what is pending and keep trying slowly. */
+static void
+reconnect (struct vublk *dev, enum reconnect_reason why)
+{
+  uint64_t deadline;
+  int backoff = BACKOFF_MIN_MS;
+
+  if (atomic_load (&dev->state) == DEV_CONNECTED)
+    atomic_store (&dev->state, DEV_RECONNECTING);
+  atomic_store (&dev->violation, false);
+  drop_connection (dev);
+  log_reconnect_reason (dev, why);
+  if (dev->last_reconnect_ns
+      && now_ns () - dev->last_reconnect_ns < RECONNECT_CALM_NS) {
+    dev->reconnect_backoff_ms = dev->reconnect_backoff_ms
+                                ? dev->reconnect_backoff_ms * 2
+                                : BACKOFF_MIN_MS;
+    if (dev->reconnect_backoff_ms > BACKOFF_MAX_MS)
+      dev->reconnect_backoff_ms = BACKOFF_MAX_MS;
+    device_log (dev, VUBLK_LOG_INFO, "last reconnect was %llu ms ago; "
+                "waiting %u ms", (unsigned long long)
+                ((now_ns () - dev->last_reconnect_ns) / 1000000),
+                dev->reconnect_backoff_ms);
+    if (sleep_or_close (dev, dev->reconnect_backoff_ms))
       return;
+  }
+  else
+    dev->reconnect_backoff_ms = 0;
+  deadline = now_ns () + (uint64_t) (dev->opts.reconnect_timeout * 1e9);
+  for (;;) {
+    int err;
+
+    dev->attempt_deadline_ns = deadline;
+    err = try_reconnect (dev);
+    dev->attempt_deadline_ns = 0;
+    if (err == 0)
+      return;
+    device_log (dev, VUBLK_LOG_DEBUG, "reconnect attempt failed: %s",
+                vublk_get_error ());
     if (dev->sock >= 0) {
       close (dev->sock);
       dev->sock = -1;
     }
     if (atomic_load (&dev->state) != DEV_FAILED && now_ns () >= deadline) {
       atomic_store (&dev->state, DEV_FAILED);
+      device_log (dev, VUBLK_LOG_ERROR, "backend did not come back within "
+                  "%g s (%s); failing pending requests with EIO, still "
+                  "trying every second", dev->opts.reconnect_timeout,
+                  vublk_get_error ());
       fail_everything (dev);
       return;      /* the control loop retries every second from now on */
     }
@@ -309,6 +410,8 @@ control_thread (void *arg)
   struct vublk *dev = arg;
   uint64_t last_retry = 0;
 
+  /* Every reply this thread waits for gives up once vublk_close begins. */
+  vu_set_cancel_fd (dev->close_fd);
   while (atomic_load (&dev->state) != DEV_CLOSING) {
     struct pollfd pfd[3] = {
       { .fd = dev->ctl_wake_fd, .events = POLLIN },
@@ -337,9 +440,12 @@ control_thread (void *arg)
     }
     if (r > 0 && pfd[2].revents)
       handle_backend_message (dev);
-    if ((r > 0 && pfd[1].revents) || dev->sock < 0
-        || atomic_load (&dev->violation) || requests_hung (dev))
-      reconnect (dev);
+    if (atomic_load (&dev->violation))
+      reconnect (dev, RECONNECT_VIOLATION);
+    else if ((r > 0 && pfd[1].revents) || dev->sock < 0)
+      reconnect (dev, RECONNECT_CLOSED);
+    else if (requests_hung (dev))
+      reconnect (dev, RECONNECT_HUNG);
   }
   return NULL;
 }
@@ -360,6 +466,8 @@ device_free (struct vublk *dev)
     close (dev->backend_fd);
   if (dev->ctl_wake_fd >= 0)
     close (dev->ctl_wake_fd);
+  if (dev->close_fd >= 0)
+    close (dev->close_fd);
   if (dev->harvest_fd >= 0)
     close (dev->harvest_fd);
   shared_memory_destroy (&dev->mem);
@@ -390,6 +498,7 @@ vublk_open (const char *socket_path, const struct vublk_options *opts)
     return NULL;
   }
   dev->sock = dev->backend_fd = dev->ctl_wake_fd = dev->harvest_fd = -1;
+  dev->close_fd = -1;
   dev->mem.fd = -1;
   pthread_mutex_init (&dev->range_lock, NULL);
   pthread_mutex_init (&dev->harvest_lock, NULL);
@@ -410,7 +519,8 @@ vublk_open (const char *socket_path, const struct vublk_options *opts)
     goto error;
   dev->ctl_wake_fd = eventfd (0, EFD_CLOEXEC | EFD_NONBLOCK);
   dev->harvest_fd = eventfd (0, EFD_CLOEXEC | EFD_NONBLOCK);
-  if (dev->ctl_wake_fd == -1 || dev->harvest_fd == -1) {
+  dev->close_fd = eventfd (0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (dev->ctl_wake_fd == -1 || dev->harvest_fd == -1 || dev->close_fd == -1) {
     set_error_errno (errno, "eventfd");
     goto error;
   }
@@ -420,9 +530,6 @@ vublk_open (const char *socket_path, const struct vublk_options *opts)
   dev->readonly = dev->opts.readonly
                   || (dev->features & (1ull << VIRTIO_BLK_F_RO));
   usable = dev->backend_queues;
-  if ((dev->features & (1ull << VIRTIO_BLK_F_MQ))
-      && dev->cfg.num_queues < usable)
-    usable = dev->cfg.num_queues;
   if (dev->opts.num_queues > usable) {
     set_error (EINVAL, "%s: %u queues requested, the backend offers %u",
                socket_path, dev->opts.num_queues, usable);
@@ -474,7 +581,12 @@ vublk_close (struct vublk *dev)
   pthread_mutex_unlock (&dev->idle_lock);
 
   if (dev->ctl_started) {
+    uint64_t one = 1;
+
     atomic_store (&dev->state, DEV_CLOSING);
+    if (write (dev->close_fd, &one, sizeof one) < 0) {
+      /* cannot fail on a fresh eventfd */
+    }
     device_wake_control (dev);
     pthread_join (dev->ctl_thread, NULL);
   }

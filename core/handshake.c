@@ -11,6 +11,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -51,13 +52,70 @@ reply_ack (const struct vublk *dev)
   return has_protocol (dev, VHOST_USER_PROTOCOL_F_REPLY_ACK);
 }
 
-/* Connects a fresh socket to dev->socket_path. */
+/* How long a connect() keeps retrying while the backend's listen backlog
+ * is full, between tries. */
+#define BUSY_RETRY_MS 20
+
+/* Connects sock to addr within timeout_ms.  A UNIX socket whose backlog
+ * is full refuses a non-blocking connect with EAGAIN (a blocking one would
+ * wait forever): that is a busy backend, retried until the deadline.
+ * Returns 0 or -errno with the error set. */
+static int
+connect_with_deadline (struct vublk *dev, int sock,
+                       const struct sockaddr_un *addr, int timeout_ms)
+{
+  int waited = timeout_ms;
+
+  for (;;) {
+    int err, pause = BUSY_RETRY_MS;
+
+    if (connect (sock, (const struct sockaddr *) addr, sizeof *addr) == 0)
+      return 0;
+    switch (errno) {
+    case EINTR:
+      continue;
+    case EINPROGRESS: {
+      socklen_t len = sizeof err;
+
+      err = vu_wait (sock, POLLOUT, &timeout_ms, "connect");
+      if (err == -ETIMEDOUT)
+        break;
+      if (err)
+        return err;
+      if (getsockopt (sock, SOL_SOCKET, SO_ERROR, &err, &len) == -1)
+        return set_error_errno (errno, "%s: connect", dev->socket_path);
+      if (err == 0)
+        return 0;
+      if (err != EAGAIN)
+        return set_error_errno (err, "%s: connect", dev->socket_path);
+      break;
+    }
+    case EAGAIN:
+      if (timeout_ms == 0)
+        break;
+      if (pause > timeout_ms)
+        pause = timeout_ms;
+      err = vu_wait (-1, 0, &pause, "connect");
+      if (err != -ETIMEDOUT)
+        return err;
+      timeout_ms -= timeout_ms < BUSY_RETRY_MS ? timeout_ms : BUSY_RETRY_MS;
+      continue;
+    default:
+      return set_error_errno (errno, "%s: connect", dev->socket_path);
+    }
+    return set_error (EBUSY, "%s: the backend is busy (it serves one client "
+                      "at a time): connect did not complete within %d ms",
+                      dev->socket_path, waited);
+  }
+}
+
+/* Connects a fresh socket to dev->socket_path within the reply timeout. */
 static int
 connect_socket (struct vublk *dev)
 {
   struct sockaddr_un addr = { .sun_family = AF_UNIX };
   struct stat st;
-  int sock;
+  int sock, err;
 
   if (strlen (dev->socket_path) >= sizeof addr.sun_path)
     return set_error (ENAMETOOLONG, "%s: socket path too long",
@@ -67,11 +125,16 @@ connect_socket (struct vublk *dev)
   if (!S_ISSOCK (st.st_mode))
     return set_error (ENOTSOCK, "%s: not a UNIX socket", dev->socket_path);
   strcpy (addr.sun_path, dev->socket_path);
-  sock = socket (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sock = socket (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   if (sock == -1)
     return set_error_errno (errno, "socket");
-  if (connect (sock, (struct sockaddr *) &addr, sizeof addr) == -1) {
-    int err = set_error_errno (errno, "%s: connect", dev->socket_path);
+  err = connect_with_deadline (dev, sock, &addr,
+                               device_reply_timeout_ms (dev));
+  /* Messages are small and every reply is awaited with poll(): the rest
+   * of the protocol code expects a blocking socket. */
+  if (!err && fcntl (sock, F_SETFL, 0) == -1)
+    err = set_error_errno (errno, "%s: fcntl", dev->socket_path);
+  if (err) {
     close (sock);
     return err;
   }
@@ -193,9 +256,6 @@ negotiate (struct vublk *dev, bool first, int timeout)
       return set_error (EPROTO, "%s: backend reports %llu queues",
                         dev->socket_path, (unsigned long long) queues);
   }
-  pthread_mutex_lock (&dev->info_lock);
-  dev->backend_queues = queues;
-  pthread_mutex_unlock (&dev->info_lock);
   err = vu_send (dev->sock, VHOST_USER_SET_OWNER, 0, NULL, 0, NULL, 0);
   if (err)
     return err;
@@ -205,6 +265,24 @@ negotiate (struct vublk *dev, bool first, int timeout)
   err = handshake_read_config (dev);
   if (err)
     return err;
+  /* Without VIRTIO_BLK_F_MQ the device has exactly one request queue,
+   * whatever GET_QUEUE_NUM says (DPDK's example answers 128 and serves
+   * queue 0 only); blk_config_parse then reports num_queues 1. */
+  if (dev->cfg.num_queues < queues) {
+    if (!(dev->features & (1ull << VIRTIO_BLK_F_MQ))
+        && device_first_time (dev, ONCE_QUEUE_NUM))
+      device_log (dev, VUBLK_LOG_DEBUG, "backend reports %llu queues without "
+                  "offering VIRTIO_BLK_F_MQ: using one",
+                  (unsigned long long) queues);
+    queues = dev->cfg.num_queues;
+  }
+  if (!first && queues < dev->nqueues)
+    return set_error (EPROTO, "%s: backend came back with %llu queues, "
+                      "%u in use", dev->socket_path,
+                      (unsigned long long) queues, dev->nqueues);
+  pthread_mutex_lock (&dev->info_lock);
+  dev->backend_queues = queues;
+  pthread_mutex_unlock (&dev->info_lock);
   return vu_set_u64 (dev->sock, VHOST_USER_SET_FEATURES, dev->features,
                      false, timeout);
 }

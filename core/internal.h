@@ -40,6 +40,25 @@
 #define likely(x) __builtin_expect (!!(x), 1)
 #define ARRAY_SIZE(a) (sizeof (a) / sizeof ((a)[0]))
 
+/* log.c */
+
+/* Things noted once per device in the log. */
+enum device_once {
+  ONCE_USED_LEN,            /* a used length that disagrees with the chain */
+  ONCE_QUEUE_NUM,           /* num_queues without VIRTIO_BLK_F_MQ */
+};
+
+struct vublk;
+
+/* Sends "SOCKET: message" to the caller's log callback if one is set and
+ * level is within the chosen level.  Any thread. */
+void device_log (struct vublk *dev, int level, const char *fmt, ...)
+  __attribute__ ((format (printf, 3, 4)));
+
+/* True the first time it is called for what on dev (then false): for
+ * quirks worth one log line, not one per request.  Any thread. */
+bool device_first_time (struct vublk *dev, enum device_once what);
+
 /* errors.c */
 int set_error (int errnum, const char *fmt, ...)
   __attribute__ ((format (printf, 2, 3)));
@@ -165,6 +184,17 @@ int vu_get_u64 (int sock, uint32_t request, uint64_t *value, int timeout_ms);
 /* Sends request with a u64 payload (and optional ack). */
 int vu_set_u64 (int sock, uint32_t request, uint64_t value, bool need_reply,
                 int timeout_ms);
+
+/* Makes fd (an eventfd; -1 for none) cancel every wait of the calling
+ * thread in this file and in vu_wait once it is readable. */
+void vu_set_cancel_fd (int fd);
+
+/* Polls fd for events within *timeout_ms (updated to what is left; -1
+ * waits forever), giving up early when the thread's cancel fd fires.
+ * Returns 0 when ready, -ETIMEDOUT with no message set (the caller knows
+ * what it waited for), -ECANCELED or -errno with the message set naming
+ * what. */
+int vu_wait (int fd, short events, int *timeout_ms, const char *what);
 
 /* Name of a vhost-user request for messages. */
 const char *vu_request_name (uint32_t request);
@@ -425,6 +455,7 @@ struct slot {
   uint64_t seq;             /* submission order, for replay */
   uint64_t submit_ns;
   unsigned timeouts;        /* request timeouts seen */
+  unsigned violations;      /* protocol violations it was in flight for */
   bool abandon;             /* fail instead of resubmitting */
   /* Bounce bookkeeping, released when the slot completes. */
   void *bounce;             /* pool block owned by this slot, or NULL */
@@ -518,9 +549,14 @@ struct vublk_queue *queue_for_current_thread (struct vublk *dev);
 void queue_pump_locked (struct vublk_queue *q);
 
 /* After a reconnect: harvests what the old backend completed, resets the
- * ring and places every in-flight slot again in submission order
- * (abandoned ones fail with EIO).  Does not notify. */
-void queue_replay (struct vublk_queue *q);
+ * ring and places every in-flight slot again in submission order;
+ * abandoned slots (see queue_scan_timeouts, queue_note_violation) fail
+ * with EIO instead.  Returns how many failed.  Does not notify. */
+unsigned queue_replay (struct vublk_queue *q);
+
+/* Counts a protocol violation against every slot in flight; a slot that
+ * was in flight for an earlier one too is abandoned. */
+void queue_note_violation (struct vublk_queue *q);
 
 /* Issues pending work and notifies the backend unconditionally. */
 void queue_kick (struct vublk_queue *q);
@@ -592,6 +628,10 @@ struct vublk {
   int sock;                         /* -1 while disconnected */
   int backend_fd;                   /* our end of the backend channel */
   int ctl_wake_fd;                  /* wakes the control thread */
+  int close_fd;                     /* readable once vublk_close began:
+                                       cancels the control thread's waits */
+  uint64_t attempt_deadline_ns;     /* a reconnect attempt's replies must
+                                       come before this (0: no bound) */
   pthread_t ctl_thread;
   bool ctl_started;
   _Atomic int state;
@@ -624,6 +664,12 @@ struct vublk {
 
   atomic_uint outstanding;          /* accepted, not completed requests */
   pthread_mutex_t idle_lock;
+  atomic_uint once;                 /* enum device_once bits logged */
+  char violation_reason[256];       /* what the backend did (control
+                                       thread, under info_lock) */
+  uint64_t last_reconnect_ns;       /* when the last reconnect succeeded */
+  unsigned reconnect_backoff_ms;    /* delay before the next attempt when
+                                       reconnects come too fast */
   atomic_bool violation;            /* a queue saw the backend break the
                                        protocol: the control thread
                                        reconnects (only it touches sock) */
@@ -642,7 +688,8 @@ uint64_t now_ns (void);
  * to read: what per-request timeout stamps need. */
 uint64_t now_coarse_ns (void);
 
-/* Milliseconds for the handshake reply timeout. */
+/* Milliseconds for the next handshake reply: the connect timeout, cut
+ * short by the end of the reconnect window during a reconnect. */
 int device_reply_timeout_ms (const struct vublk *dev);
 
 /* Wakes the control thread so it re-checks the device state (closing, a

@@ -109,31 +109,60 @@ vu_check_reply_header (const struct vhost_user_header *hdr, uint32_t request,
   return 0;
 }
 
-/* Waits for sock to become readable within *timeout_ms (updated).  Returns
- * 0, -ETIMEDOUT or -errno. */
-static int
-wait_readable (int sock, int *timeout_ms, uint32_t request)
+/* An eventfd that, once readable, makes every wait of this thread give up
+ * (the control thread's wake fd: vublk_close must not wait for a reply
+ * from a frozen backend).  -1: none. */
+static __thread int tls_cancel_fd = -1;
+
+void
+vu_set_cancel_fd (int fd)
 {
-  struct pollfd pfd = { .fd = sock, .events = POLLIN };
+  tls_cancel_fd = fd;
+}
+
+int
+vu_wait (int fd, short events, int *timeout_ms, const char *what)
+{
+  struct pollfd pfd[2] = {
+    { .fd = fd, .events = events },
+    { .fd = tls_cancel_fd, .events = POLLIN },
+  };
   uint64_t start = now_ns ();
   int r;
 
   do
-    r = poll (&pfd, 1, *timeout_ms);
+    r = poll (pfd, 2, *timeout_ms);
   while (r == -1 && errno == EINTR);
   if (r == -1)
-    return set_error_errno (errno, "vhost-user %s: poll",
-                            vu_request_name (request));
-  if (r == 0)
-    return set_error (ETIMEDOUT,
-                      "vhost-user %s: no reply within %d ms (is this a "
-                      "vhost-user-blk socket?)",
-                      vu_request_name (request), *timeout_ms);
+    return set_error_errno (errno, "%s: poll", what);
+  if (pfd[1].revents)
+    return set_error (ECANCELED, "%s: cancelled (the device is closing)",
+                      what);
   if (*timeout_ms >= 0) {
     int spent = (int) ((now_ns () - start) / 1000000);
     *timeout_ms = spent >= *timeout_ms ? 0 : *timeout_ms - spent;
   }
+  if (r == 0)
+    return -ETIMEDOUT;     /* the caller words the message */
   return 0;
+}
+
+/* Waits for sock to become readable within *timeout_ms (updated).  Returns
+ * 0, -ETIMEDOUT, -ECANCELED or -errno. */
+static int
+wait_readable (int sock, int *timeout_ms, uint32_t request)
+{
+  int waited = *timeout_ms;
+  int err = vu_wait (sock, POLLIN, timeout_ms, vu_request_name (request));
+
+  if (err == -ETIMEDOUT)
+    return set_error (ETIMEDOUT,
+                      "vhost-user %s: no reply within %d ms: the backend is "
+                      "busy serving another client (vhost-user-blk backends "
+                      "serve one at a time), frozen, or this is not a "
+                      "vhost-user-blk socket",
+                      vu_request_name (request), waited);
+  return err;
 }
 
 /* Reads exactly len bytes, closing any fds that come with them. */

@@ -17,6 +17,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -255,6 +256,7 @@ queue_pump_locked (struct vublk_queue *q)
       s->seq = atomic_fetch_add (&dev->seq, 1);
       s->submit_ns = now_coarse_ns ();
       s->timeouts = 0;
+      s->violations = 0;
       s->abandon = false;
       req->outstanding++;
       __atomic_fetch_add (&q->inflight, 1, __ATOMIC_RELAXED);
@@ -447,8 +449,16 @@ status_to_result (uint8_t status)
 static void
 queue_protocol_violation (struct vublk_queue *q)
 {
+  struct vublk *dev = q->dev;
+
   if (q->broken)
     return;
+  /* What the backend did (this thread's last error) travels to the
+   * control thread, which logs it and fails the requests if it recurs. */
+  pthread_mutex_lock (&dev->info_lock);
+  snprintf (dev->violation_reason, sizeof dev->violation_reason, "%s",
+            vublk_get_error ());
+  pthread_mutex_unlock (&dev->info_lock);
   __atomic_store_n (&q->broken, true, __ATOMIC_RELAXED);
   atomic_store (&q->dev->violation, true);
   device_wake_control (q->dev);
@@ -500,12 +510,17 @@ queue_validate_used (struct vublk_queue *q, const struct vring_used_elem *e)
                e->id);
     return NULL;
   }
+  /* The used length is advisory for virtio-blk (Linux and QEMU ignore
+   * it): qemu counts every byte it wrote (1 + data for a read, 1 for a
+   * write), DPDK's example and SPDK report the data length of writes too.
+   * Nothing is read past the chain because of it, so a disagreeing length
+   * is a quirk to note, not a violation. */
   max_len = 1 + (s->device_writes ? s->data_len : 0);
-  if (e->len > max_len) {
-    set_error (EPROTO, "queue %u: used length %u exceeds %u", q->index,
-               e->len, max_len);
-    return NULL;
-  }
+  if (e->len != max_len && device_first_time (q->dev, ONCE_USED_LEN))
+    device_log (q->dev, VUBLK_LOG_DEBUG, "queue %u: backend reports used "
+                "length %u for a chain the device may write %u bytes of "
+                "(tolerated: the length is advisory)", q->index, e->len,
+                max_len);
   return s;
 }
 
@@ -712,7 +727,7 @@ compare_slot_seq (const void *a, const void *b)
   return x->seq < y->seq ? -1 : x->seq > y->seq;
 }
 
-void
+unsigned
 queue_replay (struct vublk_queue *q)
 {
   struct finished_chunk *failed;
@@ -731,7 +746,7 @@ queue_replay (struct vublk_queue *q)
     free (order);
     free (failed);
     queue_fail_all (q, -ENOMEM);
-    return;
+    return 0;
   }
   pthread_mutex_lock (&q->lock);
   split_ring_init (&q->ring, q->ring.desc, q->ring.num, q->ring.event_idx);
@@ -757,6 +772,7 @@ queue_replay (struct vublk_queue *q)
   finish_chunks (q, failed, nfailed);
   free (order);
   free (failed);
+  return nfailed;
 }
 
 void
@@ -787,6 +803,20 @@ queue_fail_all (struct vublk_queue *q, int err)
   finish_chunks (q, failed, n);
   free (failed);
   finish_done_list (q);
+}
+
+void
+queue_note_violation (struct vublk_queue *q)
+{
+  pthread_mutex_lock (&q->lock);
+  for (unsigned i = 0; i < q->nslots; i++) {
+    struct slot *s = &q->slots[i];
+    /* A request in flight across two protocol violations fails rather
+     * than meeting the same fault forever. */
+    if (s->req && ++s->violations >= 2)
+      s->abandon = true;
+  }
+  pthread_mutex_unlock (&q->lock);
 }
 
 bool

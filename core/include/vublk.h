@@ -43,6 +43,23 @@ int vublk_get_errno (void);
 
 struct vublk;
 
+/* Log levels, most severe first. */
+enum vublk_log_level {
+  VUBLK_LOG_ERROR = 1,      /* requests failed because of the event */
+  VUBLK_LOG_WARNING,        /* backend lost, reconnects and their reasons */
+  VUBLK_LOG_INFO,           /* backend back, what was resubmitted */
+  VUBLK_LOG_DEBUG,          /* tolerated backend quirks, each noted once */
+};
+
+/* Receives one line (no newline) about an event the library noticed on
+ * its own, from whichever thread noticed it: the caller of vublk_open,
+ * the control thread or a completion thread.  It must be thread safe,
+ * must not block for long and must not call libvublk. */
+typedef void (*vublk_log_fn) (void *opaque, int level, const char *msg);
+
+/* "error", "warning", "info" or "debug". */
+const char *vublk_log_level_name (int level);
+
 /* Options for vublk_open(); fill with vublk_options_init() first so that
  * fields added later keep their defaults. */
 struct vublk_options {
@@ -64,6 +81,10 @@ struct vublk_options {
                                 two requests are in flight (see
                                 vublk_aio_spin); 0 = sleep at once;
                                 at most 10000 */
+  vublk_log_fn log;          /* NULL: no log */
+  void *log_opaque;          /* passed to log */
+  int log_level;             /* deliver levels <= this; 0 means
+                                VUBLK_LOG_INFO */
 };
 
 /* Fills *opts with the defaults (queues 0, queue size 256, no polling,
