@@ -178,8 +178,8 @@ cmd_bench (int argc, char **argv)
       usage (stdout);
       return 0;
     }
-    if (!strcmp (opt, "--poll"))
-      o.poll = true;
+    if (parse_device_flag (&o, opt))
+      ;
     else if (!strcmp (opt, "--rw") && val) {
       a++;
       mode = val;
@@ -275,6 +275,13 @@ cmd_bench (int argc, char **argv)
           b.done ? (cpu1 - cpu0) * 1e6 / b.done : 0.0);
   if (b.errors)
     printf ("errors: %" PRIu64 "\n", b.errors);
+  {
+    struct vublk_info after;
+
+    vublk_get_info (b.dev, &after);
+    if (after.reconnects)
+      printf ("reconnects: %" PRIu64 "\n", after.reconnects);
+  }
   for (unsigned i = 0; i < total; i++)
     vublk_buf_free (b.dev, jobs[i].buf);
   free (jobs);

@@ -200,8 +200,8 @@ cmd_copy (int argc, char **argv)
     }
     if (!strcmp (argv[a], "-p") || !strcmp (argv[a], "--progress"))
       show_progress = true;
-    else if (!strcmp (argv[a], "--poll"))
-      o.poll = true;
+    else if (parse_device_flag (&o, argv[a]))
+      ;
     else if (argv[a][0] == '-' && argv[a][1] == '-' && a + 1 < argc
              && parse_device_option (&o, argv[a], argv[a + 1]))
       a++;

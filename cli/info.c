@@ -70,8 +70,8 @@ cmd_info (int argc, char **argv)
     }
     if (!strcmp (argv[a], "--json"))
       json = true;
-    else if (!strcmp (argv[a], "--poll"))
-      o.poll = true;
+    else if (parse_device_flag (&o, argv[a]))
+      ;
     else if (argv[a][0] == '-' && argv[a][1] == '-' && a + 1 < argc
              && parse_device_option (&o, argv[a], argv[a + 1]))
       a++;
@@ -104,7 +104,8 @@ cmd_info (int argc, char **argv)
             "  \"writeback\": %s,\n  \"can_flush\": %s,\n"
             "  \"can_discard\": %s,\n  \"can_write_zeroes\": %s,\n"
             "  \"queues\": %u,\n  \"backend_queues\": %u,\n"
-            "  \"queue_size\": %u,\n  \"serial\": \"%s\",\n"
+            "  \"queue_size\": %u,\n  \"reconnects\": %" PRIu64 ",\n"
+            "  \"serial\": \"%s\",\n"
             "  \"features\": [",
             socket, i.size, i.logical_block_size, i.physical_block_size,
             i.alignment_offset, i.min_io_size, i.opt_io_size, i.size_max,
@@ -115,7 +116,7 @@ cmd_info (int argc, char **argv)
             i.readonly ? "true" : "false", i.writeback ? "true" : "false",
             i.can_flush ? "true" : "false", i.can_discard ? "true" : "false",
             i.can_write_zeroes ? "true" : "false", i.num_queues,
-            i.backend_queues, i.queue_size, serial);
+            i.backend_queues, i.queue_size, i.reconnects, serial);
     print_features (i.features, vublk_feature_name, ", ", true);
     printf ("],\n  \"protocol_features\": [");
     print_features (i.protocol_features, vublk_protocol_feature_name, ", ",

@@ -11,6 +11,8 @@
 const char device_options_help[] =
   "  --queues N               virtqueues to use (default: backend's, max 4)\n"
   "  --poll                   poll for completions instead of sleeping\n"
+  "  -v, --verbose            one line per protocol event on stderr\n"
+  "                           (reconnects and why, tolerated backend quirks)\n"
   "  --reconnect-timeout S    keep reconnecting S seconds after the backend\n"
   "                           goes away before failing I/O (default 30)\n"
   "  --request-timeout S      treat a request unanswered for S seconds as a\n"
@@ -78,6 +80,29 @@ parse_seconds (const char *option, const char *value)
     die (EXIT_USAGE, "%s: '%s' is not a number of seconds (0..86400)",
          option, value ? value : "");
   return v;
+}
+
+/* The log callback behind -v: one line per event, on stderr. */
+static void
+log_to_stderr (void *opaque, int level, const char *msg)
+{
+  (void) opaque;
+  fprintf (stderr, "%s: %s: %s\n", program_name, vublk_log_level_name (level),
+           msg);
+}
+
+bool
+parse_device_flag (struct vublk_options *o, const char *arg)
+{
+  if (!strcmp (arg, "--poll"))
+    o->poll = true;
+  else if (!strcmp (arg, "-v") || !strcmp (arg, "--verbose")) {
+    o->log = log_to_stderr;
+    o->log_level = VUBLK_LOG_DEBUG;
+  }
+  else
+    return false;
+  return true;
 }
 
 bool
