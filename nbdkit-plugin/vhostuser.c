@@ -8,7 +8,8 @@
  * Thread model PARALLEL: each nbdkit thread issues its request through
  * libvublk's thread-safe API, so many requests are in flight at once.
  * Unaligned and large requests are served by the core (splitting,
- * read-modify-write); errors keep their errno.
+ * read-modify-write); errors keep their errno.  The device is probed
+ * in get_ready, so a bad socket fails start-up before nbdkit serves.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -146,14 +147,36 @@ vhostuser_dump_plugin (void)
   printf ("libvublk_version=%s\n", vublk_version ());
 }
 
-/* The device is opened after nbdkit has forked into the background (its
- * threads would not survive the fork) but before any client connects,
- * so a bad socket fails start-up with a message naming it.  nbdkit calls
+/* Probes the device before nbdkit binds its socket, starts a --run
+ * command or forks: a full open with the configured options, closed again
+ * at once.  A bad socket thus stops start-up here, with the library's
+ * message on stderr, exit 1 and no NBD socket left behind.  The open starts
+ * library threads, which must not cross nbdkit's fork; vublk_close joins
+ * them all and hangs up before returning, so the fork sees none and
+ * one-client backends (qemu-storage-daemon) are free again for
+ * after_fork's open. */
+static int
+vhostuser_get_ready (void)
+{
+  struct vublk *probe;
+
+  probe = vublk_open (socket_path, &opts);
+  if (!probe) {
+    nbdkit_error ("%s", vublk_get_error ());
+    return -1;
+  }
+  vublk_close (probe);
+  return 0;
+}
+
+/* Opens the device for serving, after nbdkit has forked into the
+ * background (the library's threads would not survive the fork) and
+ * before any client connects.  get_ready has checked the socket; this
+ * fails only if the backend went away in between.  nbdkit calls
  * after_fork whether or not it forks. */
 static int
 vhostuser_after_fork (void)
 {
-  opts.readonly = false;
   dev = vublk_open (socket_path, &opts);
   if (!dev) {
     nbdkit_error ("%s", vublk_get_error ());
@@ -198,11 +221,19 @@ vhostuser_can_write (void *handle)
   return !info.readonly;
 }
 
+/* The capabilities follow what the device negotiated (see the man page):
+ *
+ * Flush is always offered.  Without VIRTIO_BLK_F_FLUSH the device has no
+ * volatile cache, every completed write is already stable, and the core
+ * completes a flush at once; telling clients "no flush" instead would make
+ * libnbd refuse their flush calls.  FUA is native for the same reason: the
+ * core writes and then flushes when there is a cache, and needs nothing
+ * more when there is none. */
 static int
 vhostuser_can_flush (void *handle)
 {
   (void) handle;
-  return 1;         /* a no-op without a volatile cache */
+  return 1;
 }
 
 static int
@@ -212,20 +243,21 @@ vhostuser_can_trim (void *handle)
   return info.can_discard;
 }
 
+/* nbdkit's plugin can_zero is a boolean: 0 makes nbdkit emulate zero with
+ * writes of zeroes itself, without calling .zero. */
 static int
 vhostuser_can_zero (void *handle)
 {
   (void) handle;
-  /* Without write-zeroes nbdkit emulates zero with writes (it falls back
-   * when we fail with ENOTSUP). */
-  return 1;
+  return info.can_write_zeroes;
 }
 
+/* A fast zero is possible only with write-zeroes: the emulation writes. */
 static int
 vhostuser_can_fast_zero (void *handle)
 {
   (void) handle;
-  return 1;
+  return info.can_write_zeroes;
 }
 
 static int
@@ -304,14 +336,6 @@ vhostuser_zero (void *handle, uint32_t count, uint64_t offset,
 {
   int r;
 
-  if (!info.can_write_zeroes) {
-    /* Fast zero must fail at once; otherwise let nbdkit write zeroes. */
-    errno = ENOTSUP;
-    if (!(flags & NBDKIT_FLAG_FAST_ZERO))
-      nbdkit_debug ("%s: no write-zeroes, nbdkit falls back to writes",
-                    socket_path);
-    return -1;
-  }
   r = vublk_write_zeroes (handle, offset, count,
                           flags & NBDKIT_FLAG_MAY_TRIM ? VUBLK_F_UNMAP : 0);
   if (r == 0 && (flags & NBDKIT_FLAG_FUA))
@@ -332,6 +356,7 @@ static struct nbdkit_plugin plugin = {
   .config_help = vhostuser_config_help,
   .magic_config_key = "socket",
   .dump_plugin = vhostuser_dump_plugin,
+  .get_ready = vhostuser_get_ready,
   .after_fork = vhostuser_after_fork,
   .open = vhostuser_open,
   .get_size = vhostuser_get_size,
