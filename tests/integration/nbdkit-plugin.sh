@@ -2,7 +2,9 @@
 # nbdkit vhostuser against qemu-storage-daemon: nbdinfo, qemu-img convert
 # and compare, nbdcopy in and out (four readers at once), zero and trim,
 # flush, TCP on 127.0.0.1, read-only (nbdkit -r and a read-only export),
-# fio's nbd engine with verification, --dump-plugin and a bad socket.
+# fio's nbd engine with verification, capabilities of a backend without
+# flush/discard/write-zeroes, --dump-plugin and a bad socket (more
+# start-up failures in nbdkit-startup.sh).
 . "$(dirname "$0")/lib.sh"
 requires qemu-storage-daemon nbdkit nbdinfo nbdcopy nbdsh qemu-img cmp
 P=$VUBLK_PLUGIN
@@ -62,6 +64,9 @@ assert h.pread(1 << 20, 65536)[100:] == bytes((1 << 20) - 100)
 h.zero(4 << 20, 8 << 20)  # may trim
 assert h.pread(4 << 20, 8 << 20) == bytes(4 << 20)
 h.trim(1 << 20, 16 << 20)
+assert h.can_fast_zero() and h.can_flush() and h.can_fua()
+h.zero(65536, 8 << 20, nbd.CMD_FLAG_FAST_ZERO)
+assert h.pread(65536, 8 << 20) == bytes(65536)
 h.flush()
 h.pwrite(buf, 12345, nbd.CMD_FLAG_FUA)
 assert h.pread(1000, 12345) == buf
@@ -122,6 +127,34 @@ cmp "$T/nospin.img" "$T/disk.img" || fail "spin=0: copy differs from the image"
 if run_nbdkit -f -U "$T/badspin.nbd" "$P" "$T/v.sock" spin=20000 2>"$T/err"; then
   fail "nbdkit started with spin=20000"; fi
 grep -q "spin" "$T/err" || fail "spin=20000 error: $(cat "$T/err")"
+
+# A backend with few features: FLUSH (bit 9), DISCARD (13) and
+# WRITE_ZEROES (14) masked off in the core's negotiation.  The plugin
+# says so: no trim, zero emulated by nbdkit with writes (so no fast
+# zero), flush and FUA offered and succeeding (nothing volatile to flush).
+VUBLK_TEST_DISABLE_FEATURES=$(( (1 << 9) | (1 << 13) | (1 << 14) )) \
+  start_nbdkit poor "$P" "$T/v.sock"
+timeout 60 /usr/bin/nbdsh -u "$(uri poor)" -c '
+import os
+assert not h.can_trim(), "can_trim without DISCARD"
+assert h.can_zero() and not h.can_fast_zero(), "zero must be emulated, not fast"
+assert h.can_flush() and h.can_fua()
+h.pwrite(os.urandom(3 << 20), 1 << 20)
+h.zero((1 << 20) + 100, (1 << 20) + 5000, nbd.CMD_FLAG_FUA)
+assert h.pread((1 << 20) + 100, (1 << 20) + 5000) == bytes((1 << 20) + 100)
+try:
+    h.zero(4096, 0, nbd.CMD_FLAG_FAST_ZERO)
+    raise AssertionError("fast zero accepted without write-zeroes")
+except nbd.Error:
+    pass
+buf = os.urandom(5000)
+h.pwrite(buf, 77777, nbd.CMD_FLAG_FUA)
+h.flush()
+assert h.pread(5000, 77777) == buf
+' || fail "feature-poor backend: $(cat "$T/poor.log")"
+stop_nbdkit
+cmp -n $(((1 << 20) + 100)) -i $(((1 << 20) + 5000)):0 "$T/disk.img" /dev/zero \
+  || fail "feature-poor backend: emulated zero did not reach the image"
 
 # --dump-plugin, and a socket that is not there fails start-up naming it.
 dump=$(run_nbdkit "$P" --dump-plugin)

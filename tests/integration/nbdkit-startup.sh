@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# nbdkit vhostuser start-up: the plugin probes the device before nbdkit
+# binds its socket, forks or runs a --run command, so a bad socket fails
+# at once with exit 1, a message naming it, no --run command started and
+# no NBD socket file left behind (issue 15 item 3).  Then a good start on
+# the same paths, a --run against qemu-storage-daemon (which serves one
+# client at a time, so the probe must have hung up), and a listener that
+# never answers.  Capabilities against a feature-poor backend are checked
+# in nbdkit-plugin.sh.
+. "$(dirname "$0")/lib.sh"
+requires qemu-storage-daemon nbdkit nbdinfo timeout
+P=$VUBLK_PLUGIN
+
+if plugin_is_instrumented; then
+  echo "SKIP: plugin is sanitizer-instrumented; nbdkit is not" >&2
+  exit 77
+fi
+
+# expect_start_failure NAME LOG ARGS...: nbdkit ARGS must exit 1 within
+# 30 s, its stderr (in LOG) naming the vhost-user socket $T/missing.
+expect_start_failure() {
+  local name=$1 log=$2 rc=0; shift 2
+  timeout 30 nbdkit "$@" 2>"$log" || rc=$?
+  [[ $rc == 1 ]] || fail "$name: exit status $rc, expected 1: $(cat "$log")"
+  grep -q "$T/missing" "$log" || fail "$name: message does not name the socket: $(cat "$log")"
+}
+
+# (a) --run with a missing socket: the command never runs.
+expect_start_failure "--run" "$T/run.err" \
+  -U "$T/run.nbd" "$P" socket="$T/missing" --run "touch $T/ran"
+[[ ! -e $T/ran ]] || fail "--run command ran although the device cannot be opened"
+[[ ! -e $T/run.nbd ]] || fail "--run: NBD socket $T/run.nbd left behind"
+
+# (b) In the foreground (-f) and as a daemon: exit 1, no socket file left.
+expect_start_failure "-f" "$T/fg.err" -f -U "$T/s.nbd" "$P" socket="$T/missing"
+[[ ! -e $T/s.nbd ]] || fail "-f: NBD socket $T/s.nbd left behind"
+expect_start_failure "daemon" "$T/bg.err" -U "$T/bg.nbd" -P "$T/bg.pid" \
+  "$P" socket="$T/missing"
+[[ ! -e $T/bg.nbd ]] || fail "daemon: NBD socket $T/bg.nbd left behind"
+[[ ! -e $T/bg.pid ]] || fail "daemon: pid file written although start-up failed"
+
+# ... and the next start on the same -U path works.
+make_random_image "$T/disk.img" 8M
+start_qsd "$T/disk.img" "$T/v.sock"
+start_nbdkit s "$P" socket="$T/v.sock"
+[[ $(timeout 30 nbdinfo --size "nbd+unix:///?socket=$T/s.nbd") == $((8 << 20)) ]] \
+  || fail "good start on $T/s.nbd: wrong size or no answer: $(cat "$T/s.log")"
+stop_nbdkit
+
+# A good --run: the probe has hung up before the real open, so the
+# one-client backend accepts the plugin's connection and the command runs.
+timeout 60 nbdkit -U - "$P" socket="$T/v.sock" \
+  --run "nbdinfo --size \"\$uri\" >$T/run.size" 2>"$T/goodrun.err" \
+  || fail "--run against a good socket failed: $(cat "$T/goodrun.err")"
+[[ $(cat "$T/run.size") == $((8 << 20)) ]] || fail "--run: nbdinfo size $(cat "$T/run.size")"
+
+# (c) A socket that listens but never speaks vhost-user: start-up fails
+# within the library's handshake timeout (5 s per reply) with a message.
+/usr/bin/python3 -c '
+import socket, sys, time
+s = socket.socket(socket.AF_UNIX)
+s.bind(sys.argv[1]); s.listen(8)
+conns = []
+while True:
+    c, _ = s.accept(); conns.append(c)   # hold it open, never answer
+' "$T/silent.sock" &
+silent=$!
+on_exit "kill $silent"
+wait_for_socket "$T/silent.sock"
+start=$SECONDS rc=0
+timeout 30 nbdkit -f -U "$T/silent.nbd" "$P" socket="$T/silent.sock" \
+  --run "touch $T/silent.ran" 2>"$T/silent.err" || rc=$?
+elapsed=$((SECONDS - start))
+[[ $rc == 1 ]] || fail "silent listener: exit status $rc, expected 1: $(cat "$T/silent.err")"
+((elapsed <= 15)) || fail "silent listener: start-up took ${elapsed}s"
+grep -q "$T/silent.sock" "$T/silent.err" || fail "silent listener: message: $(cat "$T/silent.err")"
+[[ ! -e $T/silent.ran && ! -e $T/silent.nbd ]] || fail "silent listener: --run ran or socket left"
+echo "nbdkit start-up checks passed (silent listener failed in ${elapsed}s: $(head -c 300 "$T/silent.err"))"
