@@ -166,3 +166,76 @@ plugin_is_instrumented() {
   syms=$(nm -D "$VUBLK_PLUGIN" 2>/dev/null || true)
   [[ $syms == *__asan_init* || $syms == *__tsan_init* || $syms == *__ubsan_handle* ]]
 }
+
+# --- DPDK's vhost-user-blk example backend (rte_vhost, SPDK's blk code) ---
+# What it is (from its source, /usr/share/dpdk/examples/vhost_blk): a
+# 128 MiB RAM disk, zeroed at every start, on DIR/vhost.socket (it always
+# uses its working directory).  Offers VERSION_1, PROTOCOL_FEATURES,
+# NOTIFY_ON_EMPTY and RING_PACKED only: no MQ, EVENT_IDX, INDIRECT_DESC,
+# BLK_SIZE, SEG_MAX, SIZE_MAX, FLUSH, DISCARD or WRITE_ZEROES; its config
+# says blk_size 4096 (without the feature bit) and num_queues 256, and
+# GET_QUEUE_NUM answers 128, yet it serves queue 0 only.  One client at a
+# time; a new client is accepted after the previous one leaves.
+
+# Builds the example once per build tree and prints its path; exits 77
+# (skip) when dpdk-dev or dpdk-doc is missing.
+dpdk_blk_binary() {
+  local rc=0
+  DPDK_BLK_BIN=$(bash "$(dirname "${BASH_SOURCE[0]}")/../dpdk/build-vhost-blk.sh" \
+                   "$VUBLK_BUILD/dpdk-vhost-blk") || rc=$?
+  ((rc == 77)) && exit 77
+  ((rc == 0)) || fail "building DPDK's vhost_blk example failed"
+}
+
+# reserve_hugepages N: adds N 2 MiB hugepages to the pool
+# (/proc/sys/vm/nr_hugepages) and puts the old count back at exit; exits
+# 77 if the kernel cannot reserve them.
+reserve_hugepages() {
+  local want=$1 old free
+  [[ -w /proc/sys/vm/nr_hugepages ]] || { echo "SKIP: cannot set nr_hugepages" >&2; exit 77; }
+  old=$(cat /proc/sys/vm/nr_hugepages)
+  on_exit "echo $old >/proc/sys/vm/nr_hugepages"
+  echo $((old + want)) >/proc/sys/vm/nr_hugepages || true
+  free=$(awk '/^HugePages_Free:/ {print $2}' /proc/meminfo)
+  ((free >= want)) || { echo "SKIP: only $free free hugepages, $want wanted" >&2; exit 77; }
+}
+
+# start_dpdk_blk DIR [huge]: starts DPDK's vhost-user-blk example in DIR
+# (it creates DIR/vhost.socket; a stale socket from a killed instance is
+# removed first, so a restart in the same DIR works).  Without `huge` it
+# runs with --no-huge -m 512; with it, on 2 MiB hugepages (the caller
+# reserves them: reserve_hugepages 80 covers its RAM disk) with --in-memory,
+# which needs no hugetlbfs mount and leaves no page files behind.  Its
+# output goes to DIR/dpdk.log.  DPDK_PID is its pid; it is killed at exit
+# and its EAL runtime directory (/var/run/dpdk/PREFIX) removed.
+start_dpdk_blk() {
+  local dir=$1 mode=${2:-} prefix i
+  local -a mem=(--no-huge -m 512)
+  dpdk_blk_binary
+  [[ $mode == huge ]] && mem=(--in-memory)
+  mkdir -p "$dir"
+  rm -f "$dir/vhost.socket"
+  prefix=vublk-$$-$RANDOM
+  # stdbuf: the example prints with stdio, which a file would buffer.
+  (cd "$dir" && exec stdbuf -oL -eL "$DPDK_BLK_BIN" "${mem[@]}" --no-pci -l 0 \
+     --file-prefix "$prefix" >>"$dir/dpdk.log" 2>&1) &
+  DPDK_PID=$!
+  DPDK_PREFIX=$prefix
+  on_exit "kill -9 $DPDK_PID; wait $DPDK_PID; rm -rf /var/run/dpdk/$prefix; rmdir /var/run/dpdk"
+  # The socket exists from bind(); "binding succeeded" is logged just
+  # before listen(), so wait for both and give listen() a moment.
+  for ((i = 0; i < 200; i++)); do
+    [[ -S $dir/vhost.socket ]] && grep -q "binding succeeded" "$dir/dpdk.log" && break
+    kill -0 "$DPDK_PID" 2>/dev/null || fail "DPDK vhost_blk exited: $(tail -5 "$dir/dpdk.log")"
+    sleep 0.05
+  done
+  [[ -S $dir/vhost.socket ]] || fail "DPDK vhost_blk made no socket in 10 s: $(tail -5 "$dir/dpdk.log")"
+  sleep 0.1
+}
+
+# kill_dpdk_blk: kill -9 the running example (as a crash would) and reap it.
+kill_dpdk_blk() {
+  kill -9 "$DPDK_PID" 2>/dev/null || true
+  wait "$DPDK_PID" 2>/dev/null || true
+  rm -rf "/var/run/dpdk/$DPDK_PREFIX"
+}
