@@ -13,6 +13,8 @@ const char device_options_help[] =
   "  --poll                   poll for completions instead of sleeping\n"
   "  -v, --verbose            one line per protocol event on stderr\n"
   "                           (reconnects and why, tolerated backend quirks)\n"
+  "  --connect-timeout S      wait at most S seconds for the connection and\n"
+  "                           for each handshake reply (default 5)\n"
   "  --reconnect-timeout S    keep reconnecting S seconds after the backend\n"
   "                           goes away before failing I/O (default 30)\n"
   "  --request-timeout S      treat a request unanswered for S seconds as a\n"
@@ -111,6 +113,12 @@ parse_device_option (struct vublk_options *o, const char *name,
 {
   if (!strcmp (name, "--queues"))
     o->num_queues = parse_size (name, value, 1, 64);
+  else if (!strcmp (name, "--connect-timeout")) {
+    o->connect_timeout = parse_seconds (name, value);
+    if (o->connect_timeout > 3600 || o->connect_timeout < 0.001)
+      die (EXIT_USAGE, "%s: '%s' is not between 0.001 and 3600 seconds",
+           name, value);
+  }
   else if (!strcmp (name, "--reconnect-timeout"))
     o->reconnect_timeout = parse_seconds (name, value);
   else if (!strcmp (name, "--request-timeout"))
