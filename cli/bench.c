@@ -170,7 +170,7 @@ cmd_bench (int argc, char **argv)
   struct job *jobs;
   unsigned total;
 
-  vublk_options_init (&o);
+  device_options_init (&o);
   for (int a = 1; a < argc; a++) {
     const char *opt = argv[a], *val = a + 1 < argc ? argv[a + 1] : NULL;
 

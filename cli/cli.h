@@ -32,6 +32,10 @@ double parse_seconds (const char *option, const char *value);
 bool parse_device_option (struct vublk_options *o, const char *name,
                           const char *value);
 
+/* vublk_options_init, plus library warnings and errors (a backend lost,
+ * huge pages missing) printed on stderr; -v adds the rest. */
+void device_options_init (struct vublk_options *o);
+
 /* Handles a flag common to every program that opens a device (--poll,
  * -v/--verbose: library events to stderr); returns true if arg was one. */
 bool parse_device_flag (struct vublk_options *o, const char *arg);

@@ -192,7 +192,7 @@ cmd_copy (int argc, char **argv)
   uint64_t read_off = 0, written = 0;
   struct vublk *pool_dev;
 
-  vublk_options_init (&o);
+  device_options_init (&o);
   for (int a = 1; a < argc; a++) {
     if (!strcmp (argv[a], "--help")) {
       usage (stdout);

@@ -62,7 +62,7 @@ cmd_info (int argc, char **argv)
   char serial[21], human[32];
   int r;
 
-  vublk_options_init (&o);
+  device_options_init (&o);
   for (int a = 1; a < argc; a++) {
     if (!strcmp (argv[a], "--help")) {
       usage (stdout);
@@ -105,6 +105,7 @@ cmd_info (int argc, char **argv)
             "  \"can_discard\": %s,\n  \"can_write_zeroes\": %s,\n"
             "  \"queues\": %u,\n  \"backend_queues\": %u,\n"
             "  \"queue_size\": %u,\n  \"reconnects\": %" PRIu64 ",\n"
+            "  \"memory\": \"%s\",\n"
             "  \"serial\": \"%s\",\n"
             "  \"features\": [",
             socket, i.size, i.logical_block_size, i.physical_block_size,
@@ -116,7 +117,8 @@ cmd_info (int argc, char **argv)
             i.readonly ? "true" : "false", i.writeback ? "true" : "false",
             i.can_flush ? "true" : "false", i.can_discard ? "true" : "false",
             i.can_write_zeroes ? "true" : "false", i.num_queues,
-            i.backend_queues, i.queue_size, i.reconnects, serial);
+            i.backend_queues, i.queue_size, i.reconnects,
+            i.hugetlb ? "hugetlb" : "normal", serial);
     print_features (i.features, vublk_feature_name, ", ", true);
     printf ("],\n  \"protocol_features\": [");
     print_features (i.protocol_features, vublk_protocol_feature_name, ", ",
@@ -148,6 +150,9 @@ cmd_info (int argc, char **argv)
             : "writethrough");
     printf ("queues:               %u in use, %u offered, %u entries each\n",
             i.num_queues, i.backend_queues, i.queue_size);
+    printf ("memory:               %s, %" PRIu64 " MiB shared\n",
+            i.hugetlb ? "hugetlb (2 MiB pages)" : "normal (4 KiB pages)",
+            i.shared_memory_size >> 20);
     printf ("serial:               %s\n", serial);
     printf ("features:             ");
     print_features (i.features, vublk_feature_name, " ", false);

@@ -15,6 +15,9 @@ const char device_options_help[] =
   "                           (reconnects and why, tolerated backend quirks)\n"
   "  --connect-timeout S      wait at most S seconds for the connection and\n"
   "                           for each handshake reply (default 5)\n"
+  "  --memory normal|hugetlb  back the memory shared with the backend by\n"
+  "                           ordinary or 2 MiB huge pages (SPDK needs\n"
+  "                           huge pages; default normal)\n"
   "  --reconnect-timeout S    keep reconnecting S seconds after the backend\n"
   "                           goes away before failing I/O (default 30)\n"
   "  --request-timeout S      treat a request unanswered for S seconds as a\n"
@@ -93,6 +96,14 @@ log_to_stderr (void *opaque, int level, const char *msg)
            msg);
 }
 
+void
+device_options_init (struct vublk_options *o)
+{
+  vublk_options_init (o);
+  o->log = log_to_stderr;
+  o->log_level = VUBLK_LOG_WARNING;
+}
+
 bool
 parse_device_flag (struct vublk_options *o, const char *arg)
 {
@@ -118,6 +129,14 @@ parse_device_option (struct vublk_options *o, const char *name,
     if (o->connect_timeout > 3600 || o->connect_timeout < 0.001)
       die (EXIT_USAGE, "%s: '%s' is not between 0.001 and 3600 seconds",
            name, value);
+  }
+  else if (!strcmp (name, "--memory")) {
+    if (!strcmp (value, "normal"))
+      o->memory = VUBLK_MEMORY_NORMAL;
+    else if (!strcmp (value, "hugetlb"))
+      o->memory = VUBLK_MEMORY_HUGETLB;
+    else
+      die (EXIT_USAGE, "%s: '%s' is neither normal nor hugetlb", name, value);
   }
   else if (!strcmp (name, "--reconnect-timeout"))
     o->reconnect_timeout = parse_seconds (name, value);

@@ -101,6 +101,9 @@ check_options (const struct vublk_options *o)
       || !(o->request_timeout >= 0 && o->request_timeout <= 86400)
       || !(o->reconnect_timeout >= 0 && o->reconnect_timeout <= 86400))
     return set_error (EINVAL, "timeouts must be between 0 and 86400 seconds");
+  if (o->memory != VUBLK_MEMORY_NORMAL && o->memory != VUBLK_MEMORY_HUGETLB)
+    return set_error (EINVAL, "memory kind %d is neither normal nor hugetlb",
+                      (int) o->memory);
   if (o->spin_us > MAX_SPIN_US)
     return set_error (EINVAL, "spin time %u us is above %u", o->spin_us,
                       MAX_SPIN_US);
@@ -171,9 +174,16 @@ create_memory_and_queues (struct vublk *dev)
   int err;
 
   err = shared_memory_create (&dev->mem, pool_off + dev->opts.pool_size,
-                              pool_off, dev->opts.pool_size);
+                              pool_off, dev->opts.pool_size,
+                              dev->opts.memory == VUBLK_MEMORY_HUGETLB);
   if (err)
     return err;
+  if (dev->mem.fallback_reason[0])
+    device_log (dev, VUBLK_LOG_WARNING, "no huge pages for %zu bytes of "
+                "shared memory (%s); using ordinary pages (SPDK's NVMe and "
+                "RDMA backends need huge pages: reserve them in "
+                "/proc/sys/vm/nr_hugepages)", pool_off + dev->opts.pool_size,
+                dev->mem.fallback_reason);
   dev->queues = calloc (dev->nqueues, sizeof *dev->queues);
   if (!dev->queues)
     return set_error (ENOMEM, "allocating queues");
@@ -646,6 +656,8 @@ vublk_get_info (struct vublk *dev, struct vublk_info *info)
   info->backend_protocol_features = dev->backend_protocol_features;
   pthread_mutex_unlock (&dev->info_lock);
   info->reconnects = atomic_load (&dev->reconnects);
+  info->hugetlb = dev->mem.hugetlb;
+  info->shared_memory_size = dev->mem.size;
   return 0;
 }
 

@@ -211,18 +211,25 @@ struct pool {
 };
 
 #define POOL_PAGE 4096u
+#define HUGE_PAGE (2u << 20)
 
 struct shared_memory {
   int fd;                   /* memfd, -1 when none */
   uint8_t *base;
-  size_t size;
+  size_t size;              /* mapped bytes (2 MiB multiple if hugetlb) */
+  bool hugetlb;             /* backed by 2 MiB huge pages */
+  char fallback_reason[160]; /* why huge pages were asked for and not
+                                used ("" otherwise) */
   struct pool pool;
 };
 
-/* Creates and maps a memfd of size bytes whose last pool_size bytes form
- * the I/O pool.  Returns 0 or -errno. */
+/* Creates and maps a memfd of size bytes whose pool_size bytes from
+ * pool_offset form the I/O pool.  With hugetlb it tries 2 MiB huge pages
+ * first (size rounded up) and falls back to ordinary memory, recording
+ * why in fallback_reason.  Returns 0 or -errno. */
 int shared_memory_create (struct shared_memory *mem, size_t size,
-                          size_t pool_offset, size_t pool_size);
+                          size_t pool_offset, size_t pool_size,
+                          bool hugetlb);
 
 /* Unmaps and closes; accepts a zeroed struct. */
 void shared_memory_destroy (struct shared_memory *mem);

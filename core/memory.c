@@ -1,11 +1,16 @@
 /* memory.c — the only memory the backend sees: one memfd region holding
  * the rings, the per-request control blocks and an I/O buffer pool.  The
  * process heap is never shared.  The pool hands out page-granular blocks
- * (next-fit over a bitmap) so callers can place I/O buffers where the
+ * (first fit over a bitmap) so callers can place I/O buffers where the
  * backend reaches them directly (zero copy).
+ *
+ * The region may be backed by 2 MiB huge pages: SPDK registers each
+ * region for DMA in 2 MiB units, so its NVMe and RDMA backends fail I/O
+ * on memory of 4 KiB pages.
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -30,12 +35,48 @@ mark_pages (struct pool *pool, size_t first, size_t n, bool used)
   }
 }
 
+/* Creates a memfd of size bytes (huge pages if hugetlb) and maps it
+ * shared into mem.  Returns 0 or -errno; on failure mem is left empty. */
+static int
+map_memfd (struct shared_memory *mem, size_t size, bool hugetlb)
+{
+  const char *kind = hugetlb ? "huge-page memfd" : "memfd";
+  int err;
+
+  mem->fd = memfd_create ("vublk",
+                          MFD_CLOEXEC | (hugetlb ? MFD_HUGETLB : 0));
+  if (mem->fd == -1)
+    return set_error_errno (errno, "memfd_create (%s)", kind);
+  if (ftruncate (mem->fd, size) == -1) {
+    err = set_error_errno (errno, "ftruncate %s to %zu bytes", kind, size);
+    goto error;
+  }
+  /* MAP_POPULATE: huge pages are reserved here, so a shortage shows now
+   * rather than as SIGBUS on first touch. */
+  mem->base = mmap (NULL, size, PROT_READ | PROT_WRITE,
+                    MAP_SHARED | (hugetlb ? MAP_POPULATE : 0), mem->fd, 0);
+  if (mem->base == MAP_FAILED) {
+    mem->base = NULL;
+    err = set_error_errno (errno, "mmap %zu bytes of %s", size, kind);
+    goto error;
+  }
+  mem->size = size;
+  mem->hugetlb = hugetlb;
+  return 0;
+
+ error:
+  close (mem->fd);
+  mem->fd = -1;
+  return err;
+}
+
 int
 shared_memory_create (struct shared_memory *mem, size_t size,
-                      size_t pool_offset, size_t pool_size)
+                      size_t pool_offset, size_t pool_size, bool hugetlb)
 {
   struct pool *pool = &mem->pool;
   size_t words;
+  int err;
 
   memset (mem, 0, sizeof *mem);
   mem->fd = -1;
@@ -43,23 +84,18 @@ shared_memory_create (struct shared_memory *mem, size_t size,
       || pool_offset + pool_size > size)
     return set_error (EINVAL, "shared memory layout is not page aligned");
 
-  mem->fd = memfd_create ("vublk", MFD_CLOEXEC);
-  if (mem->fd == -1)
-    return set_error_errno (errno, "memfd_create");
-  if (ftruncate (mem->fd, size) == -1) {
-    int err = set_error_errno (errno, "ftruncate memfd to %zu bytes", size);
-    shared_memory_destroy (mem);
-    return err;
+  if (hugetlb) {
+    err = map_memfd (mem, (size + HUGE_PAGE - 1) & ~(size_t) (HUGE_PAGE - 1),
+                     true);
+    if (err == 0)
+      goto mapped;
+    snprintf (mem->fallback_reason, sizeof mem->fallback_reason, "%s",
+              vublk_get_error ());
   }
-  mem->base = mmap (NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED,
-                    mem->fd, 0);
-  if (mem->base == MAP_FAILED) {
-    int err = set_error_errno (errno, "mmap %zu bytes of memfd", size);
-    mem->base = NULL;
-    shared_memory_destroy (mem);
+  err = map_memfd (mem, size, false);
+  if (err)
     return err;
-  }
-  mem->size = size;
+ mapped:
 
   pthread_mutex_init (&pool->lock, NULL);
   pool->base = mem->base + pool_offset;

@@ -60,6 +60,15 @@ typedef void (*vublk_log_fn) (void *opaque, int level, const char *msg);
 /* "error", "warning", "info" or "debug". */
 const char *vublk_log_level_name (int level);
 
+/* What backs the memory shared with the backend. */
+enum vublk_memory {
+  VUBLK_MEMORY_NORMAL = 0,  /* ordinary pages (memfd) */
+  VUBLK_MEMORY_HUGETLB,     /* 2 MiB huge pages (memfd MFD_HUGETLB), as
+                               SPDK's NVMe and RDMA backends need; falls
+                               back to ordinary pages with a warning in
+                               the log when none are free */
+};
+
 /* Options for vublk_open(); fill with vublk_options_init() first so that
  * fields added later keep their defaults. */
 struct vublk_options {
@@ -81,6 +90,7 @@ struct vublk_options {
                                 two requests are in flight (see
                                 vublk_aio_spin); 0 = sleep at once;
                                 at most 10000 */
+  enum vublk_memory memory;  /* default VUBLK_MEMORY_NORMAL */
   vublk_log_fn log;          /* NULL: no log */
   void *log_opaque;          /* passed to log */
   int log_level;             /* deliver levels <= this; 0 means
@@ -136,6 +146,8 @@ struct vublk_info {
   uint64_t protocol_features;         /* vhost-user protocol negotiated */
   uint64_t backend_protocol_features; /* vhost-user protocol offered */
   uint64_t reconnects;                /* successful reconnects so far */
+  bool hugetlb;                       /* shared memory in 2 MiB pages */
+  uint64_t shared_memory_size;        /* bytes shared with the backend */
 };
 
 /* Fills *info with the device's current description.  Returns 0. */

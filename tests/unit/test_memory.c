@@ -22,7 +22,7 @@ setup (void **state)
 {
   static struct shared_memory mem;
 
-  if (shared_memory_create (&mem, REGION, POOL_OFF, POOL_SIZE))
+  if (shared_memory_create (&mem, REGION, POOL_OFF, POOL_SIZE, false))
     return -1;
   *state = &mem;
   return 0;
