@@ -4,6 +4,7 @@
  *   vublk_stress SOCKET SHADOW [--threads N] [--ops N] [--seed N]
  *                [--queues N] [--seconds S] [--reconnect-timeout S]
  *                [--poll] [--spin US] [--readonly-check]
+ *                [--memory normal|hugetlb]
  *
  * SHADOW is a file holding what the device holds now (a copy of the
  * backing image); it is updated with every write so the script can `cmp`
@@ -288,6 +289,9 @@ main (int argc, char **argv)
       opts.spin_us = atoi (argv[++i]);
     else if (!strcmp (argv[i], "--readonly-check"))
       ro_check = true;
+    else if (!strcmp (argv[i], "--memory") && i + 1 < argc)
+      opts.memory = !strcmp (argv[++i], "hugetlb") ? VUBLK_MEMORY_HUGETLB
+                                                   : VUBLK_MEMORY_NORMAL;
     else {
       fprintf (stderr, "vublk_stress: unknown option %s\n", argv[i]);
       return 2;
