@@ -151,11 +151,18 @@ run_ring() {
 
   # kill -9 during QD32 random writes, restart in the same directory: the
   # bench reconnects, resubmits and ends without an error.
+  local ready
+  ready=$(grep -c "virtio is now ready" "$D/dpdk.log")
   "$VUBLK_BIN" bench "${OPTS[@]}" "${RING[@]}" --rw randwrite --qd 32 --time 5 "$S" \
     >"$T/bench.out" 2>&1 &
   local bench=$!
   on_exit "kill -9 $bench"
-  sleep 1.5
+  # Kill once the bench is connected and writing.
+  for ((i = 0; i < 300; i++)); do
+    [[ $(grep -c "virtio is now ready" "$D/dpdk.log") -gt $ready ]] && break
+    sleep 0.05
+  done
+  sleep 1
   kill_dpdk_blk
   sleep 0.5
   start_dpdk_blk "$D"
@@ -173,14 +180,22 @@ run_ring() {
   # restart (the last 8 MiB at least) landed.
   make_random_image "$T/data" 64M
   fresh_backend
+  rm -f "$T/fed"
   (for ((i = 0; i < 64; i++)); do
      dd if="$T/data" bs=1M skip=$i count=1 status=none
+     echo "$i" >"$T/fed"
      sleep 0.05
    done) | "$VUBLK_BIN" copy "${OPTS[@]}" "${RING[@]}" - "vhost-user:$S" \
     >"$T/copy.out" 2>&1 &
   local copy=$!
   on_exit "kill -9 $copy"
-  sleep 1
+  # The copy keeps 8 MiB ahead of its writes: after 20 MiB fed, 12 are
+  # written.  (The example accepts its first client up to ~1 s late.)
+  for ((i = 0; i < 300; i++)); do
+    [[ $(cat "$T/fed" 2>/dev/null) -ge 20 ]] 2>/dev/null && break
+    sleep 0.05
+  done
+  [[ $(cat "$T/fed" 2>/dev/null) -ge 20 ]] || fail "copy from a pipe: no progress in 15 s"
   kill_dpdk_blk
   sleep 0.5
   start_dpdk_blk "$D"
