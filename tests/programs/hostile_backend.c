@@ -2,7 +2,7 @@
  * behaves correctly or injects one fault, to check that libvublk gives a
  * clean error or recovers, never crashes and never hangs.
  *
- *   hostile_backend SOCKET SIZE_BYTES FAULT [AFTER]
+ *   hostile_backend [--profile spdk] SOCKET SIZE_BYTES FAULT [AFTER]
  *
  * It serves an in-memory disk of SIZE_BYTES (starting zeroed), offering
  * VERSION_1, FLUSH, BLK_SIZE, SEG_MAX, MQ (4 queues) and the protocol
@@ -35,6 +35,26 @@
  *   stall                never complete the request
  *   stall-forever        never complete any request on any connection
  *
+ *   used-len-lies        from the AFTER-th request on, report the used length
+ *                        of a write as its data length and of a read as 0
+ *                        (as DPDK and SPDK do for writes): harmless, to be
+ *                        tolerated without a reconnect
+ *
+ * --profile spdk behaves like the rte_vhost family (DPDK's vhost_blk
+ * example, SPDK's vhost-blk target): it offers only VERSION_1,
+ * PROTOCOL_FEATURES, NOTIFY_ON_EMPTY, SIZE_MAX (128 KiB) and SEG_MAX (126)
+ * -- no MQ, EVENT_IDX, INDIRECT_DESC, BLK_SIZE, FLUSH, DISCARD or
+ * WRITE_ZEROES -- while GET_QUEUE_NUM and the config's num_queues say 128
+ * and the config's blk_size says 4096; it serves queue 0 only; it reports
+ * the used length of every request as its data length; GET_ID fails with
+ * IOERR (as the DPDK example's does).  A request that breaks its rules
+ * (header or status not in a descriptor of their own, more than seg_max
+ * data segments, a segment above size_max, an indirect descriptor, a
+ * FLUSH, a transfer that is not a non-zero multiple of 512) is completed
+ * with IOERR and logged as "spdk profile violation".  It does not offer
+ * VIRTIO_F_RING_PACKED, which DPDK does, because it serves split rings
+ * only.
+ *
  * On SIGUSR1 (any FAULT) it doubles the capacity and sends
  * CONFIG_CHANGE_MSG on the backend channel.  It logs each connection and
  * the firing of the fault on stderr, for the tests to check.
@@ -59,6 +79,9 @@
 
 #define NQUEUES 4
 #define MAX_FDS 8
+#define SPDK_SIZE_MAX (128u * 1024)
+#define SPDK_SEG_MAX 126u
+#define SPDK_QUEUES 128u
 
 
 /* A client memory region: map is where its guest address gpa lands;
@@ -92,6 +115,7 @@ static struct vq vqs[NQUEUES];
 static int backend_fd = -1;
 static uint64_t features, protocol;
 static volatile sig_atomic_t resize_requested;
+static bool spdk_profile;
 
 static void on_usr1 (int sig) { (void) sig; resize_requested = 1; }
 
@@ -188,18 +212,40 @@ capacity_sectors (void)
 static unsigned
 queue_count (void)
 {
+  if (spdk_profile)
+    return SPDK_QUEUES;
   return is ("queues-0") ? 0 : is ("queues-65535") ? 65535 : NQUEUES;
+}
+
+/* The virtio features offered: ours, or the rte_vhost family's. */
+static uint64_t
+offered_features (void)
+{
+  if (spdk_profile)
+    return (1ull << VIRTIO_F_VERSION_1) | (1ull << VHOST_USER_F_PROTOCOL_FEATURES)
+           | (1ull << VIRTIO_F_NOTIFY_ON_EMPTY)
+           | (1ull << VIRTIO_BLK_F_SIZE_MAX) | (1ull << VIRTIO_BLK_F_SEG_MAX);
+  return (1ull << VIRTIO_F_VERSION_1) | (1ull << VIRTIO_BLK_F_FLUSH)
+         | (1ull << VIRTIO_BLK_F_BLK_SIZE) | (1ull << VIRTIO_BLK_F_SEG_MAX)
+         | (1ull << VIRTIO_BLK_F_MQ) | (1ull << VHOST_USER_F_PROTOCOL_FEATURES);
 }
 
 static void
 fill_config (uint8_t *cfg)
 {
   uint64_t cap = capacity_sectors ();
-  uint32_t blk = is ("blk-size-3") ? 3 : 512, seg_max = 64;
+  uint32_t blk = is ("blk-size-3") ? 3 : 512, seg_max = 64, size_max = 0;
   uint16_t nq = queue_count ();
 
+  if (spdk_profile) {
+    /* blk_size without VIRTIO_BLK_F_BLK_SIZE, as DPDK's example: ignored. */
+    blk = 4096;
+    seg_max = SPDK_SEG_MAX;
+    size_max = SPDK_SIZE_MAX;
+  }
   memset (cfg, 0, VIRTIO_BLK_CONFIG_SIZE);
   memcpy (cfg + 0, &cap, 8);
+  memcpy (cfg + 8, &size_max, 4);
   memcpy (cfg + 12, &seg_max, 4);
   memcpy (cfg + 20, &blk, 4);
   memcpy (cfg + 34, &nq, 2);
@@ -278,6 +324,44 @@ send_config_change (void)
   }
 }
 
+/* Logs a request that breaks the SPDK profile's rules; returns IOERR, the
+ * status such a request gets. */
+static uint8_t
+spdk_violation (const char *what)
+{
+  fprintf (stderr, "hostile_backend: spdk profile violation: %s\n", what);
+  return VIRTIO_BLK_S_IOERR;
+}
+
+/* The SPDK profile's checks of a chain d[0..n): what rte_vhost backends
+ * assert or refuse.  Returns the status to report (OK if none broke). */
+static uint8_t
+spdk_check_chain (struct vring_desc **d, unsigned n, uint32_t type)
+{
+  uint64_t data_len = 0;
+
+  for (unsigned k = 0; k < n; k++)
+    if (d[k]->flags & VRING_DESC_F_INDIRECT)
+      return spdk_violation ("indirect descriptor (INDIRECT_DESC not offered)");
+  if (d[0]->len != 16)
+    return spdk_violation ("header not in a 16-byte descriptor of its own");
+  if (d[n - 1]->len != 1)
+    return spdk_violation ("status not in a 1-byte descriptor of its own");
+  if (n - 2 > SPDK_SEG_MAX)
+    return spdk_violation ("more data segments than seg_max");
+  for (unsigned k = 1; k + 1 < n; k++) {
+    if (d[k]->len > SPDK_SIZE_MAX)
+      return spdk_violation ("a data segment above size_max");
+    data_len += d[k]->len;
+  }
+  if (type == VIRTIO_BLK_T_FLUSH)
+    return spdk_violation ("FLUSH (VIRTIO_BLK_F_FLUSH not offered)");
+  if ((type == VIRTIO_BLK_T_IN || type == VIRTIO_BLK_T_OUT)
+      && (data_len == 0 || data_len % 512))
+    return spdk_violation ("transfer not a non-zero multiple of 512 bytes");
+  return VIRTIO_BLK_S_OK;
+}
+
 /* Serves one request chain starting at head.  Returns false if the
  * connection should be dropped (a fault). */
 static bool
@@ -290,7 +374,7 @@ serve_chain (struct vq *v, uint16_t head)
   uint64_t off;
   uint32_t written = 0, data_len = 0;
   uint8_t st = VIRTIO_BLK_S_OK;
-  bool fire;
+  bool fire, lie_about_len;
 
   do {
     if (i >= v->num || n == 130)
@@ -313,6 +397,8 @@ serve_chain (struct vq *v, uint16_t head)
     return true;                            /* never answered */
   if (fire && is ("none"))
     fire = false;
+  /* used-len-lies is a habit, not an accident: it stays on. */
+  lie_about_len = is ("used-len-lies") && requests >= fault_after;
   if (fire) {
     fault_done = true;
     fprintf (stderr, "hostile_backend: fault %s fired on request %u\n",
@@ -321,6 +407,11 @@ serve_chain (struct vq *v, uint16_t head)
       return false;
     if (is ("stall"))
       return true;
+  }
+  if (spdk_profile && (st = spdk_check_chain (d, n, hdr.type))) {
+    *status = st;
+    used_push (v, head, 1);
+    return true;
   }
   off = hdr.sector * 512;
   for (unsigned k = 1; k + 1 < n; k++) {
@@ -342,6 +433,10 @@ serve_chain (struct vq *v, uint16_t head)
       off += d[k]->len;
       break;
     case VIRTIO_BLK_T_GET_ID:
+      if (spdk_profile) {
+        st = VIRTIO_BLK_S_IOERR;
+        break;
+      }
       memset (p, 0, d[k]->len);
       memcpy (p, "hostile", d[k]->len < 7 ? d[k]->len : 7);
       written += d[k]->len;
@@ -361,6 +456,11 @@ serve_chain (struct vq *v, uint16_t head)
   written += 1;
   if (fire && is ("used-len-too-big"))
     written = data_len + 1000000;
+  /* rte_vhost backends report the data length, whatever the direction. */
+  if (spdk_profile)
+    written = data_len;
+  if (lie_about_len)
+    written = hdr.type == VIRTIO_BLK_T_OUT ? data_len : 0;
   used_push (v, fire && is ("bad-id") ? v->num + 5 : head, written);
   if (fire && is ("complete-twice"))
     used_push (v, head, written);
@@ -408,9 +508,7 @@ handle_message (int sock)
     return false;
   switch (h.request) {
   case VHOST_USER_GET_FEATURES:
-    u = (1ull << VIRTIO_F_VERSION_1) | (1ull << VIRTIO_BLK_F_FLUSH)
-        | (1ull << VIRTIO_BLK_F_BLK_SIZE) | (1ull << VIRTIO_BLK_F_SEG_MAX)
-        | (1ull << VIRTIO_BLK_F_MQ) | (1ull << VHOST_USER_F_PROTOCOL_FEATURES);
+    u = offered_features ();
     if (is ("refuse-features"))
       u &= ~(1ull << VIRTIO_F_VERSION_1);
     if (is ("drop-mid-message")) {
@@ -550,6 +648,14 @@ handle_message (int sock)
   return true;
 }
 
+/* Queues whose requests are served: DPDK's example polls queue 0 only,
+ * whatever the client set up. */
+static unsigned
+served_queues (void)
+{
+  return spdk_profile ? 1 : NQUEUES;
+}
+
 static void
 serve_connection (int sock)
 {
@@ -558,7 +664,7 @@ serve_connection (int sock)
     int n = 1;
 
     pfd[0] = (struct pollfd) { .fd = sock, .events = POLLIN };
-    for (unsigned q = 0; q < NQUEUES; q++)
+    for (unsigned q = 0; q < served_queues (); q++)
       if (vqs[q].kick >= 0 && vqs[q].ready)
         pfd[n++] = (struct pollfd) { .fd = vqs[q].kick, .events = POLLIN };
     if (poll (pfd, n, 100) < 0 && errno != EINTR)
@@ -574,11 +680,11 @@ serve_connection (int sock)
       return;
     for (int k = 1; k < n; k++)
       if (pfd[k].revents)
-        for (unsigned q = 0; q < NQUEUES; q++)
+        for (unsigned q = 0; q < served_queues (); q++)
           if (vqs[q].kick == pfd[k].fd && !serve_queue (&vqs[q]))
             return;
     /* A client may fill the ring before its kick fd is polled. */
-    for (unsigned q = 0; q < NQUEUES; q++)
+    for (unsigned q = 0; q < served_queues (); q++)
       if (vqs[q].ready && vqs[q].kick >= 0 && vqs[q].avail
           && vqs[q].last_avail != __atomic_load_n (&vqs[q].avail[1],
                                                    __ATOMIC_ACQUIRE)
@@ -593,8 +699,18 @@ main (int argc, char **argv)
   struct sockaddr_un sa = { .sun_family = AF_UNIX };
   int lsock;
 
+  if (argc > 2 && !strcmp (argv[1], "--profile")) {
+    if (strcmp (argv[2], "spdk")) {
+      fprintf (stderr, "hostile_backend: unknown profile %s\n", argv[2]);
+      return 2;
+    }
+    spdk_profile = true;
+    argv += 2;
+    argc -= 2;
+  }
   if (argc < 4 || argc > 5) {
-    fprintf (stderr, "usage: hostile_backend SOCKET SIZE FAULT [AFTER]\n");
+    fprintf (stderr, "usage: hostile_backend [--profile spdk] SOCKET SIZE "
+             "FAULT [AFTER]\n");
     return 2;
   }
   disk_size = strtoull (argv[2], NULL, 0);
