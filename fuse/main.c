@@ -65,7 +65,10 @@ usage (FILE *f)
     "directory (it then holds one file, 'disk').\n\n"
     "Options:\n"
     "  -r, --readonly           refuse writes (EROFS)\n"
-    "      --cache              use the page cache (default: direct I/O)\n"
+    "      --cache              cache reads in the page cache, kept across\n"
+    "                           opens; writes still go straight to the\n"
+    "                           device (default: direct I/O; mmap works\n"
+    "                           either way)\n"
     "      --filename NAME      name of the file in a directory mount\n"
     "  -o OPTS                  FUSE mount options (allow_other, ...)\n"
     "  -d, --daemon             run in the background once mounted\n"
@@ -523,6 +526,11 @@ main (int argc, char **argv)
   if (fuse_session_mount (se, cfg.mountpoint) == -1)
     startup_fail ("cannot mount %s on %s (see the FUSE message above)",
                   cfg.socket, cfg.mountpoint);
+  if ((r = vublkfs_allow_shared_mmap (se)) < 0) {
+    fuse_session_unmount (se);
+    startup_fail ("%s: cannot set up /dev/fuse: %s", cfg.mountpoint,
+                  strerror (-r));
+  }
   if (cfg.pidfile)
     write_pidfile (cfg.pidfile);
   if (cfg.clone_fd)

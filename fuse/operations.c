@@ -3,11 +3,21 @@
  * directory), its attributes, open, statfs; and the connection setup. */
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/fuse.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/statvfs.h>
+#include <sys/uio.h>
+#include <unistd.h>
 
 #include "vublkfs.h"
+
+/* INIT flag (kernel 6.6+, FUSE protocol 7.39; called FUSE_DIRECT_IO_RELAX
+ * in 6.6): files opened with direct I/O may still be mapped shared. */
+#ifndef FUSE_DIRECT_IO_ALLOW_MMAP
+#define FUSE_DIRECT_IO_ALLOW_MMAP (1ULL << 36)
+#endif
 
 /* Attributes may change (backend resize), so the kernel rechecks them. */
 #define ATTR_TIMEOUT 1.0
@@ -55,8 +65,9 @@ fill_stat (struct vublkfs *fs, fuse_ino_t ino, struct stat *st)
 }
 
 /* Large requests, many of them in the background, asynchronous direct
- * I/O, and O_TRUNC handed to open (where it is ignored: the size is the
- * device's). */
+ * I/O, O_TRUNC handed to open (where it is ignored: the size is the
+ * device's), and shared mmap of the direct-I/O file (see
+ * vublkfs_allow_shared_mmap). */
 static void
 vublkfs_init (void *userdata, struct fuse_conn_info *conn)
 {
@@ -66,7 +77,94 @@ vublkfs_init (void *userdata, struct fuse_conn_info *conn)
   conn->congestion_threshold = 96;
   conn->want |= conn->capable & (FUSE_CAP_ASYNC_DIO | FUSE_CAP_ATOMIC_O_TRUNC
                                  | FUSE_CAP_ASYNC_READ);
+#ifdef FUSE_CAP_DIRECT_IO_ALLOW_MMAP
+  conn->want |= conn->capable & FUSE_CAP_DIRECT_IO_ALLOW_MMAP;
+#endif
   conn->want &= ~(FUSE_CAP_WRITEBACK_CACHE | FUSE_CAP_AUTO_INVAL_DATA);
+}
+
+/* Shared mmap of a direct-I/O file.  The kernel refuses mmap(MAP_SHARED)
+ * of a file opened with FOPEN_DIRECT_IO (ENODEV) unless the server set
+ * FUSE_DIRECT_IO_ALLOW_MMAP in its INIT reply.  libfuse learnt to ask for
+ * it in 3.16 (FUSE_CAP_DIRECT_IO_ALLOW_MMAP, used in vublkfs_init);
+ * Debian 12 ships 3.14, whose INIT reply carries the second flags word
+ * (flags2, where the bit lives) but has no way to set the bit.  Its public
+ * custom-I/O hook (fuse_session_custom_io, 3.14+) lets us see the raw
+ * requests and replies, so on such a libfuse we remember the unique of
+ * each INIT request that offers the flag and set the bit in the reply to
+ * it; every other message passes untouched.  The alternatives were worse:
+ * giving up direct I/O (the page cache would then hold a second copy of
+ * the disk and reads would no longer see the backend), or answering INIT
+ * ourselves behind libfuse's back.
+ *
+ * What the kernel then keeps coherent (fs/fuse/file.c, 6.6 and later):
+ * mmap invalidates the file's cached pages; a direct read or write first
+ * writes back dirty mapped pages in its range, and a direct write then
+ * invalidates (and unmaps) the cached pages in its range, so the map
+ * faults the new data in from us afterwards.  Not covered: a page faulted
+ * in while a direct write to it is still in flight may keep the old data
+ * until the next invalidation; and changes made by anyone else to the
+ * backend are not seen through an existing map (as with any cached
+ * page). */
+#ifndef FUSE_CAP_DIRECT_IO_ALLOW_MMAP
+/* Reads one message from /dev/fuse, noting an INIT that offers the flag. */
+static ssize_t
+init_patch_read (int fd, void *buf, size_t len, void *userdata)
+{
+  struct vublkfs *fs = userdata;
+  ssize_t n = read (fd, buf, len);
+  const struct fuse_in_header *in = buf;
+  const struct fuse_init_in *arg = (const void *) (in + 1);
+
+  if (n >= (ssize_t) (sizeof *in + offsetof (struct fuse_init_in, unused))
+      && in->opcode == FUSE_INIT && arg->major == 7
+      && (arg->flags & FUSE_INIT_EXT)
+      && (arg->flags2 & (FUSE_DIRECT_IO_ALLOW_MMAP >> 32)))
+    __atomic_store_n (&fs->init_unique, in->unique, __ATOMIC_RELEASE);
+  return n;
+}
+
+/* Writes one reply to /dev/fuse, adding the flag to the reply of a
+ * remembered INIT that libfuse answered with the extended flags. */
+static ssize_t
+init_patch_writev (int fd, struct iovec *iov, int count, void *userdata)
+{
+  struct vublkfs *fs = userdata;
+  uint64_t want = __atomic_load_n (&fs->init_unique, __ATOMIC_ACQUIRE);
+  const struct fuse_out_header *out = iov[0].iov_base;
+  struct fuse_init_out reply;
+  struct iovec patched[2];
+
+  if (!want || count != 2 || iov[0].iov_len != sizeof *out
+      || out->unique != want || out->error != 0
+      || iov[1].iov_len < offsetof (struct fuse_init_out, unused)
+      || iov[1].iov_len > sizeof reply)
+    return writev (fd, iov, count);
+  __atomic_store_n (&fs->init_unique, 0, __ATOMIC_RELEASE);
+  memset (&reply, 0, sizeof reply);
+  memcpy (&reply, iov[1].iov_base, iov[1].iov_len);
+  if (reply.flags & FUSE_INIT_EXT)
+    reply.flags2 |= FUSE_DIRECT_IO_ALLOW_MMAP >> 32;
+  patched[0] = iov[0];
+  patched[1] = (struct iovec) { .iov_base = &reply, .iov_len = iov[1].iov_len };
+  return writev (fd, patched, 2);
+}
+#endif
+
+int
+vublkfs_allow_shared_mmap (struct fuse_session *se)
+{
+#ifdef FUSE_CAP_DIRECT_IO_ALLOW_MMAP
+  (void) se;
+  return 0;
+#else
+  static const struct fuse_custom_io io = {
+    .read = init_patch_read,
+    .writev = init_patch_writev,
+  };
+
+  return fuse_session_custom_io (se, &io, fuse_session_fd (se));
+#endif
 }
 
 static void
@@ -160,7 +258,8 @@ vublkfs_setattr (fuse_req_t req, fuse_ino_t ino, struct stat *attr,
   vublkfs_getattr (req, ino, fi);
 }
 
-/* Direct I/O unless --cache; O_TRUNC is ignored (the device keeps its
+/* Direct I/O unless --cache (shared mmap works either way, see
+ * vublkfs_allow_shared_mmap); O_TRUNC is ignored (the device keeps its
  * size); writes to a read-only device fail here with EROFS. */
 static void
 vublkfs_open (fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)

@@ -8,6 +8,7 @@
 #include <fuse_lowlevel.h>
 #include <pthread.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <sys/stat.h>
 
 #include "vublk.h"
@@ -21,6 +22,7 @@ struct vublkfs {
   bool readonly;                  /* -r, or the device is read-only */
   bool cache;                     /* --cache: page cache instead of direct */
   bool root_is_file;              /* mounted over a regular file */
+  uint64_t init_unique;           /* INIT awaiting the shared-mmap flag */
   const char *filename;           /* the disk's name in directory mode */
   const char *socket_path;        /* for messages */
 
@@ -46,6 +48,11 @@ void vublkfs_fsync (fuse_req_t req, fuse_ino_t ino, int datasync,
 void vublkfs_fallocate (fuse_req_t req, fuse_ino_t ino, int mode,
                         off_t offset, off_t length,
                         struct fuse_file_info *fi);
+
+/* Makes the kernel allow mmap(MAP_SHARED) of the file opened for direct
+ * I/O (FUSE_DIRECT_IO_ALLOW_MMAP, kernel 6.6+; older kernels ignore it).
+ * Call on a mounted session before serving it.  Returns 0 or -errno. */
+int vublkfs_allow_shared_mmap (struct fuse_session *se);
 
 /* True if ino names the disk file (as opposed to the directory). */
 bool vublkfs_is_disk (const struct vublkfs *fs, fuse_ino_t ino);
