@@ -62,8 +62,9 @@ run_ring() {
   if [[ $ring != default ]]; then
     RING=(--ring "$ring") PLUGIN_RING=(ring="$ring")
     # vublk_stress learns --ring separately from vublk.
-    "$STRESS" "$T/none.sock" /dev/null --ring "$ring" 2>&1 | grep -q "unknown option" \
-      || STRESS_RING=(--ring "$ring")
+    local probe
+    probe=$("$STRESS" "$T/none.sock" /dev/null --ring "$ring" 2>&1 || true)
+    [[ $probe == *"unknown option"* ]] || STRESS_RING=(--ring "$ring")
   fi
   echo "--- ring: $ring"
 
