@@ -1,7 +1,9 @@
 /* nbdkit vhostuser plugin: exports a vhost-user-blk device over NBD.
  *
  *   nbdkit vhostuser [socket=]SOCKET [num-queues=N] [queue-size=N]
- *                    [poll=on|off] [reconnect-timeout=S] [request-timeout=S]
+ *                    [poll=on|off] [spin=USEC] [connect-timeout=S]
+ *                    [reconnect-timeout=S] [request-timeout=S]
+ *                    [memory=normal|hugetlb]
  *
  * One vhost-user connection per nbdkit process (qemu-storage-daemon serves
  * one frontend at a time), shared by every NBD connection and thread.
@@ -10,6 +12,8 @@
  * Unaligned and large requests are served by the core (splitting,
  * read-modify-write); errors keep their errno.  The device is probed
  * in get_ready, so a bad socket fails start-up before nbdkit serves.
+ * What the library notices on its own (reconnects and why, tolerated
+ * backend quirks) goes to nbdkit_debug, seen with `nbdkit -v`.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -30,10 +34,32 @@ static struct vublk_options opts;
 static struct vublk *dev;
 static struct vublk_info info;
 
+/* log_opaque of the start-up probe's open (see vhostuser_log). */
+static char probing;
+
+/* The library's log callback, called from its threads and from
+ * vublk_open's caller: every line goes to nbdkit_debug (which returns at
+ * once without -v, so the plugin asks the library for everything).  Lines
+ * that mean requests failed also go to nbdkit_error, to be seen without
+ * -v; so do warnings of the start-up probe (huge pages missing), which
+ * the user should see once, before nbdkit serves. */
+static void
+vhostuser_log (void *opaque, int level, const char *msg)
+{
+  const char *name = vublk_log_level_name (level);
+
+  nbdkit_debug ("%s: %s", name, msg);
+  if (level <= VUBLK_LOG_ERROR
+      || (opaque == &probing && level <= VUBLK_LOG_WARNING))
+    nbdkit_error ("%s: %s", name, msg);
+}
+
 static void
 vhostuser_load (void)
 {
   vublk_options_init (&opts);
+  opts.log = vhostuser_log;
+  opts.log_level = VUBLK_LOG_DEBUG;
   /* nbdkit's worker waits for each reply: at queue depth 1 polling for
    * it cuts latency by a fifth (87-94 -> 71-74 us per 4k read). */
   opts.spin_us = 30;
@@ -46,20 +72,38 @@ vhostuser_unload (void)
   free (socket_path);
 }
 
+/* Parses a number of seconds in min..max into *out, or reports an error
+ * naming key and returns -1. */
 static int
-parse_seconds (const char *key, const char *value, double *out)
+parse_seconds (const char *key, const char *value, double min, double max,
+               double *out)
 {
   char *end;
   double v;
 
   errno = 0;
   v = strtod (value, &end);
-  if (end == value || *end || errno || !(v >= 0 && v <= 86400)) {
-    nbdkit_error ("%s: '%s' is not a number of seconds (0..86400)", key,
-                  value);
+  if (end == value || *end || errno || !(v >= min && v <= max)) {
+    nbdkit_error ("%s: '%s' is not a number of seconds (%g..%g)", key,
+                  value, min, max);
     return -1;
   }
   *out = v;
+  return 0;
+}
+
+/* Parses memory=normal|hugetlb. */
+static int
+parse_memory (const char *key, const char *value, enum vublk_memory *out)
+{
+  if (!strcmp (value, "normal"))
+    *out = VUBLK_MEMORY_NORMAL;
+  else if (!strcmp (value, "hugetlb"))
+    *out = VUBLK_MEMORY_HUGETLB;
+  else {
+    nbdkit_error ("%s: '%s' is neither normal nor hugetlb", key, value);
+    return -1;
+  }
   return 0;
 }
 
@@ -110,10 +154,14 @@ vhostuser_config (const char *key, const char *value)
     opts.spin_us = u;
     return 0;
   }
+  if (!strcmp (key, "connect-timeout"))
+    return parse_seconds (key, value, 0.001, 3600, &opts.connect_timeout);
   if (!strcmp (key, "reconnect-timeout"))
-    return parse_seconds (key, value, &opts.reconnect_timeout);
+    return parse_seconds (key, value, 0, 86400, &opts.reconnect_timeout);
   if (!strcmp (key, "request-timeout"))
-    return parse_seconds (key, value, &opts.request_timeout);
+    return parse_seconds (key, value, 0, 86400, &opts.request_timeout);
+  if (!strcmp (key, "memory"))
+    return parse_memory (key, value, &opts.memory);
   nbdkit_error ("unknown parameter '%s'", key);
   return -1;
 }
@@ -135,10 +183,16 @@ vhostuser_config_complete (void)
   "poll=on|off             Poll for completions (default off).\n" \
   "spin=USEC               At queue depth 1-2, poll this long for each\n" \
   "                        reply before sleeping (default 30, 0 = off).\n" \
+  "connect-timeout=S       Seconds to wait for the connection and for each\n" \
+  "                        handshake reply (default 5).\n" \
   "reconnect-timeout=S     Seconds to keep reconnecting after the backend\n" \
   "                        goes away before failing I/O (default 30).\n" \
   "request-timeout=S       Seconds before an unanswered request counts as\n" \
-  "                        a hung backend (default 30, 0 = never)."
+  "                        a hung backend (default 30, 0 = never).\n" \
+  "memory=normal|hugetlb   Back the memory shared with the backend by\n" \
+  "                        ordinary or 2 MiB huge pages (SPDK needs huge\n" \
+  "                        pages; default normal).\n" \
+  "nbdkit -v shows reconnects and tolerated backend quirks."
 
 static void
 vhostuser_dump_plugin (void)
@@ -148,8 +202,9 @@ vhostuser_dump_plugin (void)
 }
 
 /* Probes the device before nbdkit binds its socket, starts a --run
- * command or forks: a full open with the configured options, closed again
- * at once.  A bad socket thus stops start-up here, with the library's
+ * command or forks: a full open with the configured options (only its log
+ * warnings are shown without -v, see vhostuser_log), closed again at
+ * once.  A bad socket thus stops start-up here, with the library's
  * message on stderr, exit 1 and no NBD socket left behind.  The open starts
  * library threads, which must not cross nbdkit's fork; vublk_close joins
  * them all and hangs up before returning, so the fork sees none and
@@ -158,9 +213,11 @@ vhostuser_dump_plugin (void)
 static int
 vhostuser_get_ready (void)
 {
+  struct vublk_options probe_opts = opts;
   struct vublk *probe;
 
-  probe = vublk_open (socket_path, &opts);
+  probe_opts.log_opaque = &probing;
+  probe = vublk_open (socket_path, &probe_opts);
   if (!probe) {
     nbdkit_error ("%s", vublk_get_error ());
     return -1;
