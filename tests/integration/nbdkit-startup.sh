@@ -5,8 +5,10 @@
 # no NBD socket file left behind (issue 15 item 3).  Then a good start on
 # the same paths, a --run against qemu-storage-daemon (which serves one
 # client at a time, so the probe must have hung up), and a listener that
-# never answers.  Capabilities against a feature-poor backend are checked
-# in nbdkit-plugin.sh.
+# never answers, with the default connect-timeout and with
+# connect-timeout=1 (issue 15), and parameters refused with a message
+# naming them.  Capabilities against a feature-poor backend are checked in
+# nbdkit-plugin.sh.
 . "$(dirname "$0")/lib.sh"
 requires qemu-storage-daemon nbdkit nbdinfo timeout
 P=$VUBLK_PLUGIN
@@ -75,4 +77,25 @@ elapsed=$((SECONDS - start))
 ((elapsed <= 15)) || fail "silent listener: start-up took ${elapsed}s"
 grep -q "$T/silent.sock" "$T/silent.err" || fail "silent listener: message: $(cat "$T/silent.err")"
 [[ ! -e $T/silent.ran && ! -e $T/silent.nbd ]] || fail "silent listener: --run ran or socket left"
-echo "nbdkit start-up checks passed (silent listener failed in ${elapsed}s: $(head -c 300 "$T/silent.err"))"
+
+# connect-timeout=1: the same listener fails start-up within 1-3 s.
+start=$(date +%s%N) rc=0
+timeout 30 nbdkit -f -U "$T/silent1.nbd" "$P" socket="$T/silent.sock" \
+  connect-timeout=1 2>"$T/silent1.err" || rc=$?
+ms=$((($(date +%s%N) - start) / 1000000))
+[[ $rc == 1 ]] || fail "connect-timeout=1: exit status $rc, expected 1: $(cat "$T/silent1.err")"
+((ms >= 900 && ms <= 3500)) || fail "connect-timeout=1: start-up failed after $ms ms"
+grep -q "$T/silent.sock" "$T/silent1.err" || fail "connect-timeout=1: message: $(cat "$T/silent1.err")"
+[[ ! -e $T/silent1.nbd ]] || fail "connect-timeout=1: NBD socket left behind"
+
+# Bad parameter values: exit 1 before any connection, the key named.
+for kv in memory=bogus memory= connect-timeout=0 \
+          connect-timeout=3601 connect-timeout=1s connect-timeout=; do
+  rc=0
+  timeout 30 nbdkit -f -U "$T/bad.nbd" "$P" socket="$T/v.sock" "$kv" \
+    2>"$T/bad.err" || rc=$?
+  [[ $rc == 1 ]] || fail "$kv: exit status $rc, expected 1: $(cat "$T/bad.err")"
+  grep -q "${kv%%=*}: '${kv#*=}'" "$T/bad.err" || fail "$kv: message does not name it: $(cat "$T/bad.err")"
+  [[ ! -e $T/bad.nbd ]] || fail "$kv: NBD socket left behind"
+done
+echo "nbdkit start-up checks passed (silent listener failed in ${elapsed}s, with connect-timeout=1 in $ms ms: $(head -c 300 "$T/silent1.err"))"
