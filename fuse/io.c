@@ -197,10 +197,69 @@ vublkfs_fsync (fuse_req_t req, fuse_ino_t ino, int datasync,
   io_submit (c, VUBLK_OP_FLUSH, 0, 0, 0, status_done);
 }
 
+/* Zeroing by writing zeroes, for devices without write-zeroes: the range
+ * is written in ZERO_CHUNK pieces from one zeroed buffer, one piece at a
+ * time, each completion submitting the next; the request is answered
+ * when the range is done or the first piece fails. */
+#define ZERO_CHUNK ((size_t) 1 << 20)
+
+struct zero_fill {
+  struct io_ctx *c;       /* the request; c->buf holds zeroes */
+  uint64_t next, end;     /* what is left to write */
+};
+
+/* Submits the next piece of z, or answers the request (result is the
+ * previous piece's) when done or failed. */
+static void
+zero_fill_next (void *opaque, int result)
+{
+  struct zero_fill *z = opaque;
+  struct io_ctx *c = z->c;
+  size_t n = z->end - z->next < c->len ? z->end - z->next : c->len;
+  struct vublk_io io = {
+    .op = VUBLK_OP_WRITE, .offset = z->next, .buf = c->buf, .len = n,
+    .cb = zero_fill_next, .opaque = z,
+  };
+
+  if (result >= 0 && n > 0) {
+    z->next += n;
+    result = vublk_aio_submit (c->fs->dev, &io);
+    if (result == 0)
+      return;
+  }
+  fuse_reply_err (c->req, result < 0 ? -result : 0);
+  io_ctx_free (c);
+  free (z);
+}
+
+/* Zeroes [offset, end) with ordinary writes; answers req. */
+static void
+zero_by_writing (struct vublkfs *fs, fuse_req_t req, uint64_t offset,
+                 uint64_t end)
+{
+  struct zero_fill *z = malloc (sizeof *z);
+  size_t len = end - offset < ZERO_CHUNK ? end - offset : ZERO_CHUNK;
+
+  if (!z) {
+    fuse_reply_err (req, ENOMEM);
+    return;
+  }
+  if (!(z->c = io_ctx_new (fs, req, len))) {
+    free (z);
+    return;
+  }
+  memset (z->c->buf, 0, len);
+  z->next = offset;
+  z->end = end;
+  zero_fill_next (z, 0);
+}
+
 /* fallocate as on a block device: PUNCH_HOLE|KEEP_SIZE zeroes and may
  * deallocate (a punched range reads back zero), ZERO_RANGE zeroes; both
  * stop at the end of the device, and ZERO_RANGE without KEEP_SIZE may not
- * reach past it (the size is fixed).  Any other mode is EOPNOTSUPP. */
+ * reach past it (the size is fixed).  A device without write-zeroes gets
+ * zeroes written instead: either way the range reads back zero when the
+ * call succeeds.  Any other mode is EOPNOTSUPP. */
 void
 vublkfs_fallocate (fuse_req_t req, fuse_ino_t ino, int mode, off_t offset,
                    off_t length, struct fuse_file_info *fi)
@@ -240,6 +299,10 @@ vublkfs_fallocate (fuse_req_t req, fuse_ino_t ino, int mode, off_t offset,
   }
   if ((uint64_t) offset >= end) {
     fuse_reply_err (req, 0);
+    return;
+  }
+  if (!fs->info.can_write_zeroes) {
+    zero_by_writing (fs, req, offset, end);
     return;
   }
   if (!(c = io_ctx_new (fs, req, 0)))

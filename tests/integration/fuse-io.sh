@@ -4,7 +4,8 @@
 # among them) at random offsets equal a shadow copy after unmount; punch
 # hole and zero range read back zero; sizes and ends; fsync; O_DIRECT;
 # fio with crc32c verification at queue depth 32; qemu-img convert from
-# the file; mkfs.ext4 and fsck on it.
+# the file; a backend without flush and write-zeroes (fsync is a no-op,
+# fallocate writes zeroes); mkfs.ext4 and fsck on it.
 . "$(dirname "$0")/lib.sh"
 requires qemu-storage-daemon fusermount3 qemu-img fio cmp fallocate
 M=$((64 << 20))
@@ -100,6 +101,31 @@ for opts in "--spin 0" "--threads 3" "--threads 4 --clone-fd"; do
   dd if="$T/disk.img" of="$T/shadow.img" bs=1M count=8 conv=notrunc status=none
   cmp "$T/disk.img" "$T/shadow.img" || fail "$opts: backing image differs"
 done
+
+# A backend without FLUSH, DISCARD and WRITE_ZEROES (switched off in the
+# core): fsync and fdatasync succeed; punch hole and zero range, which
+# vublk-fuse then serves by writing zeroes, read back zero (over 1 MiB
+# pieces, unaligned, up to the end) and leave the bytes around them alone.
+cp "$T/disk.img" "$T/shadow.img"
+export VUBLK_TEST_DISABLE_FEATURES=$(( (1 << 9) | (1 << 13) | (1 << 14) ))
+mount_fuse "$T/v.sock" "$T/file"
+unset VUBLK_TEST_DISABLE_FEATURES
+for r in "p 1000001 2500000" "z 7000003 4097" "p 9437184 4096" "z $((M - 5000)) 5000"; do
+  set -- $r
+  fallocate -"$1" -o "$2" -l "$3" "$T/file" || fail "fallocate -$1 -o $2 -l $3 without write-zeroes"
+  cmp -n "$3" -i "$2:0" "$T/file" /dev/zero || fail "fallocate -$1 at $2 without write-zeroes: not zero"
+  dd if=/dev/zero of="$T/shadow.img" bs=1 seek="$2" count="$3" conv=notrunc status=none
+done
+cmp "$T/file" "$T/shadow.img" || fail "zeroing without write-zeroes touched data outside the range"
+head -c 8192 /dev/urandom >"$T/chunk"
+dd if="$T/chunk" of="$T/file" bs=8192 seek=3 conv=notrunc,fsync status=none \
+  || fail "dd conv=fsync without FLUSH"
+dd if="$T/chunk" of="$T/shadow.img" bs=8192 seek=3 conv=notrunc status=none
+/usr/bin/python3 -c 'import os, sys
+fd = os.open(sys.argv[1], os.O_RDWR); os.fsync(fd); os.fdatasync(fd)' "$T/file" \
+  || fail "fsync/fdatasync without FLUSH"
+unmount_fuse "$T/file" "$FUSE_PID"
+cmp "$T/disk.img" "$T/shadow.img" || fail "without write-zeroes: backing image differs"
 
 # A file system on the file.
 if command -v mkfs.ext4 >/dev/null; then
