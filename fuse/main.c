@@ -5,8 +5,9 @@
  * fork into the background if asked (the device's threads would not
  * survive a fork), open the device (a bad socket fails before anything is
  * mounted), mount, write the pid file, and only then tell a waiting
- * parent that the mount is ready.  On SIGINT/SIGTERM/SIGHUP the device is
- * flushed and then unmounted; after `fusermount3 -u` it is flushed and
+ * parent that the mount is ready.  A background child whose parent has
+ * died never mounts (see daemonize).  On SIGINT/SIGTERM/SIGHUP the device
+ * is flushed and then unmounted; after `fusermount3 -u` it is flushed and
  * closed.
  *
  * Exit status: 0 after a clean unmount, 1 on a runtime failure (socket,
@@ -22,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -37,6 +39,7 @@ struct config {
   char *fuse_opts;            /* comma-joined -o values, or NULL */
   const char *pidfile;
   bool daemon;
+  bool verbose;               /* -v: keeps stderr open when daemonized */
   bool readonly;
   bool cache;
   unsigned threads;
@@ -55,6 +58,10 @@ struct config {
  * when daemonizing. */
 static int status_fd = -1;
 
+/* Set when the waiting parent turned out to be gone at the moment the
+ * mount became ready: the mount is then taken down again. */
+static bool parent_lost;
+
 static void
 usage (FILE *f)
 {
@@ -71,7 +78,8 @@ usage (FILE *f)
     "                           either way)\n"
     "      --filename NAME      name of the file in a directory mount\n"
     "  -o OPTS                  FUSE mount options (allow_other, ...)\n"
-    "  -d, --daemon             run in the background once mounted\n"
+    "  -d, --daemon             run in the background once mounted (with -v,\n"
+    "                           stderr stays open for the log)\n"
     "      --pidfile FILE       write the process id to FILE\n"
     "      --threads N          FUSE threads (default 1: requests never wait,\n"
     "                           and one thread batches them best; 2 helps\n"
@@ -129,8 +137,7 @@ static void
 parse_args (int argc, char **argv, struct config *cfg)
 {
   enum { OPT_CACHE = 256, OPT_FILENAME, OPT_PIDFILE, OPT_THREADS,
-         OPT_CLONE_FD, OPT_QUEUE_SIZE, OPT_POLL, OPT_QUEUES,
-         OPT_RECONNECT, OPT_REQUEST, OPT_SPIN };
+         OPT_CLONE_FD, OPT_QUEUE_SIZE, OPT_POLL, OPT_SPIN, OPT_DEVICE };
   static const struct option long_opts[] = {
     { "readonly", no_argument, NULL, 'r' },
     { "cache", no_argument, NULL, OPT_CACHE },
@@ -141,10 +148,16 @@ parse_args (int argc, char **argv, struct config *cfg)
     { "clone-fd", no_argument, NULL, OPT_CLONE_FD },
     { "queue-size", required_argument, NULL, OPT_QUEUE_SIZE },
     { "poll", no_argument, NULL, OPT_POLL },
+    { "verbose", no_argument, NULL, 'v' },
     { "spin", required_argument, NULL, OPT_SPIN },
-    { "queues", required_argument, NULL, OPT_QUEUES },
-    { "reconnect-timeout", required_argument, NULL, OPT_RECONNECT },
-    { "request-timeout", required_argument, NULL, OPT_REQUEST },
+    /* Handed to parse_device_option under their own names; the same
+     * as in device_options_help. */
+    { "queues", required_argument, NULL, OPT_DEVICE },
+    { "connect-timeout", required_argument, NULL, OPT_DEVICE },
+    { "ring", required_argument, NULL, OPT_DEVICE },
+    { "memory", required_argument, NULL, OPT_DEVICE },
+    { "reconnect-timeout", required_argument, NULL, OPT_DEVICE },
+    { "request-timeout", required_argument, NULL, OPT_DEVICE },
     { "help", no_argument, NULL, 'h' },
     { "version", no_argument, NULL, 'V' },
     { NULL, 0, NULL, 0 },
@@ -156,9 +169,11 @@ parse_args (int argc, char **argv, struct config *cfg)
   cfg->filename = "disk";
   cfg->threads = 1;
   cfg->spin_us = DEFAULT_SPIN_US;
-  vublk_options_init (&cfg->dev_opts);
+  device_options_init (&cfg->dev_opts);
   opterr = 0;
-  while ((c = getopt_long (argc, argv, "+ro:dhV", long_opts, &idx)) != -1) {
+  while ((c = getopt_long (argc, argv, "+ro:dvhV", long_opts, &idx)) != -1) {
+    char name[64];
+
     switch (c) {
     case 'r': cfg->readonly = true; break;
     case OPT_CACHE: cfg->cache = true; break;
@@ -178,12 +193,15 @@ parse_args (int argc, char **argv, struct config *cfg)
       if (cfg->dev_opts.queue_size & (cfg->dev_opts.queue_size - 1))
         die (EXIT_USAGE, "--queue-size: %s is not a power of two", optarg);
       break;
-    case OPT_POLL: cfg->dev_opts.poll = true; break;
-    case OPT_QUEUES: case OPT_RECONNECT: case OPT_REQUEST:
-      parse_device_option (&cfg->dev_opts,
-                           c == OPT_QUEUES ? "--queues"
-                           : c == OPT_RECONNECT ? "--reconnect-timeout"
-                           : "--request-timeout", optarg);
+    case OPT_POLL: parse_device_flag (&cfg->dev_opts, "--poll"); break;
+    case 'v':
+      parse_device_flag (&cfg->dev_opts, "--verbose");
+      cfg->verbose = true;
+      break;
+    case OPT_DEVICE:
+      snprintf (name, sizeof name, "--%s", long_opts[idx].name);
+      if (!parse_device_option (&cfg->dev_opts, name, optarg))
+        die (EXIT_USAGE, "unknown option '%s' (try --help)", name);
       break;
     case 'h': usage (stdout); exit (0);
     case 'V':
@@ -220,12 +238,19 @@ parse_args (int argc, char **argv, struct config *cfg)
 
 /* Forks; the parent waits until the child reports the mount ready (exit
  * 0) or failed (its message printed, exit 1).  Returns in the child, which
- * is then a session leader reporting through status_fd. */
+ * is then a session leader reporting through status_fd.
+ *
+ * A child whose parent is gone (killed, or interrupted by the user) must
+ * not mount: nobody would learn of the mount, and the user was told
+ * vublk-fuse failed.  So the child dies with its parent while it opens
+ * the device (which may wait for a busy backend), checks again before
+ * mounting (parent_is_gone) and takes the mount down if the ready
+ * message finds nobody reading (report_ready). */
 static void
 daemonize (void)
 {
   int fds[2];
-  pid_t pid;
+  pid_t pid, parent = getpid ();
   char msg[1100];
   ssize_t n, len = 0;
 
@@ -238,6 +263,10 @@ daemonize (void)
     close (fds[0]);
     status_fd = fds[1];
     setsid ();
+    /* Nothing to undo yet: SIGKILL is the quickest way out.  Cleared
+     * once the device is open (release_from_parent). */
+    if (prctl (PR_SET_PDEATHSIG, SIGKILL) == -1 || getppid () != parent)
+      _exit (1);
     return;
   }
   close (fds[1]);
@@ -260,29 +289,62 @@ daemonize (void)
   exit (1);
 }
 
-/* Tells the waiting parent the mount is ready and detaches from the
- * terminal.  Only the first call (from any thread) does anything. */
+/* True if the parent waiting on status_fd has gone: a pipe's write end
+ * polls POLLERR once no reader is left. */
+static bool
+parent_is_gone (void)
+{
+  struct pollfd pfd = { .fd = status_fd, .events = POLLOUT };
+
+  return status_fd >= 0 && poll (&pfd, 1, 0) == 1
+         && (pfd.revents & POLLERR);
+}
+
+/* In the background child, once the device is open: stops dying with the
+ * parent (a mount must be unmounted, not killed) and exits quietly if the
+ * parent is already gone. */
 static void
+release_from_parent (struct vublk *dev)
+{
+  if (status_fd < 0)
+    return;
+  prctl (PR_SET_PDEATHSIG, 0);
+  if (parent_is_gone ()) {
+    vublk_close (dev);
+    exit (1);
+  }
+}
+
+/* Whether stderr stays open in the background (-v: the log goes there). */
+static bool keep_stderr;
+
+/* Tells the waiting parent the mount is ready and detaches from the
+ * terminal.  Only the first call (from any thread) does anything.
+ * Returns false if the parent is gone (parent_lost is then set): the
+ * caller ends the session, so that nothing stays mounted that the user
+ * believes failed. */
+static bool
 report_ready (void)
 {
   int null, fd = __atomic_exchange_n (&status_fd, -1, __ATOMIC_ACQ_REL);
 
   if (fd < 0)
-    return;
+    return true;
   if ((null = open ("/dev/null", O_RDWR)) >= 0) {
     dup2 (null, 0);
     dup2 (null, 1);
-    dup2 (null, 2);
+    if (!keep_stderr)
+      dup2 (null, 2);
     if (null > 2)
       close (null);
   }
   if (chdir ("/") == -1) {
     /* nothing relies on the working directory */
   }
-  if (write (fd, "", 1) != 1) {
-    /* the parent is gone; keep serving */
-  }
+  if (write (fd, "", 1) != 1)     /* EPIPE: SIGPIPE is ignored */
+    __atomic_store_n (&parent_lost, true, __ATOMIC_RELEASE);
   close (fd);
+  return !__atomic_load_n (&parent_lost, __ATOMIC_ACQUIRE);
 }
 
 /* Blocks SIGINT, SIGTERM and SIGHUP in this thread (and the threads it
@@ -410,7 +472,8 @@ serve_plugged (struct fuse_session *se, struct vublk *dev, uint64_t spin_ns)
     /* The first request is the kernel's INIT: once it is answered
      * without ending the session, the mount really works. */
     if (!ready && !fuse_session_exited (se)) {
-      report_ready ();
+      if (!report_ready ())
+        fuse_session_exit (se);
       ready = true;
     }
   }
@@ -507,9 +570,11 @@ main (int argc, char **argv)
   program_name = "vublk-fuse";
   signal (SIGPIPE, SIG_IGN);
   parse_args (argc, argv, &cfg);
+  keep_stderr = cfg.verbose;
   if (cfg.daemon)
     daemonize ();
   dev = open_device_quietly (&cfg);
+  release_from_parent (dev);
   init_fs (&fs, &cfg, dev);
   build_fuse_args (&args, &cfg, fs.readonly);
   se = fuse_session_new (&args, &vublkfs_ops, sizeof vublkfs_ops, &fs);
@@ -533,15 +598,26 @@ main (int argc, char **argv)
   }
   if (cfg.pidfile)
     write_pidfile (cfg.pidfile);
-  if (cfg.clone_fd)
-    report_ready ();       /* libfuse's loop: ready once mounted */
-
-  r = serve (se, &cfg, dev);
+  /* libfuse's loop is ready once mounted; the plugged loops report
+   * after INIT. */
+  if (cfg.clone_fd && !report_ready ())
+    r = 1;                 /* the parent is gone: unmounted below */
+  else
+    r = serve (se, &cfg, dev);
   if (status_fd >= 0) {
     /* -d and the session ended before answering INIT. */
     fuse_session_unmount (se);
     startup_fail ("%s: the FUSE session ended during start-up (INIT "
                   "failed; see the FUSE message above)", cfg.mountpoint);
+  }
+
+  if (parent_lost) {
+    /* -d and the parent died before the mount was ready: undo it. */
+    fuse_session_unmount (se);
+    if (cfg.pidfile)
+      unlink (cfg.pidfile);
+    vublk_close (dev);
+    exit (1);
   }
 
   fuse_remove_signal_handlers (se);

@@ -2,14 +2,16 @@
 # vublk-fuse mounting: over a file and in a directory (--filename), mode and
 # owner from the mountpoint, the mount's name, read-only (-r and a
 # read-only export), -d failing with a message, usage errors, SIGTERM and
-# SIGINT unmounting cleanly, --help and --version.
+# SIGINT unmounting cleanly, --help and --version; -d against a busy
+# backend, -d whose parent is killed, -v logging a backend restart.
 . "$(dirname "$0")/lib.sh"
-requires qemu-storage-daemon fusermount3 cmp
+requires qemu-storage-daemon fusermount3 cmp pgrep timeout
 F=$VUBLK_FUSE_BIN
 
 make_random_image "$T/disk.img" 16M
 cp "$T/disk.img" "$T/orig.img"
 start_qsd "$T/disk.img" "$T/v.sock"
+MAIN_QSD=$QSD_PID
 
 # Over a regular file: mode and owner are the file's.
 touch "$T/file"; chmod 0640 "$T/file"; chown 1234:5678 "$T/file"
@@ -53,6 +55,7 @@ grep -q " $T/file fuse.vublk ro," /proc/mounts || fail "RO export is not a ro mo
 [[ $(stat -c %a "$T/file") == 440 ]] || fail "RO mode $(stat -c %a "$T/file")"
 if (echo x >"$T/file") 2>/dev/null; then fail "RO export accepted a write"; fi
 unmount_fuse "$T/file" "$FUSE_PID"
+kill -9 "$QSD_PID"; wait "$QSD_PID" 2>/dev/null || true
 
 # -d fails with a message and exit 1 when the socket is wrong; usage
 # errors exit 2 naming what was wrong.
@@ -97,4 +100,61 @@ for sig in TERM INT; do
   grep -q " $T/file fuse.vublk " /proc/mounts && fail "SIG$sig left the mount"
   cmp -n 4096 -i 0:28672 "$T/chunk" "$T/disk.img" || fail "SIG$sig lost a write"
 done
+# A busy backend (qemu-storage-daemon serves one client at a time; a
+# first vublk-fuse holds it): vublk-fuse -d fails within the connect
+# timeout with a message saying the backend is busy.
+touch "$T/busy"
+mount_fuse "$T/v.sock" "$T/file"
+first=$FUSE_PID
+start=$SECONDS
+set +e
+timeout 30 "$F" -d --connect-timeout 2 "$T/v.sock" "$T/busy" 2>"$T/err"; rc=$?
+set -e
+((rc != 0 && rc != 124)) || fail "-d against a busy backend exited $rc"
+grep -qi "busy" "$T/err" || fail "-d against a busy backend: $(cat "$T/err")"
+((SECONDS - start <= 10)) || fail "-d against a busy backend took $((SECONDS - start)) s"
+grep -q " $T/busy fuse.vublk" /proc/mounts && fail "mounted on a busy backend"
+echo "ok: busy backend -> exit $rc after $((SECONDS - start)) s: $(head -1 "$T/err")"
+
+# A daemonizing vublk-fuse whose parent is killed while the child waits
+# for the busy backend must not mount once the backend is free again.
+"$F" -d --pidfile "$T/orphan.pid" "$T/v.sock" "$T/busy" 2>"$T/err" &
+parent=$!
+sleep 1
+child=$(pgrep -P "$parent" || true)
+[[ -n $child ]] || fail "no background child of vublk-fuse -d while the backend is busy"
+on_exit "kill -9 $child; fusermount3 -u '$T/busy'"
+kill -9 "$parent"
+wait "$parent" 2>/dev/null || true
+unmount_fuse "$T/file" "$first"          # the backend is free now
+for ((i = 0; i < 80; i++)); do
+  grep -q " $T/busy fuse.vublk" /proc/mounts && fail "the orphaned child mounted"
+  sleep 0.05
+done
+kill -0 "$child" 2>/dev/null && fail "the orphaned child (pid $child) is still running"
+[[ -e $T/orphan.pid ]] && fail "the orphaned child wrote its pid file"
+echo "ok: an orphaned vublk-fuse -d does not mount"
+
+# -v: library events on stderr, which -d keeps open for them: a backend
+# killed and restarted under the mount is reported as reconnected.
+"$F" -d -v --pidfile "$T/v.pid" "$T/v.sock" "$T/file" 2>"$T/verbose.log" \
+  || fail "vublk-fuse -d -v: $(cat "$T/verbose.log")"
+pid=$(cat "$T/v.pid")
+on_exit "fusermount3 -u '$T/file'; kill -9 $pid"
+kill -9 "$MAIN_QSD"
+wait "$MAIN_QSD" 2>/dev/null || true
+start_qsd "$T/disk.img" "$T/v.sock"
+timeout 30 dd if="$T/file" of=/dev/null bs=4k count=1 iflag=direct status=none \
+  || fail "read after the backend restart"
+head -c 4096 /dev/urandom >"$T/chunk"
+timeout 30 dd if="$T/chunk" of="$T/file" bs=4096 seek=3 oflag=direct conv=notrunc status=none \
+  || fail "write after the backend restart"
+for ((i = 0; i < 100; i++)); do
+  grep -q "reconnected" "$T/verbose.log" && break
+  sleep 0.05
+done
+grep -q "reconnected" "$T/verbose.log" || fail "-v logged no reconnect: $(cat "$T/verbose.log")"
+unmount_fuse "$T/file" "$pid"
+cmp -n 4096 -i 0:12288 "$T/chunk" "$T/disk.img" || fail "write after the restart lost"
+echo "ok: -v logs the reconnect under -d"
 echo PASS
