@@ -101,6 +101,10 @@ check_options (const struct vublk_options *o)
       || !(o->request_timeout >= 0 && o->request_timeout <= 86400)
       || !(o->reconnect_timeout >= 0 && o->reconnect_timeout <= 86400))
     return set_error (EINVAL, "timeouts must be between 0 and 86400 seconds");
+  if (o->ring != VUBLK_RING_AUTO && o->ring != VUBLK_RING_SPLIT
+      && o->ring != VUBLK_RING_PACKED)
+    return set_error (EINVAL, "ring layout %d is not auto, split or packed",
+                      (int) o->ring);
   if (o->memory != VUBLK_MEMORY_NORMAL && o->memory != VUBLK_MEMORY_HUGETLB)
     return set_error (EINVAL, "memory kind %d is neither normal nor hugetlb",
                       (int) o->memory);
@@ -657,6 +661,7 @@ vublk_get_info (struct vublk *dev, struct vublk_info *info)
   pthread_mutex_unlock (&dev->info_lock);
   info->reconnects = atomic_load (&dev->reconnects);
   info->hugetlb = dev->mem.hugetlb;
+  info->packed_ring = f & (1ull << VIRTIO_F_RING_PACKED);
   info->shared_memory_size = dev->mem.size;
   return 0;
 }

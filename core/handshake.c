@@ -201,6 +201,31 @@ setup_backend_channel (struct vublk *dev, int timeout)
   return 0;
 }
 
+/* Adds VIRTIO_F_RING_PACKED to dev->features when packed rings were
+ * asked for; the default stays split, the one layout every backend serves
+ * across reconnects (DPDK's vhost_blk example keeps its packed wrap
+ * counter from one client to the next, so a second client whose lap
+ * differs is never served).  Our packed rings use neither EVENT_IDX (only
+ * the enable/disable flags) nor indirect descriptors: those are dropped
+ * with them.  Returns 0 or -ENOTSUP when packed was asked for and not
+ * offered. */
+static int
+choose_ring_layout (struct vublk *dev, uint64_t offered)
+{
+  bool can = offered & (1ull << VIRTIO_F_RING_PACKED);
+
+  if (dev->opts.ring != VUBLK_RING_PACKED)
+    return 0;
+  if (!can)
+    return set_error (ENOTSUP, "%s: backend does not offer packed "
+                      "virtqueues (VIRTIO_F_RING_PACKED); use split rings",
+                      dev->socket_path);
+  dev->features |= 1ull << VIRTIO_F_RING_PACKED;
+  dev->features &= ~((1ull << VIRTIO_RING_F_EVENT_IDX)
+                     | (1ull << VIRTIO_RING_F_INDIRECT_DESC));
+  return 0;
+}
+
 /* Negotiates features; on a reconnect the backend must still offer what
  * was negotiated the first time (rings and memory are laid out for it). */
 static int
@@ -240,6 +265,9 @@ negotiate (struct vublk *dev, bool first, int timeout)
     dev->features = offered & WANTED_FEATURES;
     if (mask)
       dev->features &= ~strtoull (mask, NULL, 0);
+    err = choose_ring_layout (dev, offered);
+    if (err)
+      return err;
     dev->protocol_features = proto_offered & WANTED_PROTOCOL_FEATURES;
   }
   if (dev->features & (1ull << VHOST_USER_F_PROTOCOL_FEATURES)) {
@@ -347,17 +375,12 @@ static int
 setup_ring (struct vublk *dev, struct vublk_queue *q, int timeout)
 {
   struct vhost_user_vring_state num = { q->index, q->ring.num };
-  struct vhost_user_vring_state base = { q->index, 0 };
-  struct vhost_user_vring_addr addr = {
-    .index = q->index, .flags = 0,
-    .desc = q->ring_addr,
-    .used = q->ring_addr + q->used_off,
-    .avail = q->ring_addr + q->avail_off,
-    .log = 0,
-  };
+  struct vhost_user_vring_state base = { q->index, ring_base (&q->ring) };
+  struct vhost_user_vring_addr addr = { .index = q->index, .flags = 0 };
   uint64_t idx = q->index;
   int err;
 
+  ring_addresses (&q->ring, &addr.desc, &addr.avail, &addr.used);
   if ((err = vu_send (dev->sock, VHOST_USER_SET_VRING_NUM, 0, &num,
                       sizeof num, NULL, 0))
       || (err = vu_send (dev->sock, VHOST_USER_SET_VRING_BASE, 0, &base,

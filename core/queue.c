@@ -30,15 +30,15 @@
 #define POLL_SPIN_NS 50000ull     /* adaptive polling window */
 
 static bool
-use_indirect (const struct vublk_queue *q)
+negotiated (const struct vublk_queue *q, unsigned bit)
 {
-  return q->dev->features & (1ull << VIRTIO_RING_F_INDIRECT_DESC);
+  return q->dev->features & (1ull << bit);
 }
 
 size_t
 queue_ring_bytes (unsigned num)
 {
-  return split_ring_size (num, NULL, NULL);
+  return ring_bytes (num);
 }
 
 size_t
@@ -56,11 +56,11 @@ queue_init (struct vublk_queue *q, struct vublk *dev, unsigned index,
   q->index = index;
   q->kick_fd = q->call_fd = q->wake_fd = -1;
   pthread_mutex_init (&q->lock, NULL);
-  split_ring_size (num, &q->avail_off, &q->used_off);
-  split_ring_init (&q->ring, ring_mem, num,
-                   dev->features & (1ull << VIRTIO_RING_F_EVENT_IDX));
-  q->ring_addr = (uint64_t) (uintptr_t) ring_mem;
-  q->nslots = use_indirect (q) ? num : num / 3;
+  ring_init (&q->ring, ring_mem, num,
+             negotiated (q, VIRTIO_F_RING_PACKED),
+             negotiated (q, VIRTIO_RING_F_INDIRECT_DESC),
+             negotiated (q, VIRTIO_RING_F_EVENT_IDX));
+  q->nslots = ring_slots (&q->ring);
   q->slots = calloc (q->nslots, sizeof *q->slots);
   if (!q->slots)
     return set_error (ENOMEM, "allocating %u slots", q->nslots);
@@ -114,12 +114,12 @@ drain_eventfd (int fd)
   }
 }
 
-/* Writes the descriptor chain of slot s (header, data, status) into its
- * indirect table or its fixed triple, and returns the head index. */
-static uint16_t
-slot_write_descriptors (struct vublk_queue *q, struct slot *s)
+/* Puts slot s's chain (header, data or segment, status) on the ring.
+ * Header and status are always descriptors of their own: every backend
+ * accepts that, and SPDK insists. */
+static void
+slot_place (struct vublk_queue *q, struct slot *s)
 {
-  unsigned idx = s - q->slots;
   struct vring_desc chain[3];
   unsigned n = 0;
 
@@ -141,23 +141,8 @@ slot_write_descriptors (struct vublk_queue *q, struct slot *s)
     .addr = s->ctl_addr + offsetof (struct slot_ctl, status),
     .len = 1, .flags = VRING_DESC_F_WRITE,
   };
-
-  if (use_indirect (q)) {
-    for (unsigned i = 0; i < n; i++) {
-      s->ctl->indirect[i] = chain[i];
-      s->ctl->indirect[i].next = i + 1;
-    }
-    q->ring.desc[idx] = (struct vring_desc) {
-      .addr = s->ctl_addr + offsetof (struct slot_ctl, indirect),
-      .len = n * sizeof (struct vring_desc), .flags = VRING_DESC_F_INDIRECT,
-    };
-    return idx;
-  }
-  for (unsigned i = 0; i < n; i++) {
-    q->ring.desc[3 * idx + i] = chain[i];
-    q->ring.desc[3 * idx + i].next = 3 * idx + i + 1;
-  }
-  return 3 * idx;
+  ring_place (&q->ring, s - q->slots, chain, n, s->ctl->indirect,
+              s->ctl_addr + offsetof (struct slot_ctl, indirect));
 }
 
 /* A thread between vublk_aio_plug and vublk_aio_unplug: the queues it
@@ -174,7 +159,7 @@ static __thread uint64_t tls_plug_bytes;
 static void
 queue_notify_locked (struct vublk_queue *q)
 {
-  if (split_ring_publish (&q->ring)) {
+  if (ring_publish (&q->ring)) {
     uint64_t one = 1;
     if (write (q->kick_fd, &one, sizeof one) < 0) {
       /* EAGAIN: counter saturated, the backend is notified anyway. */
@@ -187,7 +172,7 @@ static void
 queue_place_slot_locked (struct vublk_queue *q, struct slot *s)
 {
   s->ctl->status = 0xff;   /* not a status a device writes */
-  split_ring_push_avail (&q->ring, slot_write_descriptors (q, s));
+  slot_place (q, s);
 }
 
 /* Moves req off the head of the pending list. */
@@ -486,20 +471,10 @@ slot_finish_locked (struct vublk_queue *q, struct slot *s, int result,
 struct slot *
 queue_validate_used (struct vublk_queue *q, const struct vring_used_elem *e)
 {
-  unsigned idx;
+  unsigned idx = e->id;
   struct slot *s;
   uint32_t max_len;
 
-  if (use_indirect (q))
-    idx = e->id;
-  else {
-    if (e->id % 3) {
-      set_error (EPROTO, "queue %u: used id %u is not a chain head",
-                 q->index, e->id);
-      return NULL;
-    }
-    idx = e->id / 3;
-  }
   if (idx >= q->nslots) {
     set_error (EPROTO, "queue %u: used id %u out of range", q->index, e->id);
     return NULL;
@@ -530,14 +505,18 @@ queue_harvest_locked (struct vublk_queue *q, struct finished_chunk *out)
 {
   struct vring_used_elem used[HARVEST_BATCH];
   unsigned n = 0;
+  bool violation;
   int got;
 
   if (q->broken)
     return 0;
-  got = split_ring_harvest (&q->ring, used, HARVEST_BATCH);
-  if (got < 0) {
+  got = ring_harvest (&q->ring, used, HARVEST_BATCH, &violation);
+  if (violation) {
+    char what[200];
+
+    snprintf (what, sizeof what, "%s", vublk_get_error ());
+    set_error (EPROTO, "queue %u: %s", q->index, what);
     queue_protocol_violation (q);
-    return 0;
   }
   for (int i = 0; i < got; i++) {
     struct slot *s = queue_validate_used (q, &used[i]);
@@ -603,14 +582,14 @@ void
 queue_disarm (struct vublk_queue *q)
 {
   pthread_mutex_lock (&q->lock);
-  split_ring_disarm (&q->ring);
+  ring_disarm (&q->ring);
   pthread_mutex_unlock (&q->lock);
 }
 
 bool
 queue_arm_locked (struct vublk_queue *q)
 {
-  return !q->broken && split_ring_arm (&q->ring);
+  return !q->broken && ring_arm (&q->ring);
 }
 
 unsigned
@@ -663,7 +642,7 @@ queue_thread (void *arg)
       queue_disarm (q);
       while (now_ns () < until && !atomic_load (&q->stop))
         if (!__atomic_load_n (&q->broken, __ATOMIC_RELAXED)
-            && split_ring_has_used (&q->ring)) {
+            && ring_has_used (&q->ring)) {
           got = true;
           break;
         }
@@ -749,7 +728,7 @@ queue_replay (struct vublk_queue *q)
     return 0;
   }
   pthread_mutex_lock (&q->lock);
-  split_ring_init (&q->ring, q->ring.desc, q->ring.num, q->ring.event_idx);
+  ring_reset (&q->ring);
   __atomic_store_n (&q->broken, false, __ATOMIC_RELAXED);
   for (unsigned i = 0; i < q->nslots; i++)
     if (q->slots[i].req)
@@ -766,8 +745,7 @@ queue_replay (struct vublk_queue *q)
   }
   /* Publish without notifying: the backend has no kick fd yet; the caller
    * kicks once the ring is set up again. */
-  __atomic_store_n (&q->ring.avail[1], q->ring.avail_idx, __ATOMIC_RELEASE);
-  q->ring.kicked_idx = q->ring.avail_idx;
+  ring_publish_silently (&q->ring);
   pthread_mutex_unlock (&q->lock);
   finish_chunks (q, failed, nfailed);
   free (order);

@@ -32,7 +32,7 @@ harvest_all (struct vublk *dev)
 
     if (pthread_mutex_trylock (&q->lock))
       continue;
-    ready = !q->broken && split_ring_has_used (&q->ring);
+    ready = !q->broken && ring_has_used (&q->ring);
     pthread_mutex_unlock (&q->lock);
     if (ready)
       n += queue_process (q);

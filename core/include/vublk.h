@@ -69,6 +69,17 @@ enum vublk_memory {
                                the log when none are free */
 };
 
+/* The virtqueue layout. */
+enum vublk_ring {
+  VUBLK_RING_AUTO = 0,      /* today split: every backend serves it
+                               across reconnects, while DPDK's vhost_blk
+                               example keeps packed-ring state from one
+                               client to the next */
+  VUBLK_RING_SPLIT,         /* split rings */
+  VUBLK_RING_PACKED,        /* packed rings (VIRTIO_F_RING_PACKED); open
+                               fails if the backend does not offer them */
+};
+
 /* Options for vublk_open(); fill with vublk_options_init() first so that
  * fields added later keep their defaults. */
 struct vublk_options {
@@ -91,6 +102,7 @@ struct vublk_options {
                                 vublk_aio_spin); 0 = sleep at once;
                                 at most 10000 */
   enum vublk_memory memory;  /* default VUBLK_MEMORY_NORMAL */
+  enum vublk_ring ring;      /* default VUBLK_RING_AUTO */
   vublk_log_fn log;          /* NULL: no log */
   void *log_opaque;          /* passed to log */
   int log_level;             /* deliver levels <= this; 0 means
@@ -147,6 +159,7 @@ struct vublk_info {
   uint64_t backend_protocol_features; /* vhost-user protocol offered */
   uint64_t reconnects;                /* successful reconnects so far */
   bool hugetlb;                       /* shared memory in 2 MiB pages */
+  bool packed_ring;                   /* packed virtqueues in use */
   uint64_t shared_memory_size;        /* bytes shared with the backend */
 };
 

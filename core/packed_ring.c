@@ -1,0 +1,202 @@
+/* packed_ring.c — packed virtqueue arithmetic (VIRTIO 1.2, 2.8): placing
+ * descriptor chains with the avail/used wrap bits, publishing a chain by
+ * writing its head's flags last, harvesting used descriptors, and the
+ * flag-based notification suppression in both directions.
+ *
+ * Layout: descriptors 16*N (align 16), then the driver event suppression
+ * area {le16 off_wrap, le16 flags} (the device reads it: whether to send
+ * us interrupts), then the device's area (we read it: whether to kick).
+ * EVENT_IDX is not negotiated together with packed rings, so only the
+ * ENABLE/DISABLE flags are used.
+ *
+ * A chain of n descriptors occupies n consecutive ring positions from
+ * next_avail (wrapping flips the avail wrap counter, also in mid chain).
+ * The device writes one used descriptor per chain, at its own used
+ * position, and both sides then step over as many positions as the chain
+ * had: the driver learns that count from the buffer id, so it records the
+ * length of every chain it placed (ndesc[id]); a used id with no chain
+ * recorded is a protocol violation.
+ *
+ * Both sides start in the lap whose wrap counter is 0, announced as such
+ * in SET_VRING_BASE (bit 15 clear).  The usual start is 1, but DPDK's
+ * vhost_blk example reads the base back with the wrap bit still in it and
+ * indexes its ring with 0x8000, so it works only from lap 0; every backend
+ * that honours the announced wrap bit (rte_vhost, SPDK) works either way.
+ * In lap 0 a zeroed descriptor looks used (AVAIL == USED == 0), so the
+ * ring is read only while chains are outstanding.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "internal.h"
+
+#define AREA_ALIGN 64u
+#define PACKED_DESC_F_AVAIL (1u << 7)
+#define PACKED_DESC_F_USED (1u << 15)
+#define PACKED_EVENT_FLAG_ENABLE 0
+#define PACKED_EVENT_FLAG_DISABLE 1
+
+static size_t
+align_up (size_t x, size_t a)
+{
+  return (x + a - 1) & ~(a - 1);
+}
+
+size_t
+packed_ring_size (unsigned num, size_t *driver_off, size_t *device_off)
+{
+  size_t driver = align_up (16u * num, AREA_ALIGN);
+  size_t device = driver + AREA_ALIGN;
+
+  if (driver_off)
+    *driver_off = driver;
+  if (device_off)
+    *device_off = device;
+  return device + AREA_ALIGN;
+}
+
+void
+packed_ring_init (struct packed_ring *ring, void *mem, unsigned num)
+{
+  size_t driver_off, device_off, size;
+
+  size = packed_ring_size (num, &driver_off, &device_off);
+  memset (mem, 0, size);
+  ring->num = num;
+  ring->desc = mem;
+  ring->driver_event = (uint16_t *) ((uint8_t *) mem + driver_off);
+  ring->device_event = (uint16_t *) ((uint8_t *) mem + device_off);
+  ring->next_avail = 0;
+  ring->avail_wrap = PACKED_START_WRAP;
+  ring->next_used = 0;
+  ring->used_wrap = PACKED_START_WRAP;
+  ring->placed = 0;
+  __atomic_store_n (&ring->outstanding, 0, __ATOMIC_RELAXED);
+  memset (ring->ndesc, 0, sizeof ring->ndesc);
+}
+
+/* The AVAIL/USED flag bits that make a descriptor available in the
+ * current lap (wrap): AVAIL = wrap, USED = !wrap. */
+static uint16_t
+avail_bits (bool wrap)
+{
+  return wrap ? PACKED_DESC_F_AVAIL : PACKED_DESC_F_USED;
+}
+
+void
+packed_ring_place (struct packed_ring *ring, uint16_t id,
+                   const struct vring_desc *chain, unsigned n)
+{
+  uint16_t head = ring->next_avail, head_flags = 0;
+  uint16_t pos = head;
+  bool wrap = ring->avail_wrap;
+
+  for (unsigned i = 0; i < n; i++) {
+    struct packed_desc *d = &ring->desc[pos];
+    uint16_t flags = (chain[i].flags & (VRING_DESC_F_NEXT | VRING_DESC_F_WRITE))
+                     | avail_bits (wrap);
+
+    d->addr = chain[i].addr;
+    d->len = chain[i].len;
+    d->id = id;
+    if (i == 0)
+      head_flags = flags;
+    else
+      __atomic_store_n (&d->flags, flags, __ATOMIC_RELAXED);
+    if (++pos == ring->num) {
+      pos = 0;
+      wrap = !wrap;
+    }
+  }
+  ring->ndesc[id] = n;
+  __atomic_store_n (&ring->outstanding, ring->outstanding + n,
+                    __ATOMIC_RELAXED);
+  ring->next_avail = pos;
+  ring->avail_wrap = wrap;
+  ring->placed++;
+  /* The head's flags make the whole chain visible: written last, after
+   * everything else of the chain (release). */
+  __atomic_store_n (&ring->desc[head].flags, head_flags, __ATOMIC_RELEASE);
+}
+
+bool
+packed_ring_publish (struct packed_ring *ring)
+{
+  if (ring->placed == 0)
+    return false;
+  ring->placed = 0;
+  /* Publishing the chains and reading the device's wish must not be
+   * reordered (store-load): a full barrier. */
+  __atomic_thread_fence (__ATOMIC_SEQ_CST);
+  return __atomic_load_n (&ring->device_event[1], __ATOMIC_RELAXED)
+         != PACKED_EVENT_FLAG_DISABLE;
+}
+
+/* True if the descriptor at next_used has been marked used in the lap we
+ * expect.  Any thread (a hint without the lock). */
+bool
+packed_ring_has_used (const struct packed_ring *ring)
+{
+  uint16_t pos = __atomic_load_n (&ring->next_used, __ATOMIC_RELAXED);
+  bool wrap = __atomic_load_n (&ring->used_wrap, __ATOMIC_RELAXED);
+  uint16_t flags;
+  bool avail, used;
+
+  if (__atomic_load_n (&ring->outstanding, __ATOMIC_RELAXED) == 0)
+    return false;
+  flags = __atomic_load_n (&ring->desc[pos].flags, __ATOMIC_ACQUIRE);
+  avail = flags & PACKED_DESC_F_AVAIL;
+  used = flags & PACKED_DESC_F_USED;
+  return avail == used && used == wrap;
+}
+
+int
+packed_ring_harvest (struct packed_ring *ring, struct vring_used_elem *out,
+                     unsigned max, unsigned *good)
+{
+  unsigned n = 0;
+
+  while (n < max && packed_ring_has_used (ring)) {
+    const struct packed_desc *d = &ring->desc[ring->next_used];
+    uint16_t id = __atomic_load_n (&d->id, __ATOMIC_RELAXED);
+    uint32_t len = __atomic_load_n (&d->len, __ATOMIC_RELAXED);
+    unsigned step;
+
+    *good = n;
+    if (id >= ring->num || ring->ndesc[id] == 0)
+      return set_error (EPROTO, "used buffer id %u at position %u is not in "
+                        "flight", id, ring->next_used);
+    step = ring->ndesc[id];
+    ring->ndesc[id] = 0;
+    __atomic_store_n (&ring->outstanding, ring->outstanding - step,
+                      __ATOMIC_RELAXED);
+    out[n].id = id;
+    out[n].len = len;
+    n++;
+    step += ring->next_used;
+    if (step >= ring->num) {
+      step -= ring->num;
+      __atomic_store_n (&ring->used_wrap, !ring->used_wrap, __ATOMIC_RELAXED);
+    }
+    __atomic_store_n (&ring->next_used, (uint16_t) step, __ATOMIC_RELAXED);
+  }
+  return n;
+}
+
+bool
+packed_ring_arm (struct packed_ring *ring)
+{
+  __atomic_store_n (&ring->driver_event[1], PACKED_EVENT_FLAG_ENABLE,
+                    __ATOMIC_RELAXED);
+  /* Enable, then re-read the ring: a completion that landed in between is
+   * otherwise never signalled (the lost wakeup). */
+  __atomic_thread_fence (__ATOMIC_SEQ_CST);
+  return packed_ring_has_used (ring);
+}
+
+void
+packed_ring_disarm (struct packed_ring *ring)
+{
+  __atomic_store_n (&ring->driver_event[1], PACKED_EVENT_FLAG_DISABLE,
+                    __ATOMIC_RELAXED);
+}
