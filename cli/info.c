@@ -105,7 +105,7 @@ cmd_info (int argc, char **argv)
             "  \"can_discard\": %s,\n  \"can_write_zeroes\": %s,\n"
             "  \"queues\": %u,\n  \"backend_queues\": %u,\n"
             "  \"queue_size\": %u,\n  \"reconnects\": %" PRIu64 ",\n"
-            "  \"memory\": \"%s\",\n"
+            "  \"memory\": \"%s\",\n  \"ring\": \"%s\",\n"
             "  \"serial\": \"%s\",\n"
             "  \"features\": [",
             socket, i.size, i.logical_block_size, i.physical_block_size,
@@ -118,7 +118,8 @@ cmd_info (int argc, char **argv)
             i.can_flush ? "true" : "false", i.can_discard ? "true" : "false",
             i.can_write_zeroes ? "true" : "false", i.num_queues,
             i.backend_queues, i.queue_size, i.reconnects,
-            i.hugetlb ? "hugetlb" : "normal", serial);
+            i.hugetlb ? "hugetlb" : "normal",
+            i.packed_ring ? "packed" : "split", serial);
     print_features (i.features, vublk_feature_name, ", ", true);
     printf ("],\n  \"protocol_features\": [");
     print_features (i.protocol_features, vublk_protocol_feature_name, ", ",
@@ -150,6 +151,10 @@ cmd_info (int argc, char **argv)
             : "writethrough");
     printf ("queues:               %u in use, %u offered, %u entries each\n",
             i.num_queues, i.backend_queues, i.queue_size);
+    printf ("ring:                 %s%s%s\n",
+            i.packed_ring ? "packed" : "split",
+            i.event_idx ? ", event index" : "",
+            i.indirect_desc ? ", indirect descriptors" : "");
     printf ("memory:               %s, %" PRIu64 " MiB shared\n",
             i.hugetlb ? "hugetlb (2 MiB pages)" : "normal (4 KiB pages)",
             i.shared_memory_size >> 20);

@@ -15,6 +15,8 @@ const char device_options_help[] =
   "                           (reconnects and why, tolerated backend quirks)\n"
   "  --connect-timeout S      wait at most S seconds for the connection and\n"
   "                           for each handshake reply (default 5)\n"
+  "  --ring split|packed      virtqueue layout (default split; packed\n"
+  "                           needs VIRTIO_F_RING_PACKED)\n"
   "  --memory normal|hugetlb  back the memory shared with the backend by\n"
   "                           ordinary or 2 MiB huge pages (SPDK needs\n"
   "                           huge pages; default normal)\n"
@@ -129,6 +131,16 @@ parse_device_option (struct vublk_options *o, const char *name,
     if (o->connect_timeout > 3600 || o->connect_timeout < 0.001)
       die (EXIT_USAGE, "%s: '%s' is not between 0.001 and 3600 seconds",
            name, value);
+  }
+  else if (!strcmp (name, "--ring")) {
+    if (!strcmp (value, "split"))
+      o->ring = VUBLK_RING_SPLIT;
+    else if (!strcmp (value, "packed"))
+      o->ring = VUBLK_RING_PACKED;
+    else if (!strcmp (value, "auto"))
+      o->ring = VUBLK_RING_AUTO;
+    else
+      die (EXIT_USAGE, "%s: '%s' is neither split nor packed", name, value);
   }
   else if (!strcmp (name, "--memory")) {
     if (!strcmp (value, "normal"))
