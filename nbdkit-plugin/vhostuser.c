@@ -3,7 +3,7 @@
  *   nbdkit vhostuser [socket=]SOCKET [num-queues=N] [queue-size=N]
  *                    [poll=on|off] [spin=USEC] [connect-timeout=S]
  *                    [reconnect-timeout=S] [request-timeout=S]
- *                    [memory=normal|hugetlb]
+ *                    [memory=normal|hugetlb] [ring=auto|split|packed]
  *
  * One vhost-user connection per nbdkit process (qemu-storage-daemon serves
  * one frontend at a time), shared by every NBD connection and thread.
@@ -107,6 +107,23 @@ parse_memory (const char *key, const char *value, enum vublk_memory *out)
   return 0;
 }
 
+/* Parses ring=auto|split|packed. */
+static int
+parse_ring (const char *key, const char *value, enum vublk_ring *out)
+{
+  if (!strcmp (value, "auto"))
+    *out = VUBLK_RING_AUTO;
+  else if (!strcmp (value, "split"))
+    *out = VUBLK_RING_SPLIT;
+  else if (!strcmp (value, "packed"))
+    *out = VUBLK_RING_PACKED;
+  else {
+    nbdkit_error ("%s: '%s' is not auto, split or packed", key, value);
+    return -1;
+  }
+  return 0;
+}
+
 static int
 vhostuser_config (const char *key, const char *value)
 {
@@ -162,6 +179,8 @@ vhostuser_config (const char *key, const char *value)
     return parse_seconds (key, value, 0, 86400, &opts.request_timeout);
   if (!strcmp (key, "memory"))
     return parse_memory (key, value, &opts.memory);
+  if (!strcmp (key, "ring"))
+    return parse_ring (key, value, &opts.ring);
   nbdkit_error ("unknown parameter '%s'", key);
   return -1;
 }
@@ -192,6 +211,8 @@ vhostuser_config_complete (void)
   "memory=normal|hugetlb   Back the memory shared with the backend by\n" \
   "                        ordinary or 2 MiB huge pages (SPDK needs huge\n" \
   "                        pages; default normal).\n" \
+  "ring=auto|split|packed  Virtqueue layout (default auto: packed when\n" \
+  "                        the backend offers it).\n" \
   "nbdkit -v shows reconnects and tolerated backend quirks."
 
 static void

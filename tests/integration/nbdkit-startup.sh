@@ -56,6 +56,15 @@ timeout 60 nbdkit -U - "$P" socket="$T/v.sock" \
   || fail "--run against a good socket failed: $(cat "$T/goodrun.err")"
 [[ $(cat "$T/run.size") == $((8 << 20)) ]] || fail "--run: nbdinfo size $(cat "$T/run.size")"
 
+# ring=packed against qemu-storage-daemon, which offers no packed rings:
+# the probe refuses it, exit 1, the socket and the reason named.
+rc=0
+timeout 30 nbdkit -f -U "$T/packed.nbd" "$P" socket="$T/v.sock" ring=packed \
+  2>"$T/packed.err" || rc=$?
+[[ $rc == 1 ]] || fail "ring=packed without packed rings: exit status $rc: $(cat "$T/packed.err")"
+grep -q "$T/v.sock.*packed" "$T/packed.err" || fail "ring=packed: message: $(cat "$T/packed.err")"
+[[ ! -e $T/packed.nbd ]] || fail "ring=packed: NBD socket left behind"
+
 # (c) A socket that listens but never speaks vhost-user: start-up fails
 # within the library's handshake timeout (5 s per reply) with a message.
 /usr/bin/python3 -c '
@@ -89,7 +98,7 @@ grep -q "$T/silent.sock" "$T/silent1.err" || fail "connect-timeout=1: message: $
 [[ ! -e $T/silent1.nbd ]] || fail "connect-timeout=1: NBD socket left behind"
 
 # Bad parameter values: exit 1 before any connection, the key named.
-for kv in memory=bogus memory= connect-timeout=0 \
+for kv in memory=bogus memory= ring=bogus ring=SPLIT connect-timeout=0 \
           connect-timeout=3601 connect-timeout=1s connect-timeout=; do
   rc=0
   timeout 30 nbdkit -f -U "$T/bad.nbd" "$P" socket="$T/v.sock" "$kv" \
