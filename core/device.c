@@ -584,11 +584,59 @@ vublk_open (const char *socket_path, const struct vublk_options *opts)
   return NULL;
 }
 
+static void
+count_completion (void *opaque, int result)
+{
+  (void) result;
+  atomic_fetch_add ((atomic_uint *) opaque, 1);
+}
+
+/* DPDK's vhost_blk example keeps a packed ring's wrap counter from one
+ * client to the next (it does not take it from SET_VRING_BASE), so the
+ * next client is served only if this one leaves the ring in the lap rings
+ * start in.  Harmless GET_ID requests move it on until it is; at most one
+ * lap of them, for at most a second.  Idle device, closing thread only. */
+static void
+rewind_packed_rings (struct vublk *dev)
+{
+  uint64_t deadline = now_ns () + 1000000000ull;
+  void *buf;
+
+  if (!(dev->features & (1ull << VIRTIO_F_RING_PACKED))
+      || atomic_load (&dev->state) != DEV_CONNECTED
+      || !(buf = pool_alloc (&dev->mem.pool, VIRTIO_BLK_ID_BYTES)))
+    return;
+  for (unsigned i = 0; i < dev->nqueues; i++) {
+    struct vublk_queue *q = &dev->queues[i];
+
+    for (unsigned n = 0; n < q->ring.num && ring_lap_moved (&q->ring); n++) {
+      atomic_uint done = 0;
+      struct vublk_io io = {
+        .op = VUBLK_OP_GET_ID, .buf = buf, .len = VIRTIO_BLK_ID_BYTES,
+        .cb = count_completion, .opaque = &done,
+      };
+
+      if (request_submit_to (dev, q, &io) != 0)
+        break;
+      while (!atomic_load (&done) && now_ns () < deadline)
+        usleep (50);
+      if (!atomic_load (&done))
+        break;       /* vublk_close below waits for it */
+    }
+  }
+  pool_free (&dev->mem.pool, buf);
+}
+
 void
 vublk_close (struct vublk *dev)
 {
   if (!dev)
     return;
+  pthread_mutex_lock (&dev->idle_lock);
+  while (atomic_load (&dev->outstanding) > 0)
+    pthread_cond_wait (&dev->idle_cond, &dev->idle_lock);
+  pthread_mutex_unlock (&dev->idle_lock);
+  rewind_packed_rings (dev);
   pthread_mutex_lock (&dev->idle_lock);
   while (atomic_load (&dev->outstanding) > 0)
     pthread_cond_wait (&dev->idle_cond, &dev->idle_lock);

@@ -424,6 +424,9 @@ void ring_publish_silently (struct vq_ring *r);
 int ring_harvest (struct vq_ring *r, struct vring_used_elem *out,
                   unsigned max, bool *violation);
 
+/* True if a packed ring is in another lap than rings start in. */
+bool ring_lap_moved (const struct vq_ring *r);
+
 bool ring_has_used (const struct vq_ring *r);
 bool ring_arm (struct vq_ring *r);
 void ring_disarm (struct vq_ring *r);
@@ -710,8 +713,11 @@ void queue_wake (struct vublk_queue *q);
 
 /* request.c */
 
-/* Creates a request for io (already validated) and routes it. */
+/* Creates a request for io (already validated) and routes it to the
+ * calling thread's queue, or to q. */
 int request_submit (struct vublk *dev, const struct vublk_io *io);
+int request_submit_to (struct vublk *dev, struct vublk_queue *q,
+                       const struct vublk_io *io);
 
 /* Produces the next chunk of req into slot s (data, bounce, header).
  * Returns 1 if a chunk was produced, 0 if the phase has no more chunks,

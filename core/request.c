@@ -341,12 +341,19 @@ request_finish (struct request *req)
 int
 request_submit (struct vublk *dev, const struct vublk_io *io)
 {
+  return request_submit_to (dev, queue_for_current_thread (dev), io);
+}
+
+int
+request_submit_to (struct vublk *dev, struct vublk_queue *q,
+                   const struct vublk_io *io)
+{
   struct request *req = calloc (1, sizeof *req);
 
   if (!req)
     return set_error (ENOMEM, "allocating a request");
   req->io = *io;
-  req->q = queue_for_current_thread (dev);
+  req->q = q;
   plan_init (&req->plan, io->offset, io->len, dev->limits.blk_size);
   req->phase = PHASE_MAIN;
   if ((io->op == VUBLK_OP_WRITE || io->op == VUBLK_OP_WRITE_ZEROES)

@@ -154,6 +154,12 @@ ring_harvest (struct vq_ring *r, struct vring_used_elem *out, unsigned max,
 }
 
 bool
+ring_lap_moved (const struct vq_ring *r)
+{
+  return r->packed && r->p.avail_wrap != PACKED_START_WRAP;
+}
+
+bool
 ring_has_used (const struct vq_ring *r)
 {
   return r->packed ? packed_ring_has_used (&r->p)
