@@ -116,6 +116,7 @@ run_ring() {
     start_nbdkit dpdk "$VUBLK_PLUGIN" socket="$S" request-timeout=5 \
       reconnect-timeout=15 "${PLUGIN_RING[@]}"
     local uri="nbd+unix:///?socket=$T/dpdk.nbd"
+    kill -0 "$NBDKIT_PID" 2>/dev/null || fail "nbdkit exited: $(cat "$T/dpdk.log")"
     bounded 90 "qemu-img convert into nbdkit" qemu-img convert -n -f raw -O raw \
       "$T/img" "$uri"
     bounded 90 "qemu-img convert out of nbdkit" qemu-img convert -f raw -O qcow2 \

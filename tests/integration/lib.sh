@@ -150,6 +150,9 @@ unmount_fuse() {
 # its pid; stop_nbdkit ends it earlier.
 start_nbdkit() {
   local name=$1; shift
+  # A socket left by an earlier nbdkit would pass wait_for_socket before
+  # this one listens (its start-up probe takes a moment).
+  rm -f "$T/$name.nbd"
   nbdkit -f -U "$T/$name.nbd" -P "$T/$name.pid" "$@" >"$T/$name.log" 2>&1 &
   NBDKIT_PID=$!
   on_exit "kill $NBDKIT_PID; wait $NBDKIT_PID"
