@@ -73,6 +73,30 @@ validate (struct vublk *dev, const struct vublk_io *io)
 }
 
 int
+aio_submit_to (struct vublk *dev, struct vublk_queue *q,
+               const struct vublk_io *io)
+{
+  struct request *req = request_new (dev, q, io);
+
+  if (!req)
+    return -ENOMEM;
+  atomic_fetch_add (&dev->outstanding, 1);
+  /* A write whose blocks another write holds is enqueued when that one
+   * finishes. */
+  if (req->write_range && !range_lock_acquire (dev, req))
+    return 0;
+  queue_enqueue (q, req);
+  return 0;
+}
+
+/* Submits an already validated io on the calling thread's queue. */
+static int
+submit (struct vublk *dev, const struct vublk_io *io)
+{
+  return aio_submit_to (dev, queue_for_current_thread (dev), io);
+}
+
+int
 vublk_aio_submit (struct vublk *dev, const struct vublk_io *io)
 {
   int err = validate (dev, io);
@@ -85,9 +109,9 @@ vublk_aio_submit (struct vublk *dev, const struct vublk_io *io)
     struct vublk_io done = *io;
     done.op = VUBLK_OP_READ;
     done.len = 0;
-    return request_submit (dev, &done);
+    return submit (dev, &done);
   }
-  return request_submit (dev, io);
+  return submit (dev, io);
 }
 
 int
@@ -102,12 +126,8 @@ vublk_aio_harvest (struct vublk *dev, struct vublk_completion *out,
   memmove (dev->harvest, dev->harvest + n,
            (dev->harvest_len - n) * sizeof *out);
   dev->harvest_len -= n;
-  if (dev->harvest_len == 0) {
-    uint64_t v;
-    if (read (dev->harvest_fd, &v, sizeof v) < 0) {
-      /* already drained */
-    }
-  }
+  if (dev->harvest_len == 0)
+    eventfd_drain (dev->harvest_fd);
   pthread_mutex_unlock (&dev->harvest_lock);
   return n;
 }

@@ -52,96 +52,6 @@ reply_ack (const struct vublk *dev)
   return has_protocol (dev, VHOST_USER_PROTOCOL_F_REPLY_ACK);
 }
 
-/* How long a connect() keeps retrying while the backend's listen backlog
- * is full, between tries. */
-#define BUSY_RETRY_MS 20
-
-/* Connects sock to addr within timeout_ms.  A UNIX socket whose backlog
- * is full refuses a non-blocking connect with EAGAIN (a blocking one would
- * wait forever): that is a busy backend, retried until the deadline.
- * Returns 0 or -errno with the error set. */
-static int
-connect_with_deadline (struct vublk *dev, int sock,
-                       const struct sockaddr_un *addr, int timeout_ms)
-{
-  int waited = timeout_ms;
-
-  for (;;) {
-    int err, pause = BUSY_RETRY_MS;
-
-    if (connect (sock, (const struct sockaddr *) addr, sizeof *addr) == 0)
-      return 0;
-    switch (errno) {
-    case EINTR:
-      continue;
-    case EINPROGRESS: {
-      socklen_t len = sizeof err;
-
-      err = vu_wait (sock, POLLOUT, &timeout_ms, "connect");
-      if (err == -ETIMEDOUT)
-        break;
-      if (err)
-        return err;
-      if (getsockopt (sock, SOL_SOCKET, SO_ERROR, &err, &len) == -1)
-        return set_error_errno (errno, "%s: connect", dev->socket_path);
-      if (err == 0)
-        return 0;
-      if (err != EAGAIN)
-        return set_error_errno (err, "%s: connect", dev->socket_path);
-      break;
-    }
-    case EAGAIN:
-      if (timeout_ms == 0)
-        break;
-      if (pause > timeout_ms)
-        pause = timeout_ms;
-      err = vu_wait (-1, 0, &pause, "connect");
-      if (err != -ETIMEDOUT)
-        return err;
-      timeout_ms -= timeout_ms < BUSY_RETRY_MS ? timeout_ms : BUSY_RETRY_MS;
-      continue;
-    default:
-      return set_error_errno (errno, "%s: connect", dev->socket_path);
-    }
-    return set_error (EBUSY, "%s: the backend is busy (it serves one client "
-                      "at a time): connect did not complete within %d ms",
-                      dev->socket_path, waited);
-  }
-}
-
-/* Connects a fresh socket to dev->socket_path within the reply timeout. */
-static int
-connect_socket (struct vublk *dev)
-{
-  struct sockaddr_un addr = { .sun_family = AF_UNIX };
-  struct stat st;
-  int sock, err;
-
-  if (strlen (dev->socket_path) >= sizeof addr.sun_path)
-    return set_error (ENAMETOOLONG, "%s: socket path too long",
-                      dev->socket_path);
-  if (stat (dev->socket_path, &st) == -1)
-    return set_error_errno (errno, "%s", dev->socket_path);
-  if (!S_ISSOCK (st.st_mode))
-    return set_error (ENOTSOCK, "%s: not a UNIX socket", dev->socket_path);
-  strcpy (addr.sun_path, dev->socket_path);
-  sock = socket (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-  if (sock == -1)
-    return set_error_errno (errno, "socket");
-  err = connect_with_deadline (dev, sock, &addr,
-                               device_reply_timeout_ms (dev));
-  /* Messages are small and every reply is awaited with poll(): the rest
-   * of the protocol code expects a blocking socket. */
-  if (!err && fcntl (sock, F_SETFL, 0) == -1)
-    err = set_error_errno (errno, "%s: fcntl", dev->socket_path);
-  if (err) {
-    close (sock);
-    return err;
-  }
-  dev->sock = sock;
-  return 0;
-}
-
 int
 handshake_read_config (struct vublk *dev)
 {
@@ -160,7 +70,7 @@ handshake_read_config (struct vublk *dev)
   if (err)
     return err;
   err = vu_recv_reply (dev->sock, VHOST_USER_GET_CONFIG, &cfg, 0, msg_size,
-                       &got, device_reply_timeout_ms (dev));
+                       &got, handshake_reply_timeout_ms (dev));
   if (err)
     return err;
   if (got != msg_size || cfg.size != VIRTIO_BLK_CONFIG_SIZE || cfg.offset != 0)
@@ -175,6 +85,25 @@ handshake_read_config (struct vublk *dev)
   pthread_mutex_unlock (&dev->info_lock);
   atomic_store (&dev->size, parsed.capacity * SECTOR_SIZE);
   return 0;
+}
+
+int
+handshake_reply_timeout_ms (const struct vublk *dev)
+{
+  int ms = dev->opts.connect_timeout > 0
+           ? (int) (dev->opts.connect_timeout * 1000) : 5000;
+
+  if (dev->attempt_deadline_ns) {
+    uint64_t now = now_ns (), left;
+
+    left = dev->attempt_deadline_ns > now
+           ? (dev->attempt_deadline_ns - now) / 1000000 : 0;
+    if (left < 1)
+      left = 1;   /* one last look, never a wait without end */
+    if (left < (uint64_t) ms)
+      ms = (int) left;
+  }
+  return ms;
 }
 
 /* Creates the backend channel (socketpair) and hands one end over, so the
@@ -321,7 +250,7 @@ negotiate (struct vublk *dev, bool first, int timeout)
 int
 handshake_share_memory (struct vublk *dev)
 {
-  int timeout = device_reply_timeout_ms (dev);
+  int timeout = handshake_reply_timeout_ms (dev);
   struct vhost_user_mem_region region = {
     .guest_phys_addr = (uint64_t) (uintptr_t) dev->mem.base,
     .memory_size = dev->mem.size,
@@ -353,13 +282,13 @@ handshake_share_memory (struct vublk *dev)
 int
 handshake_features_and_memory (struct vublk *dev, bool first)
 {
-  int timeout = device_reply_timeout_ms (dev), err;
+  int timeout = handshake_reply_timeout_ms (dev), err;
 
   if (dev->sock >= 0) {
     close (dev->sock);
     dev->sock = -1;
   }
-  err = connect_socket (dev);
+  err = connect_socket (dev, timeout);
   if (err)
     return err;
   err = negotiate (dev, first, timeout);
@@ -403,7 +332,7 @@ setup_ring (struct vublk *dev, struct vublk_queue *q, int timeout)
 int
 handshake_rings (struct vublk *dev)
 {
-  int timeout = device_reply_timeout_ms (dev), err;
+  int timeout = handshake_reply_timeout_ms (dev), err;
   uint64_t features;
 
   for (unsigned i = 0; i < dev->nqueues; i++) {
@@ -442,4 +371,38 @@ handshake_stop_rings (struct vublk *dev)
                           sizeof st, sizeof st, &got, timeout))
       return;
   }
+}
+
+/* Reads one message from the backend channel and acts on it. */
+void
+handshake_backend_message (struct vublk *dev)
+{
+  struct vhost_user_header hdr;
+  uint8_t payload[VHOST_USER_MAX_PAYLOAD];
+  ssize_t r;
+
+  r = recv (dev->backend_fd, &hdr, sizeof hdr, MSG_WAITALL);
+  if (r != (ssize_t) sizeof hdr || hdr.size > sizeof payload
+      || (hdr.size && recv (dev->backend_fd, payload, hdr.size, MSG_WAITALL)
+          != (ssize_t) hdr.size)) {
+    /* Closed or garbage: stop listening; the main socket tells us if the
+     * backend is gone. */
+    close (dev->backend_fd);
+    dev->backend_fd = -1;
+    return;
+  }
+  if (hdr.flags & VHOST_USER_NEED_REPLY_MASK) {
+    struct {
+      struct vhost_user_header h;
+      uint64_t v;
+    } __attribute__ ((packed)) reply = {
+      { hdr.request, VHOST_USER_VERSION | VHOST_USER_REPLY_MASK, 8 },
+      hdr.request == VHOST_USER_BACKEND_CONFIG_CHANGE_MSG ? 0 : 1,
+    };
+    if (send (dev->backend_fd, &reply, sizeof reply, MSG_NOSIGNAL) < 0) {
+      /* the backend is going away; the main socket reports it */
+    }
+  }
+  if (hdr.request == VHOST_USER_BACKEND_CONFIG_CHANGE_MSG)
+    handshake_read_config (dev);  /* a failure here shows as a broken socket */
 }

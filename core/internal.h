@@ -40,6 +40,22 @@
 #define likely(x) __builtin_expect (!!(x), 1)
 #define ARRAY_SIZE(a) (sizeof (a) / sizeof ((a)[0]))
 
+/* clock.c */
+
+/* Monotonic clock in nanoseconds. */
+uint64_t now_ns (void);
+
+/* The same clock at a few milliseconds' resolution, several times cheaper
+ * to read: what per-request timeout stamps need. */
+uint64_t now_coarse_ns (void);
+
+/* Adds one to an eventfd's counter (a saturated one stays readable). */
+void eventfd_signal (int fd);
+
+/* Empties an eventfd's counter, if it has one.  Never blocks on the
+ * library's non-blocking eventfds. */
+void eventfd_drain (int fd);
+
 /* log.c */
 
 /* Things noted once per device in the log. */
@@ -655,6 +671,49 @@ size_t queue_ctl_bytes (unsigned num);
 struct slot *queue_validate_used (struct vublk_queue *q,
                                   const struct vring_used_elem *e);
 
+/* What the completion path needs of a finished slot once the lock is
+ * dropped. */
+struct finished_chunk {
+  struct request *req;
+  int result;
+  void *bounce;
+  void *copy_out;
+  uint32_t copy_out_skip, copy_out_len;
+};
+
+/* queue.c: places slot s (filled) on the ring.  q->lock held. */
+void queue_place_slot_locked (struct vublk_queue *q, struct slot *s);
+
+/* queue.c: moves req on to its next phase when its current one has
+ * finished (back on the pending list), or returns true when it is done
+ * (the caller completes it).  q->lock held. */
+bool queue_phase_end_locked (struct vublk_queue *q, struct request *req);
+
+/* queue.c: fails every request on the pending list: those with nothing
+ * in flight finish now, the others when their last chunk comes back.
+ * q->lock held. */
+void queue_fail_pending_locked (struct vublk_queue *q, int err);
+
+/* queue.c: brackets a batch of completion callbacks for q on this thread:
+ * what they submit to q is collected and issued at the end in one batch
+ * (one publish, at most one notification).  begin returns the bracket
+ * it nests in, which end takes back. */
+struct vublk_queue *queue_begin_callbacks (struct vublk_queue *q);
+void queue_end_callbacks (struct vublk_queue *q, struct vublk_queue *outer);
+
+/* completion.c: releases slot s into out and back to the free list.
+ * q->lock held. */
+void queue_slot_finish_locked (struct vublk_queue *q, struct slot *s,
+                               int result, struct finished_chunk *out);
+
+/* completion.c: completes n harvested chunks (copy out, free bounce
+ * buffers, account, run callbacks of requests that finished). */
+void queue_finish_chunks (struct vublk_queue *q, struct finished_chunk *f,
+                          unsigned n);
+
+/* completion.c: completes requests the pump parked on q->done_list. */
+void queue_finish_done_list (struct vublk_queue *q);
+
 /* Starts / stops the completion thread. */
 int queue_start_thread (struct vublk_queue *q);
 void queue_stop_thread (struct vublk_queue *q);
@@ -713,11 +772,16 @@ void queue_wake (struct vublk_queue *q);
 
 /* request.c */
 
-/* Creates a request for io (already validated) and routes it to the
- * calling thread's queue, or to q. */
-int request_submit (struct vublk *dev, const struct vublk_io *io);
-int request_submit_to (struct vublk *dev, struct vublk_queue *q,
-                       const struct vublk_io *io);
+/* A new request for io (already validated) that will run on q, in its
+ * first phase, with its write range set (not yet locked).  NULL with
+ * ENOMEM recorded. */
+struct request *request_new (struct vublk *dev, struct vublk_queue *q,
+                             const struct vublk_io *io);
+
+/* The current phase of req has issued and completed everything: moves
+ * req on to its next phase (RMW write after the edge reads, flush after
+ * FUA) and returns false, or returns true when req is complete. */
+bool request_phase_end (struct request *req);
 
 /* Produces the next chunk of req into slot s (data, bounce, header).
  * Returns 1 if a chunk was produced, 0 if the phase has no more chunks,
@@ -725,15 +789,26 @@ int request_submit_to (struct vublk *dev, struct vublk_queue *q,
 int request_fill_slot (struct request *req, struct slot *s);
 
 /* Releases what req holds (edge buffer, range lock) and delivers its
- * result (callback or harvest queue).  Called without any queue lock. */
-void request_finish (struct request *req);
+ * result (callback or harvest queue), then frees it.  Returns the writes
+ * that waited for its range and may run now (linked by next), for the
+ * caller to enqueue.  Called without any queue lock. */
+struct request *request_finish (struct request *req);
 
-/* Range lock: tries to take [start,end); queues req if blocked. */
+/* Range lock: takes req's [lock_start, lock_end) and returns true, or
+ * queues req behind the writes it overlaps and returns false. */
 bool range_lock_acquire (struct vublk *dev, struct request *req);
-void range_lock_release (struct vublk *dev, struct request *req);
+
+/* Releases req's range; returns the waiters granted now (linked by
+ * next), whom the caller enqueues. */
+struct request *range_lock_release (struct vublk *dev, struct request *req);
 
 
 /* aio.c */
+
+/* Submits io (already validated) on queue q: creates the request, takes
+ * its write range and enqueues it.  Returns 0 or -ENOMEM. */
+int aio_submit_to (struct vublk *dev, struct vublk_queue *q,
+                   const struct vublk_io *io);
 
 /* The operation's name for messages ("read", "write-zeroes", ...). */
 const char *op_name (enum vublk_op op);
@@ -807,25 +882,17 @@ struct vublk {
   pthread_cond_t idle_cond;
 };
 
-/* Monotonic clock in nanoseconds. */
-uint64_t now_ns (void);
 
-/* The same clock at a few milliseconds' resolution, several times cheaper
- * to read: what per-request timeout stamps need. */
-uint64_t now_coarse_ns (void);
 
-/* Milliseconds for the next handshake reply: the connect timeout, cut
- * short by the end of the reconnect window during a reconnect. */
-int device_reply_timeout_ms (const struct vublk *dev);
 
-/* Wakes the control thread so it re-checks the device state (closing, a
- * protocol violation).  Any thread. */
-void device_wake_control (struct vublk *dev);
 
-/* Connects dev->sock and runs the whole handshake (features, config,
- * memory, rings).  Rings must already be laid out; called at open and on
- * reconnect with every queue locked.  Returns 0 or -errno. */
-int handshake_connect (struct vublk *dev);
+
+/* options.c: checks every field of o against its bounds.  Returns 0 or
+ * -EINVAL naming the field. */
+int options_check (const struct vublk_options *o);
+
+/* control.c: the control thread's body (arg is the device). */
+void *control_thread (void *arg);
 
 /* Negotiation half (up to and including memory) and ring half. */
 int handshake_features_and_memory (struct vublk *dev, bool first);
@@ -839,5 +906,20 @@ int handshake_read_config (struct vublk *dev);
 
 /* Sends SET_VRING_ENABLE 0 + GET_VRING_BASE for every ring (clean stop). */
 void handshake_stop_rings (struct vublk *dev);
+
+/* Milliseconds for the next handshake reply: the connect timeout, cut
+ * short by the end of the reconnect window during a reconnect. */
+int handshake_reply_timeout_ms (const struct vublk *dev);
+
+/* Reads one message from the backend channel and acts on it (a config
+ * change re-reads the config; a broken channel is closed). */
+void handshake_backend_message (struct vublk *dev);
+
+/* connect.c */
+
+/* Connects dev->sock to dev->socket_path within timeout_ms, retrying
+ * while the backend's listen backlog is full (then EBUSY, "busy").
+ * Returns 0 or -errno with the error set. */
+int connect_socket (struct vublk *dev, int timeout_ms);
 
 #endif /* VUBLK_INTERNAL_H */

@@ -65,7 +65,7 @@ range_lock_acquire (struct vublk *dev, struct request *req)
   return granted;
 }
 
-void
+struct request *
 range_lock_release (struct vublk *dev, struct request *req)
 {
   struct request **p, *granted = NULL;
@@ -91,12 +91,7 @@ range_lock_release (struct vublk *dev, struct request *req)
       p = &w->range_next;
   }
   pthread_mutex_unlock (&dev->range_lock);
-
-  while (granted) {
-    struct request *next = granted->next;
-    queue_enqueue (granted->q, granted);
-    granted = next;
-  }
+  return granted;
 }
 
 /* Whether the caller's buffer can be handed to the device as is. */
@@ -293,10 +288,11 @@ request_fill_slot (struct request *req, struct slot *s)
   return 1;
 }
 
-void
+struct request *
 request_finish (struct request *req)
 {
   struct vublk *dev = req->q->dev;
+  struct request *granted = NULL;
   int result = req->error;
 
   if (result == 0 && req->io.op == VUBLK_OP_GET_ID)
@@ -305,13 +301,11 @@ request_finish (struct request *req)
   pool_free (&dev->mem.pool, req->edges);
   req->edges = NULL;
   if (req->write_range)
-    range_lock_release (dev, req);
+    granted = range_lock_release (dev, req);
 
   if (req->io.cb)
     req->io.cb (req->io.opaque, result);
   else {
-    uint64_t one = 1;
-
     pthread_mutex_lock (&dev->harvest_lock);
     if (dev->harvest_len == dev->harvest_cap) {
       size_t cap = dev->harvest_cap ? 2 * dev->harvest_cap : 64;
@@ -325,9 +319,7 @@ request_finish (struct request *req)
       dev->harvest[dev->harvest_len++] = (struct vublk_completion) {
         .user_data = req->io.user_data, .result = result,
       };
-    if (write (dev->harvest_fd, &one, sizeof one) < 0) {
-      /* saturated counter: still readable */
-    }
+    eventfd_signal (dev->harvest_fd);
     pthread_mutex_unlock (&dev->harvest_lock);
   }
   free (req);
@@ -336,22 +328,44 @@ request_finish (struct request *req)
     pthread_cond_broadcast (&dev->idle_cond);
     pthread_mutex_unlock (&dev->idle_lock);
   }
+  return granted;
 }
 
-int
-request_submit (struct vublk *dev, const struct vublk_io *io)
+bool
+request_phase_end (struct request *req)
 {
-  return request_submit_to (dev, queue_for_current_thread (dev), io);
+  bool fua = req->io.op == VUBLK_OP_WRITE && (req->io.flags & VUBLK_F_FUA)
+             && (req->q->dev->features & (1ull << VIRTIO_BLK_F_FLUSH));
+
+  if (req->error)
+    return true;
+  switch (req->phase) {
+  case PHASE_READ_EDGES:
+    req->phase = PHASE_MAIN;
+    break;
+  case PHASE_MAIN:
+    if (!fua)
+      return true;
+    req->phase = PHASE_FLUSH;
+    break;
+  default:
+    return true;
+  }
+  req->cursor = 0;
+  req->generated_all = false;
+  return false;
 }
 
-int
-request_submit_to (struct vublk *dev, struct vublk_queue *q,
-                   const struct vublk_io *io)
+struct request *
+request_new (struct vublk *dev, struct vublk_queue *q,
+             const struct vublk_io *io)
 {
   struct request *req = calloc (1, sizeof *req);
 
-  if (!req)
-    return set_error (ENOMEM, "allocating a request");
+  if (!req) {
+    set_error (ENOMEM, "allocating a request");
+    return NULL;
+  }
   req->io = *io;
   req->q = q;
   plan_init (&req->plan, io->offset, io->len, dev->limits.blk_size);
@@ -359,16 +373,11 @@ request_submit_to (struct vublk *dev, struct vublk_queue *q,
   if ((io->op == VUBLK_OP_WRITE || io->op == VUBLK_OP_WRITE_ZEROES)
       && plan_needs_rmw (&req->plan))
     req->phase = PHASE_READ_EDGES;
-  atomic_fetch_add (&dev->outstanding, 1);
-
   if (io->op == VUBLK_OP_WRITE || io->op == VUBLK_OP_WRITE_ZEROES
       || io->op == VUBLK_OP_DISCARD) {
     req->write_range = true;
     req->lock_start = req->plan.astart;
     req->lock_end = req->plan.aend;
-    if (!range_lock_acquire (dev, req))
-      return 0;      /* enqueued when the overlapping write finishes */
   }
-  queue_enqueue (req->q, req);
-  return 0;
+  return req;
 }

@@ -1,0 +1,320 @@
+/* completion.c — one virtqueue's completion side: harvesting the ring
+ * (ids checked against the slots in flight, the used length only noted),
+ * copying bounced data out and running the callbacks without the lock,
+ * moving multi-phase requests on, and the completion thread that sleeps
+ * on the call eventfd (or polls adaptively) for callers that do not
+ * drive the queue themselves.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "internal.h"
+
+#define HARVEST_BATCH 64
+#define POLL_SPIN_NS 50000ull     /* adaptive polling window */
+
+/* Runs request_finish (callbacks) for a list of finished requests, then
+ * issues what they submitted in one batch. */
+static void
+run_finished (struct vublk_queue *q, struct request *list)
+{
+  struct vublk_queue *outer = queue_begin_callbacks (q);
+
+  while (list) {
+    struct request *next = list->next;
+    struct request *granted = request_finish (list);
+
+    /* Writes that waited for this one's block range go now (deferred
+     * like any submission from a callback when they use this queue). */
+    while (granted) {
+      struct request *g = granted;
+      granted = g->next;
+      queue_enqueue (g->q, g);
+    }
+    list = next;
+  }
+  queue_end_callbacks (q, outer);
+}
+
+static int
+status_to_result (uint8_t status)
+{
+  switch (status) {
+  case VIRTIO_BLK_S_OK: return 0;
+  case VIRTIO_BLK_S_UNSUPP: return -ENOTSUP;
+  default: return -EIO;
+  }
+}
+
+/* Marks the connection broken after a protocol violation: the control
+ * thread is woken to reconnect, resubmitting what was in flight (it alone
+ * owns the socket; a queue thread closing it could hit a reused fd).  The
+ * ring is not read again until the replay resets it, so the violation is
+ * acted on once.  q->lock held. */
+static void
+queue_protocol_violation (struct vublk_queue *q)
+{
+  struct vublk *dev = q->dev;
+
+  if (q->broken)
+    return;
+  /* What the backend did (this thread's last error) travels to the
+   * control thread, which logs it and fails the requests if it recurs. */
+  pthread_mutex_lock (&dev->info_lock);
+  snprintf (dev->violation_reason, sizeof dev->violation_reason, "%s",
+            vublk_get_error ());
+  pthread_mutex_unlock (&dev->info_lock);
+  __atomic_store_n (&q->broken, true, __ATOMIC_RELAXED);
+  atomic_store (&q->dev->violation, true);
+  eventfd_signal (q->dev->ctl_wake_fd);
+}
+
+void
+queue_slot_finish_locked (struct vublk_queue *q, struct slot *s, int result,
+                    struct finished_chunk *out)
+{
+  out->req = s->req;
+  out->result = result;
+  out->bounce = s->bounce;
+  out->copy_out = s->copy_out;
+  out->copy_out_skip = s->copy_out_skip;
+  out->copy_out_len = s->copy_out_len;
+  s->req = NULL;
+  s->bounce = NULL;
+  s->copy_out = NULL;
+  s->next_free = q->free_head;
+  q->free_head = s - q->slots;
+  __atomic_fetch_sub (&q->inflight, 1, __ATOMIC_RELAXED);
+}
+
+struct slot *
+queue_validate_used (struct vublk_queue *q, const struct vring_used_elem *e)
+{
+  unsigned idx = e->id;
+  struct slot *s;
+  uint32_t max_len;
+
+  if (idx >= q->nslots) {
+    set_error (EPROTO, "queue %u: used id %u out of range", q->index, e->id);
+    return NULL;
+  }
+  s = &q->slots[idx];
+  if (!s->req) {
+    set_error (EPROTO, "queue %u: used id %u is not in flight", q->index,
+               e->id);
+    return NULL;
+  }
+  /* The used length is advisory for virtio-blk (Linux and QEMU ignore
+   * it): qemu counts every byte it wrote (1 + data for a read, 1 for a
+   * write), DPDK's example and SPDK report the data length of writes too.
+   * Nothing is read past the chain because of it, so a disagreeing length
+   * is a quirk to note, not a violation. */
+  max_len = 1 + (s->device_writes ? s->data_len : 0);
+  if (e->len != max_len && device_first_time (q->dev, ONCE_USED_LEN))
+    device_log (q->dev, VUBLK_LOG_DEBUG, "queue %u: backend reports used "
+                "length %u for a chain the device may write %u bytes of "
+                "(tolerated: the length is advisory)", q->index, e->len,
+                max_len);
+  return s;
+}
+
+/* Harvests up to HARVEST_BATCH entries into out; returns the count. */
+static unsigned
+queue_harvest_locked (struct vublk_queue *q, struct finished_chunk *out)
+{
+  struct vring_used_elem used[HARVEST_BATCH];
+  unsigned n = 0;
+  bool violation;
+  int got;
+
+  if (q->broken)
+    return 0;
+  got = ring_harvest (&q->ring, used, HARVEST_BATCH, &violation);
+  if (violation) {
+    char what[200];
+
+    snprintf (what, sizeof what, "%s", vublk_get_error ());
+    set_error (EPROTO, "queue %u: %s", q->index, what);
+    queue_protocol_violation (q);
+  }
+  for (int i = 0; i < got; i++) {
+    struct slot *s = queue_validate_used (q, &used[i]);
+    if (!s) {
+      queue_protocol_violation (q);
+      break;
+    }
+    queue_slot_finish_locked (q, s, status_to_result (s->ctl->status), &out[n++]);
+  }
+  return n;
+}
+
+/* Completes harvested chunks: copies data out and frees bounce buffers
+ * without the lock, then accounts every chunk under one lock hold.  A
+ * request finishes when its phase has issued everything and nothing is in
+ * flight, or moves on to its next phase (RMW write after the edge reads,
+ * flush after FUA). */
+void
+queue_finish_chunks (struct vublk_queue *q, struct finished_chunk *f, unsigned n)
+{
+  struct request *finished = NULL, **tail = &finished;
+
+  if (n == 0)
+    return;
+  for (unsigned i = 0; i < n; i++) {
+    if (f[i].result == 0 && f[i].copy_out)
+      memcpy (f[i].copy_out, (uint8_t *) f[i].bounce + f[i].copy_out_skip,
+              f[i].copy_out_len);
+    pool_free (&q->dev->mem.pool, f[i].bounce);
+  }
+  pthread_mutex_lock (&q->lock);
+  for (unsigned i = 0; i < n; i++) {
+    struct request *req = f[i].req;
+
+    req->outstanding--;
+    if (f[i].result && !req->error)
+      req->error = f[i].result;
+    if (req->outstanding == 0 && req->generated_all
+        && queue_phase_end_locked (q, req)) {
+      req->next = NULL;
+      *tail = req;
+      tail = &req->next;
+    }
+  }
+  pthread_mutex_unlock (&q->lock);
+  run_finished (q, finished);
+}
+
+void
+queue_finish_done_list (struct vublk_queue *q)
+{
+  struct request *list;
+
+  pthread_mutex_lock (&q->lock);
+  list = q->done_list;
+  q->done_list = NULL;
+  pthread_mutex_unlock (&q->lock);
+  run_finished (q, list);
+}
+
+void
+queue_disarm (struct vublk_queue *q)
+{
+  pthread_mutex_lock (&q->lock);
+  ring_disarm (&q->ring);
+  pthread_mutex_unlock (&q->lock);
+}
+
+bool
+queue_arm_locked (struct vublk_queue *q)
+{
+  return !q->broken && ring_arm (&q->ring);
+}
+
+unsigned
+queue_process (struct vublk_queue *q)
+{
+  struct finished_chunk f[HARVEST_BATCH];
+  unsigned n;
+
+  pthread_mutex_lock (&q->lock);
+  n = queue_harvest_locked (q, f);
+  if (n > 0)
+    /* Refill the freed slots with work already waiting. */
+    queue_pump_locked (q);
+  pthread_mutex_unlock (&q->lock);
+  queue_finish_chunks (q, f, n);
+  if (q->done_list)
+    queue_finish_done_list (q);
+  return n;
+}
+
+void
+queue_harvest_now (struct vublk_queue *q)
+{
+  while (queue_process (q) > 0)
+    ;
+}
+
+static void *
+queue_thread (void *arg)
+{
+  struct vublk_queue *q = arg;
+  bool poll_mode = q->dev->opts.poll;
+
+  while (!atomic_load (&q->stop)) {
+    struct pollfd pfd[2] = {
+      { .fd = q->call_fd, .events = POLLIN },
+      { .fd = q->wake_fd, .events = POLLIN },
+    };
+    bool pending;
+    int timeout;
+
+    if (queue_process (q) > 0)
+      continue;
+    /* Read without the lock: a stale value only shortens or skips a spin. */
+    if (poll_mode && __atomic_load_n (&q->inflight, __ATOMIC_RELAXED) > 0) {
+      /* Adaptive polling: spin a short while after activity, on the
+       * assumption that more completions follow; then sleep. */
+      uint64_t until = now_ns () + POLL_SPIN_NS;
+      bool got = false;
+      queue_disarm (q);
+      while (now_ns () < until && !atomic_load (&q->stop))
+        if (!__atomic_load_n (&q->broken, __ATOMIC_RELAXED)
+            && ring_has_used (&q->ring)) {
+          got = true;
+          break;
+        }
+      if (got)
+        continue;
+    }
+    pthread_mutex_lock (&q->lock);
+    pending = queue_arm_locked (q);
+    /* Work that waits for pool memory needs a retry even if no completion
+     * arrives on this queue. */
+    timeout = q->pending_head ? 20 : -1;
+    pthread_mutex_unlock (&q->lock);
+    if (pending)
+      continue;
+    if (poll (pfd, 2, timeout) > 0) {
+      if (pfd[0].revents)
+        eventfd_drain (q->call_fd);
+      if (pfd[1].revents)
+        eventfd_drain (q->wake_fd);
+    }
+    if (timeout > 0) {
+      pthread_mutex_lock (&q->lock);
+      queue_pump_locked (q);
+      pthread_mutex_unlock (&q->lock);
+    }
+  }
+  return NULL;
+}
+
+int
+queue_start_thread (struct vublk_queue *q)
+{
+  int err;
+
+  atomic_store (&q->stop, false);
+  err = pthread_create (&q->thread, NULL, queue_thread, q);
+  if (err)
+    return set_error_errno (err, "starting completion thread of queue %u",
+                            q->index);
+  q->thread_started = true;
+  return 0;
+}
+
+void
+queue_stop_thread (struct vublk_queue *q)
+{
+  if (!q->thread_started)
+    return;
+  atomic_store (&q->stop, true);
+  queue_wake (q);
+  pthread_join (q->thread, NULL);
+  q->thread_started = false;
+}
+
