@@ -1,6 +1,6 @@
 /* handshake.c — everything said on the control socket to bring a device
  * up, in the order qemu-storage-daemon 7.2 and SPDK accept (see
- * PROTOCOL.md): features, protocol features, queue count, owner, backend
+ * docs/protocol.md): features, protocol features, queue count, owner, backend
  * channel, config, SET_FEATURES, memory, then each ring (NUM, BASE, ADDR,
  * CALL, KICK, ENABLE).  The same steps are replayed after a reconnect,
  * with the same memory and fresh rings.

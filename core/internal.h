@@ -1,18 +1,27 @@
 /* internal.h — libvublk's cross-file internals, grouped by the file that
- * defines them (libnbd style).  Nothing here is exported.
+ * defines them (libnbd style).  Nothing here is exported.  The wire
+ * format is in vhost_user.h, the ring layouts in ring.h, virtio-blk
+ * config and request planning in blk.h; virtio's own definitions come
+ * from the kernel's <linux/virtio_*.h>.
  *
- * Layers, bottom up:
+ * Layers, bottom up (no file calls one above it):
+ *   clock.c errors.c log.c   clocks and eventfds, the last error, the log
  *   message.c    vhost-user framing: one sendmsg per message, checked replies
- *   handshake.c  features, config, memory table, ring setup (replayed on
- *                every reconnect)
+ *   connect.c    connecting with a deadline (a busy backend)
  *   memory.c     the memfd region shared with the backend and its I/O pool
- *   split_ring.c split virtqueue arithmetic and publishing, EVENT_IDX
- *   blk_config.c virtio-blk config space parsing and bounding
- *   plan.c       splitting a byte range into virtio-blk requests, RMW edges
- *   queue.c      one virtqueue: slots, submission, completion thread
+ *   split_ring.c packed_ring.c ring.c   the two layouts behind one interface
+ *   blk_config.c plan.c   virtio-blk config; byte ranges into requests
+ *   options.c    defaults and bounds of struct vublk_options
+ *   info.c       vublk_get_info, feature names
+ *   handshake.c  features, config, memory, rings (replayed on reconnect),
+ *                the backend channel
  *   request.c    a caller's request: chunks, bounce, RMW phases, range lock
- *   device.c     open/close, control thread, reconnect, config change
- *   aio.c / sync.c  the public asynchronous and synchronous API
+ *   queue.c      one virtqueue's submission: slots, pending list, pump, plug
+ *   completion.c harvesting, callbacks, the completion thread
+ *   replay.c     replay after a reconnect, giving up on repeated faults
+ *   aio.c spin.c sync.c   the public asynchronous and synchronous API
+ *   control.c    the control thread: reconnect, timeouts, config change
+ *   device.c     open and close
  */
 #ifndef VUBLK_INTERNAL_H
 #define VUBLK_INTERNAL_H
@@ -23,6 +32,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <linux/virtio_blk.h>
+#include <linux/virtio_config.h>
+#include <linux/virtio_ring.h>
+
+#include "vhost_user.h"
 #include "vublk.h"
 
 #define VUBLK_VERSION_STRING "0.1.0"
@@ -34,7 +48,6 @@
 #define DEFAULT_POOL_SIZE (64u << 20)
 #define MAX_SPIN_US 10000u
 #define MAX_TRANSFER_DEFAULT (1u << 20)
-#define MAX_FDS_PER_MSG 8
 
 #define unlikely(x) __builtin_expect (!!(x), 0)
 #define likely(x) __builtin_expect (!!(x), 1)
@@ -81,140 +94,6 @@ int set_error (int errnum, const char *fmt, ...)
 int set_error_errno (int errnum, const char *fmt, ...)
   __attribute__ ((format (printf, 2, 3)));
 
-/* message.c ----------------------------------------------------------- */
-
-enum vhost_user_request {
-  VHOST_USER_GET_FEATURES = 1,
-  VHOST_USER_SET_FEATURES = 2,
-  VHOST_USER_SET_OWNER = 3,
-  VHOST_USER_SET_MEM_TABLE = 5,
-  VHOST_USER_SET_VRING_NUM = 8,
-  VHOST_USER_SET_VRING_ADDR = 9,
-  VHOST_USER_SET_VRING_BASE = 10,
-  VHOST_USER_GET_VRING_BASE = 11,
-  VHOST_USER_SET_VRING_KICK = 12,
-  VHOST_USER_SET_VRING_CALL = 13,
-  VHOST_USER_SET_VRING_ERR = 14,
-  VHOST_USER_GET_PROTOCOL_FEATURES = 15,
-  VHOST_USER_SET_PROTOCOL_FEATURES = 16,
-  VHOST_USER_GET_QUEUE_NUM = 17,
-  VHOST_USER_SET_VRING_ENABLE = 18,
-  VHOST_USER_SET_BACKEND_REQ_FD = 21,
-  VHOST_USER_GET_CONFIG = 24,
-  VHOST_USER_SET_CONFIG = 25,
-  VHOST_USER_GET_MAX_MEM_SLOTS = 36,
-  VHOST_USER_ADD_MEM_REG = 37,
-  VHOST_USER_REM_MEM_REG = 38,
-};
-
-/* Requests the backend sends on the backend (slave) channel. */
-enum vhost_user_backend_request {
-  VHOST_USER_BACKEND_CONFIG_CHANGE_MSG = 2,
-};
-
-#define VHOST_USER_VERSION 0x1u
-#define VHOST_USER_VERSION_MASK 0x3u
-#define VHOST_USER_REPLY_MASK (1u << 2)
-#define VHOST_USER_NEED_REPLY_MASK (1u << 3)
-#define VHOST_USER_HDR_SIZE 12u
-#define VHOST_USER_MAX_PAYLOAD 4096u
-#define VHOST_USER_VRING_NOFD_MASK (1u << 8)
-#define VHOST_USER_CONFIG_MAX 256u
-
-struct vhost_user_header {
-  uint32_t request;
-  uint32_t flags;
-  uint32_t size;
-} __attribute__ ((packed));
-
-struct vhost_user_vring_state {
-  uint32_t index;
-  uint32_t num;
-};
-
-struct vhost_user_vring_addr {
-  uint32_t index;
-  uint32_t flags;
-  uint64_t desc;
-  uint64_t used;
-  uint64_t avail;
-  uint64_t log;
-};
-
-struct vhost_user_mem_region {
-  uint64_t guest_phys_addr;
-  uint64_t memory_size;
-  uint64_t userspace_addr;
-  uint64_t mmap_offset;
-};
-
-struct vhost_user_memory {
-  uint32_t nregions;
-  uint32_t padding;
-  struct vhost_user_mem_region regions[8];
-};
-
-struct vhost_user_single_mem {
-  uint64_t padding;
-  struct vhost_user_mem_region region;
-};
-
-struct vhost_user_config {
-  uint32_t offset;
-  uint32_t size;
-  uint32_t flags;
-  uint8_t data[VHOST_USER_CONFIG_MAX];
-};
-
-/* Sends one message (header + payload + fds) in a single sendmsg(), as
- * qemu's server takes fds only with the header.  Returns 0 or -errno. */
-int vu_send (int sock, uint32_t request, uint32_t flags,
-             const void *payload, uint32_t size, const int *fds, int nfds);
-
-/* Checks a reply header against the request sent: flags exactly
- * VERSION|REPLY, same request code, size == expected_size (or, when
- * expected_size is 0, any size up to max_size).  Returns 0 or -EPROTO
- * with the error set. */
-int vu_check_reply_header (const struct vhost_user_header *hdr,
-                           uint32_t request, uint32_t expected_size,
-                           uint32_t max_size);
-
-/* Receives a reply to `request` within timeout_ms into payload (capacity
- * payload_size), closing any fds the peer attached.  expected_size 0 means
- * "any size up to payload_size"; the actual size is stored in *got.
- * Returns 0 or -errno (-ETIMEDOUT, -ECONNRESET, -EPROTO). */
-int vu_recv_reply (int sock, uint32_t request, void *payload,
-                   uint32_t expected_size, uint32_t payload_size,
-                   uint32_t *got, int timeout_ms);
-
-/* Sends a request that carries no payload expectation and, when
- * need_reply, waits for the u64 ack and checks it is 0.  Returns 0 or
- * -errno. */
-int vu_send_checked (int sock, uint32_t request, const void *payload,
-                     uint32_t size, const int *fds, int nfds, bool need_reply,
-                     int timeout_ms);
-
-/* Sends request (no payload) and receives its u64 reply. */
-int vu_get_u64 (int sock, uint32_t request, uint64_t *value, int timeout_ms);
-
-/* Sends request with a u64 payload (and optional ack). */
-int vu_set_u64 (int sock, uint32_t request, uint64_t value, bool need_reply,
-                int timeout_ms);
-
-/* Makes fd (an eventfd; -1 for none) cancel every wait of the calling
- * thread in this file and in vu_wait once it is readable. */
-void vu_set_cancel_fd (int fd);
-
-/* Polls fd for events within *timeout_ms (updated to what is left; -1
- * waits forever), giving up early when the thread's cancel fd fires.
- * Returns 0 when ready, -ETIMEDOUT with no message set (the caller knows
- * what it waited for), -ECANCELED or -errno with the message set naming
- * what. */
-int vu_wait (int fd, short events, int *timeout_ms, const char *what);
-
-/* Name of a vhost-user request for messages. */
-const char *vu_request_name (uint32_t request);
-
 /* memory.c ------------------------------------------------------------ */
 
 struct pool {
@@ -260,310 +139,8 @@ void *pool_alloc (struct pool *pool, size_t len);
 /* Frees a block from pool_alloc; NULL is ignored.  Thread safe. */
 void pool_free (struct pool *pool, void *p);
 
-/* split_ring.c -------------------------------------------------------- */
-
-#define VRING_DESC_F_NEXT 1
-#define VRING_DESC_F_WRITE 2
-#define VRING_DESC_F_INDIRECT 4
-#define VRING_AVAIL_F_NO_INTERRUPT 1
-#define VRING_USED_F_NO_NOTIFY 1
-
-struct vring_desc {
-  uint64_t addr;
-  uint32_t len;
-  uint16_t flags;
-  uint16_t next;
-};
-
-struct vring_used_elem {
-  uint32_t id;
-  uint32_t len;
-};
-
-struct split_ring {
-  uint16_t num;              /* entries, a power of two */
-  struct vring_desc *desc;
-  uint16_t *avail;           /* flags, idx, ring[num], used_event */
-  uint8_t *used;             /* flags, idx, ring[num] elems, avail_event */
-  uint16_t avail_idx;        /* our next avail index (shadow) */
-  uint16_t kicked_idx;       /* avail idx at the last notification */
-  uint16_t last_used_idx;    /* next used entry to harvest */
-  bool event_idx;
-};
-
-/* Bytes needed for a ring of num entries: desc, avail, used areas, each
- * starting at the offsets written to *avail_off and *used_off. */
-size_t split_ring_size (unsigned num, size_t *avail_off, size_t *used_off);
-
-/* Lays a zeroed ring of num entries over mem (split_ring_size bytes). */
-void split_ring_init (struct split_ring *ring, void *mem, unsigned num,
-                      bool event_idx);
-
-/* Puts head on the avail ring without publishing it. */
-void split_ring_push_avail (struct split_ring *ring, uint16_t head);
-
-/* Publishes pushed entries and reports whether the device must be
- * notified (EVENT_IDX or the NO_NOTIFY flag). */
-bool split_ring_publish (struct split_ring *ring);
-
-/* virtio's vring_need_event: notify iff event_idx lies in (old, new]. */
-static inline bool
-vring_need_event (uint16_t event_idx, uint16_t new_idx, uint16_t old_idx)
-{
-  return (uint16_t) (new_idx - event_idx - 1) < (uint16_t) (new_idx - old_idx);
-}
-
-/* Copies up to max used entries into out, advancing last_used_idx.
- * Returns the count, or -EPROTO if the device's used idx claims more
- * entries than the ring holds. */
-int split_ring_harvest (struct split_ring *ring, struct vring_used_elem *out,
-                        unsigned max);
-
-/* Asks for an interrupt at the next used entry and re-checks the ring
- * after a full barrier.  Returns true if entries are already pending (do
- * not sleep). */
-bool split_ring_arm (struct split_ring *ring);
-
-/* Asks the device not to interrupt (while polling). */
-void split_ring_disarm (struct split_ring *ring);
-
-/* True if the used ring has entries we have not harvested. */
-bool split_ring_has_used (const struct split_ring *ring);
-
-/* packed_ring.c ------------------------------------------------------- */
-
-struct packed_desc {
-  uint64_t addr;
-  uint32_t len;
-  uint16_t id;
-  uint16_t flags;
-};
-
-/* The wrap counter both sides start with (see packed_ring.c). */
-#define PACKED_START_WRAP false
-
-struct packed_ring {
-  uint16_t num;
-  struct packed_desc *desc;
-  uint16_t *driver_event;    /* {off_wrap, flags}: the device reads it */
-  uint16_t *device_event;    /* {off_wrap, flags}: we read it */
-  uint16_t next_avail;       /* where the next chain goes */
-  bool avail_wrap;
-  uint16_t next_used;        /* where the next used descriptor appears
-                                (atomic: read as a hint without the lock) */
-  bool used_wrap;
-  unsigned placed;           /* chains placed since the last publish */
-  unsigned outstanding;      /* descriptors placed and not yet harvested
-                                (atomic: read as a hint) */
-  uint8_t ndesc[1024];       /* chain length per buffer id in flight */
-};
-
-/* Bytes for a packed ring of num entries; *driver_off and *device_off get
- * the offsets of the two event suppression areas. */
-size_t packed_ring_size (unsigned num, size_t *driver_off,
-                         size_t *device_off);
-
-/* Lays a zeroed ring of num (<= 1024) entries over mem. */
-void packed_ring_init (struct packed_ring *ring, void *mem, unsigned num);
-
-/* Makes the chain of n descriptors available with buffer id id (< num);
- * the head is written last.  The caller guarantees n free positions. */
-void packed_ring_place (struct packed_ring *ring, uint16_t id,
-                        const struct vring_desc *chain, unsigned n);
-
-/* Reports whether chains were placed since the last call and the device
- * wants notifications. */
-bool packed_ring_publish (struct packed_ring *ring);
-
-/* Copies up to max used entries (id, len) into out.  Returns the count,
- * or -EPROTO at a used id with no chain in flight (the *good entries
- * before it are valid and consumed). */
-int packed_ring_harvest (struct packed_ring *ring, struct vring_used_elem *out,
-                         unsigned max, unsigned *good);
-
-/* Notification control and the lock-free "anything used?" hint, as for
- * split rings. */
-bool packed_ring_has_used (const struct packed_ring *ring);
-bool packed_ring_arm (struct packed_ring *ring);
-void packed_ring_disarm (struct packed_ring *ring);
-
-/* ring.c -------------------------------------------------------------- */
-
-/* A virtqueue of either layout, addressed by slot. */
-struct vq_ring {
-  bool packed;
-  bool indirect;             /* split with INDIRECT_DESC */
-  bool event_idx;            /* split with EVENT_IDX */
-  unsigned num;
-  void *mem;                 /* ring_bytes(num) of shared memory */
-  struct split_ring s;
-  struct packed_ring p;
-};
-
-/* Shared memory a ring of num entries needs, whatever its layout. */
-size_t ring_bytes (unsigned num);
-
-/* Lays out a fresh ring over mem.  Indirect descriptors and EVENT_IDX
- * apply to split rings only. */
-void ring_init (struct vq_ring *r, void *mem, unsigned num, bool packed,
-                bool indirect, bool event_idx);
-
-/* Zeroes the ring and its indexes (a replay starts from scratch). */
-void ring_reset (struct vq_ring *r);
-
-/* How many requests (slots) can be in flight at once. */
-unsigned ring_slots (const struct vq_ring *r);
-
-/* The three addresses for SET_VRING_ADDR (descriptors, driver area =
- * avail, device area = used) and the num of SET_VRING_BASE. */
-void ring_addresses (const struct vq_ring *r, uint64_t *desc,
-                     uint64_t *driver, uint64_t *device);
-uint32_t ring_base (const struct vq_ring *r);
-
-/* Puts slot's chain of n (<= 3) descriptors on the ring, through the
- * slot's indirect table (at indirect_addr as the device sees it) when the
- * ring uses them.  Not published yet for split rings. */
-void ring_place (struct vq_ring *r, unsigned slot,
-                 const struct vring_desc *chain, unsigned n,
-                 struct vring_desc *indirect, uint64_t indirect_addr);
-
-/* Publishes what was placed; true if the device must be kicked. */
-bool ring_publish (struct vq_ring *r);
-
-/* Publishes without asking (after a replay the caller kicks anyway). */
-void ring_publish_silently (struct vq_ring *r);
-
-/* Takes up to max used entries, ids translated to slot indexes (not yet
- * checked against the slots in flight).  Sets *violation, with the error
- * recorded, when the ring itself is broken (runaway index, an id that is
- * no chain head); the entries returned before it are good. */
-int ring_harvest (struct vq_ring *r, struct vring_used_elem *out,
-                  unsigned max, bool *violation);
-
-/* True if a packed ring is in another lap than rings start in. */
-bool ring_lap_moved (const struct vq_ring *r);
-
-bool ring_has_used (const struct vq_ring *r);
-bool ring_arm (struct vq_ring *r);
-void ring_disarm (struct vq_ring *r);
-
-/* blk_config.c -------------------------------------------------------- */
-
-/* virtio feature bits */
-#define VIRTIO_BLK_F_SIZE_MAX 1
-#define VIRTIO_BLK_F_SEG_MAX 2
-#define VIRTIO_BLK_F_GEOMETRY 4
-#define VIRTIO_BLK_F_RO 5
-#define VIRTIO_BLK_F_BLK_SIZE 6
-#define VIRTIO_BLK_F_FLUSH 9
-#define VIRTIO_BLK_F_TOPOLOGY 10
-#define VIRTIO_BLK_F_CONFIG_WCE 11
-#define VIRTIO_BLK_F_MQ 12
-#define VIRTIO_BLK_F_DISCARD 13
-#define VIRTIO_BLK_F_WRITE_ZEROES 14
-#define VIRTIO_F_NOTIFY_ON_EMPTY 24
-#define VIRTIO_RING_F_INDIRECT_DESC 28
-#define VIRTIO_RING_F_EVENT_IDX 29
-#define VHOST_USER_F_PROTOCOL_FEATURES 30
-#define VIRTIO_F_VERSION_1 32
-#define VIRTIO_F_RING_PACKED 34
-
-#define VHOST_USER_PROTOCOL_F_MQ 0
-#define VHOST_USER_PROTOCOL_F_REPLY_ACK 3
-#define VHOST_USER_PROTOCOL_F_BACKEND_REQ 5
-#define VHOST_USER_PROTOCOL_F_CONFIG 9
-#define VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS 15
-
-#define VIRTIO_BLK_CONFIG_SIZE 60u
-
-/* The device's config, bounded and in host units. */
-struct blk_config {
-  uint64_t capacity;        /* 512-byte sectors */
-  uint32_t blk_size;        /* bytes, power of two in [512, 64 KiB] */
-  uint32_t physical_block_size;
-  uint32_t alignment_offset;
-  uint32_t min_io_size;
-  uint32_t opt_io_size;
-  uint32_t size_max;
-  uint32_t seg_max;
-  uint32_t max_discard_sectors;
-  uint32_t max_discard_seg;
-  uint32_t discard_sector_alignment;
-  uint32_t max_write_zeroes_sectors;
-  uint32_t max_write_zeroes_seg;
-  bool write_zeroes_may_unmap;
-  bool writeback;
-  uint16_t num_queues;
-};
-
-/* Parses the config bytes (len of them) honouring only fields whose
- * feature bit is in features; rejects absurd values (blk_size not a power
- * of two, capacity overflowing bytes).  Returns 0 or -EPROTO. */
-int blk_config_parse (struct blk_config *cfg, const uint8_t *data,
-                      uint32_t len, uint64_t features);
-
-/* plan.c -------------------------------------------------------------- */
-
-#define VIRTIO_BLK_T_IN 0
-#define VIRTIO_BLK_T_OUT 1
-#define VIRTIO_BLK_T_FLUSH 4
-#define VIRTIO_BLK_T_GET_ID 8
-#define VIRTIO_BLK_T_DISCARD 11
-#define VIRTIO_BLK_T_WRITE_ZEROES 13
-#define VIRTIO_BLK_S_OK 0
-#define VIRTIO_BLK_S_IOERR 1
-#define VIRTIO_BLK_S_UNSUPP 2
-#define VIRTIO_BLK_ID_BYTES 20
-#define VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP 1
-
-/* Limits a request plan obeys. */
-struct plan_limits {
-  uint32_t blk_size;              /* bytes */
-  uint32_t max_transfer;          /* bytes per read/write chunk */
-  uint64_t max_discard_bytes;     /* per discard chunk */
-  uint64_t max_write_zeroes_bytes;
-};
-
-/* The geometry of one caller request over [start, end). */
-struct io_plan {
-  uint64_t start, end;        /* caller's bytes */
-  uint64_t astart, aend;      /* outward-aligned range */
-  uint64_t istart, iend;      /* inward-aligned range (istart >= iend: none) */
-  bool head_partial;          /* block at astart is partly outside */
-  bool tail_partial;          /* block at aend - blk is partly outside */
-};
-
-/* Computes the aligned ranges of [start, start+len) for blk_size. */
-void plan_init (struct io_plan *plan, uint64_t start, uint64_t len,
-                uint32_t blk_size);
-
-/* True if a write of this plan needs read-modify-write of edge blocks. */
-bool plan_needs_rmw (const struct io_plan *plan);
-
-/* One virtio-blk request to issue. */
-struct chunk {
-  uint32_t type;          /* VIRTIO_BLK_T_* */
-  uint64_t offset;        /* bytes, blk aligned */
-  uint32_t len;           /* bytes */
-};
-
-/* Next chunk of a read or write over the outward-aligned range starting
- * at *cursor (init to plan->astart); returns false when done. */
-bool plan_next_rw_chunk (const struct io_plan *plan,
-                         const struct plan_limits *lim, uint32_t type,
-                         uint64_t *cursor, struct chunk *out);
-
-/* Next chunk of a write-zeroes: edges as WRITE (of one block each, data
- * merged by the caller), the aligned inside as WRITE_ZEROES chunks. */
-bool plan_next_zero_chunk (const struct io_plan *plan,
-                           const struct plan_limits *lim, uint64_t *cursor,
-                           struct chunk *out);
-
-/* Next chunk of a discard: only the inward-aligned range, split by the
- * discard limit (discard is advisory, partial blocks are left alone). */
-bool plan_next_discard_chunk (const struct io_plan *plan,
-                              const struct plan_limits *lim, uint64_t *cursor,
-                              struct chunk *out);
+#include "ring.h"
+#include "blk.h"
 
 /* queue.c / request.c / device.c -------------------------------------- */
 
