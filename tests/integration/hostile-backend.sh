@@ -2,12 +2,16 @@
 # The hostile-backend matrix: tests/programs/hostile_backend injects one
 # fault at a time and the client must give a clean error or recover —
 # never crash (the ASan pass runs this too), never leak what the backend
-# sent, never hang past its timeouts.  Also: a capacity change announced
-# on the backend channel reaches vublk, the FUSE file and new NBD clients.
+# sent, never hang past its timeouts.  The data-path faults run on split
+# and on packed rings (--ring packed; the backend offers RING_PACKED and
+# checks the driver's side of the packed protocol, logging any "client
+# violation").  Also: a capacity change announced on the backend channel
+# reaches vublk, the FUSE file and new NBD clients.
 . "$(dirname "$0")/lib.sh"
 requires cmp timeout
 HB=$VUBLK_TESTS/hostile_backend
 PROBE=$VUBLK_TESTS/vublk_probe
+STRESS=$VUBLK_TESTS/vublk_stress
 S=$T/h.sock
 SIZE=$((16 << 20))
 OPTS=(--request-timeout 1 --reconnect-timeout 3)
@@ -25,7 +29,17 @@ start_backend() {
   wait_for_socket "$S"
 }
 connections() { grep -c "connection" "$T/hb.log" || true; }
-fired() { grep -q "fault .* fired" "$T/hb.log" || fail "$1: the fault did not fire"; }
+# fired WHAT [RING]: the fault fired (on a RING ring, if given).
+fired() {
+  grep -q "fault .* fired.*${2:-}" "$T/hb.log" \
+    || fail "$1: the fault did not fire${2:+ on a $2 ring}: $(cat "$T/hb.log")"
+}
+# rules_kept WHAT: the client never broke the ring protocol.
+rules_kept() {
+  if grep -q "client violation" "$T/hb.log"; then
+    fail "$1: the client broke the ring protocol: $(grep violation "$T/hb.log")"
+  fi
+}
 
 # run_bounded SECONDS CMD...: runs CMD; fails the test if it takes longer.
 run_bounded() {
@@ -78,20 +92,39 @@ run_bounded 10 "$VUBLK_BIN" copy "${OPTS[@]}" "$T/data" "vhost-user:$S"
 [[ $rc == 1 ]] || fail "capacity-0: a write to an empty device exited $rc"
 echo "ok: capacity-0 -> empty device; a write is refused: $(head -1 "$T/out")"
 
-# 3. Data-path faults on the 10th request: the client treats the
-#    connection as broken, reconnects and resubmits; every write succeeds
-#    and the data read back (on a new connection) is what was written.
-for fault in drop-mid-request bad-id not-in-flight complete-twice \
-             runaway-used-idx stall; do
-  start_backend "$fault" 10
-  run_bounded 30 "$VUBLK_BIN" copy "${OPTS[@]}" "$T/data" "vhost-user:$S"
-  [[ $rc == 0 ]] || fail "$fault: writes failed: $(cat "$T/out")"
-  fired "$fault"
-  (($(connections) >= 2)) || fail "$fault: the client did not reconnect"
-  run_bounded 30 "$VUBLK_BIN" copy "${OPTS[@]}" "vhost-user:$S" "$T/back"
-  [[ $rc == 0 ]] || fail "$fault: read back failed: $(cat "$T/out")"
-  cmp "$T/data" "$T/back" || fail "$fault: data differs after recovery"
-  echo "ok: $fault -> reconnected ($(($(connections) - 1)) connections for the writes), data intact"
+# 3. Data-path faults on the 10th request, on split and on packed rings:
+#    the client treats the connection as broken for the right reason
+#    (-v names it), reconnects and resubmits; every write succeeds and the
+#    data read back (on a new connection) is what was written.  wrong-wrap
+#    (a used descriptor with the other lap's wrap bits, which must not
+#    count as used) exists on packed rings only.
+reason_for() {
+  case $1 in
+    drop-mid-request) echo "closed the connection" ;;
+    bad-id|not-in-flight|complete-twice) echo "broke the protocol" ;;
+    runaway-used-idx) [[ $2 == split ]] && echo "broke the protocol" \
+                        || echo "got no answer" ;;
+    stall|wrong-wrap) echo "got no answer" ;;
+  esac
+}
+for ring in split packed; do
+  faults=(drop-mid-request bad-id not-in-flight complete-twice runaway-used-idx stall)
+  [[ $ring == packed ]] && faults+=(wrong-wrap)
+  for fault in "${faults[@]}"; do
+    start_backend "$fault" 10
+    run_bounded 30 "$VUBLK_BIN" copy -v --ring "$ring" "${OPTS[@]}" "$T/data" "vhost-user:$S"
+    [[ $rc == 0 ]] || fail "$fault ($ring): writes failed: $(cat "$T/out")"
+    fired "$fault" "$ring"
+    (($(connections) >= 2)) || fail "$fault ($ring): the client did not reconnect"
+    want=$(reason_for "$fault" "$ring")
+    grep -q "$want.*reconnecting" "$T/out" \
+      || fail "$fault ($ring): expected a reconnect because '$want': $(cat "$T/out")"
+    run_bounded 30 "$VUBLK_BIN" copy --ring "$ring" "${OPTS[@]}" "vhost-user:$S" "$T/back"
+    [[ $rc == 0 ]] || fail "$fault ($ring): read back failed: $(cat "$T/out")"
+    cmp "$T/data" "$T/back" || fail "$fault ($ring): data differs after recovery"
+    rules_kept "$fault ($ring)"
+    echo "ok: $fault ($ring) -> '$want', reconnected ($(($(connections) - 1)) connections for the writes), data intact"
+  done
 done
 
 # 3b. The used length is advisory (Linux and QEMU ignore it for block
@@ -99,16 +132,19 @@ done
 #     disagrees with the chain -- the data length for writes and 0 for reads
 #     on every request, or once a million bytes too many -- is tolerated:
 #     no reconnect, no error, the right bytes.
-for fault in used-len-lies used-len-too-big; do
-  start_backend "$fault" 10
-  run_bounded 30 "$VUBLK_BIN" copy "${OPTS[@]}" "$T/data" "vhost-user:$S"
-  [[ $rc == 0 ]] || fail "$fault: writes failed: $(cat "$T/out")"
-  fired "$fault"
-  (($(connections) == 1)) || fail "$fault: the client reconnected ($(connections) connections)"
-  run_bounded 30 "$VUBLK_BIN" copy "${OPTS[@]}" "vhost-user:$S" "$T/back"
-  [[ $rc == 0 ]] || fail "$fault: read back failed: $(cat "$T/out")"
-  cmp "$T/data" "$T/back" || fail "$fault: data differs"
-  echo "ok: $fault -> tolerated, one connection, data intact"
+for ring in split packed; do
+  for fault in used-len-lies used-len-too-big; do
+    start_backend "$fault" 10
+    run_bounded 30 "$VUBLK_BIN" copy --ring "$ring" "${OPTS[@]}" "$T/data" "vhost-user:$S"
+    [[ $rc == 0 ]] || fail "$fault ($ring): writes failed: $(cat "$T/out")"
+    fired "$fault" "$ring"
+    (($(connections) == 1)) || fail "$fault ($ring): the client reconnected ($(connections) connections)"
+    run_bounded 30 "$VUBLK_BIN" copy --ring "$ring" "${OPTS[@]}" "vhost-user:$S" "$T/back"
+    [[ $rc == 0 ]] || fail "$fault ($ring): read back failed: $(cat "$T/out")"
+    cmp "$T/data" "$T/back" || fail "$fault ($ring): data differs"
+    rules_kept "$fault ($ring)"
+    echo "ok: $fault ($ring) -> tolerated, one connection, data intact"
+  done
 done
 
 # 3c. The SPDK profile (rte_vhost's feature set: no MQ though 128 queues
@@ -124,9 +160,7 @@ grep -Eq "^queues: +1 in use" "$T/out" \
   || fail "spdk profile: not one queue without MQ: $(grep queues "$T/out")"
 grep -Eq "^logical block size: +512" "$T/out" \
   || fail "spdk profile: blk_size used without VIRTIO_BLK_F_BLK_SIZE: $(grep 'logical block' "$T/out")"
-if grep -q "^ring:" "$T/out"; then
-  grep -Eq "^ring: +split" "$T/out" || fail "spdk profile: $(grep '^ring:' "$T/out") (only split offered)"
-fi
+grep -Eq "^ring: +split" "$T/out" || fail "spdk profile: $(grep '^ring:' "$T/out") (split is the default)"
 run_bounded 30 "$VUBLK_BIN" copy "${OPTS[@]}" "$T/data" "vhost-user:$S"
 [[ $rc == 0 ]] || fail "spdk profile: writes failed: $(cat "$T/out")"
 run_bounded 30 "$VUBLK_BIN" copy "${OPTS[@]}" "vhost-user:$S" "$T/back"
@@ -137,28 +171,63 @@ if grep -q "violation" "$T/hb.log"; then
   fail "spdk profile: the client broke the backend's rules: $(grep violation "$T/hb.log" | sort | uniq -c)"
 fi
 echo "ok: spdk profile -> one queue, copy both ways, no reconnect, rules kept"
+
+# 3d. The SPDK profile on packed rings (DPDK offers them): the ring is
+#     packed, copy both ways, then the core's shadow-checked random I/O
+#     (vublk_stress), the device read back equals the shadow; no reconnect,
+#     neither the profile's rules nor the packed ring protocol broken.
+start_backend none
+run_bounded 10 "$VUBLK_BIN" info --ring packed "$S"
+[[ $rc == 0 ]] || fail "spdk profile, packed: info: $(cat "$T/out")"
+grep -Eq "^ring: +packed" "$T/out" || fail "spdk profile, packed: $(grep '^ring:' "$T/out")"
+run_bounded 30 "$VUBLK_BIN" copy --ring packed "${OPTS[@]}" "$T/data" "vhost-user:$S"
+[[ $rc == 0 ]] || fail "spdk profile, packed: writes failed: $(cat "$T/out")"
+run_bounded 30 "$VUBLK_BIN" copy --ring packed "${OPTS[@]}" "vhost-user:$S" "$T/back"
+[[ $rc == 0 ]] || fail "spdk profile, packed: read back failed: $(cat "$T/out")"
+cmp "$T/data" "$T/back" || fail "spdk profile, packed: data differs"
+cp "$T/data" "$T/shadow"
+run_bounded 60 "$STRESS" "$S" "$T/shadow" --threads 2 --ops 600 --seed 34 \
+  --reconnect-timeout 3 --ring packed
+[[ $rc == 0 ]] || fail "spdk profile, packed: vublk_stress: $(tail -5 "$T/out")"
+run_bounded 30 "$VUBLK_BIN" copy --ring packed "${OPTS[@]}" "vhost-user:$S" "$T/back"
+[[ $rc == 0 ]] || fail "spdk profile, packed: read back after stress failed: $(cat "$T/out")"
+cmp "$T/shadow" "$T/back" || fail "spdk profile, packed: device differs from the stress shadow"
+(($(connections) == 5)) || fail "spdk profile, packed: $(connections) connections for 5 clients"
+if grep -q "violation" "$T/hb.log"; then
+  fail "spdk profile, packed: the client broke the backend's rules: $(grep violation "$T/hb.log" | sort | uniq -c)"
+fi
+grep -q "fired" "$T/hb.log" && fail "spdk profile, packed: a fault fired"
+echo "ok: spdk profile, packed ring -> copy both ways, vublk_stress, no reconnect, rules kept"
+rm -f "$T/shadow"
 HB_OPTS=()
 
-# 4. Error statuses fail that request with EIO, nothing else.
-for fault in bad-status ioerr-status; do
-  start_backend "$fault" 10
-  run_bounded 20 "$VUBLK_BIN" copy "${OPTS[@]}" "$T/data" "vhost-user:$S"
-  [[ $rc == 1 ]] || fail "$fault: copy exited $rc"
-  grep -q "Input/output error" "$T/out" || fail "$fault: $(cat "$T/out")"
-  fired "$fault"
-  run_bounded 20 "$VUBLK_BIN" copy "${OPTS[@]}" "$T/data" "vhost-user:$S"
-  [[ $rc == 0 ]] || fail "$fault: the next copy failed: $(cat "$T/out")"
-  echo "ok: $fault -> EIO for that request, then normal"
+# 4. Error statuses fail that request with EIO, nothing else (both rings).
+for ring in split packed; do
+  for fault in bad-status ioerr-status; do
+    start_backend "$fault" 10
+    run_bounded 20 "$VUBLK_BIN" copy --ring "$ring" "${OPTS[@]}" "$T/data" "vhost-user:$S"
+    [[ $rc == 1 ]] || fail "$fault ($ring): copy exited $rc"
+    grep -q "Input/output error" "$T/out" || fail "$fault ($ring): $(cat "$T/out")"
+    fired "$fault" "$ring"
+    (($(connections) == 1)) || fail "$fault ($ring): the client reconnected"
+    run_bounded 20 "$VUBLK_BIN" copy --ring "$ring" "${OPTS[@]}" "$T/data" "vhost-user:$S"
+    [[ $rc == 0 ]] || fail "$fault ($ring): the next copy failed: $(cat "$T/out")"
+    rules_kept "$fault ($ring)"
+    echo "ok: $fault ($ring) -> EIO for that request, then normal"
+  done
 done
 
 # 5. A backend that stops answering for good: EIO within request timeout +
-#    retry + reconnect timeout, not a hang.
-start_backend stall-forever 10
-start=$SECONDS
-run_bounded 30 "$VUBLK_BIN" copy "${OPTS[@]}" "$T/data" "vhost-user:$S"
-[[ $rc == 1 ]] && grep -q "Input/output error" "$T/out" || fail "stall-forever: $rc $(cat "$T/out")"
-((SECONDS - start <= 12)) || fail "stall-forever: took $((SECONDS - start)) s"
-echo "ok: stall-forever -> EIO after $((SECONDS - start)) s"
+#    retry + reconnect timeout, not a hang (both rings).
+for ring in split packed; do
+  start_backend stall-forever 10
+  start=$SECONDS
+  run_bounded 30 "$VUBLK_BIN" copy --ring "$ring" "${OPTS[@]}" "$T/data" "vhost-user:$S"
+  [[ $rc == 1 ]] && grep -q "Input/output error" "$T/out" \
+    || fail "stall-forever ($ring): $rc $(cat "$T/out")"
+  ((SECONDS - start <= 12)) || fail "stall-forever ($ring): took $((SECONDS - start)) s"
+  echo "ok: stall-forever ($ring) -> EIO after $((SECONDS - start)) s"
+done
 
 # 6. Capacity change (CONFIG_CHANGE_MSG on the backend channel).
 start_backend none

@@ -5,11 +5,23 @@
  *   hostile_backend [--profile spdk] SOCKET SIZE_BYTES FAULT [AFTER]
  *
  * It serves an in-memory disk of SIZE_BYTES (starting zeroed), offering
- * VERSION_1, FLUSH, BLK_SIZE, SEG_MAX, MQ (4 queues) and the protocol
- * features MQ, REPLY_ACK, CONFIG, BACKEND_REQ; plain split rings (no
- * indirect descriptors, no event index).  Clients may reconnect: the disk
+ * VERSION_1, FLUSH, BLK_SIZE, SEG_MAX, MQ (4 queues), RING_PACKED and the
+ * protocol features MQ, REPLY_ACK, CONFIG, BACKEND_REQ; split rings, or
+ * packed rings when the client accepts RING_PACKED (no indirect
+ * descriptors, no event index in either).  Clients may reconnect: the disk
  * survives.  Data-path faults fire once, on the AFTER-th request (default
  * 20) of the first connection; handshake faults fire on every connection.
+ *
+ * Packed rings: SET_VRING_BASE's num gives the position to start at (bits
+ * 0-14) and the wrap counter of that lap (bit 15), for both the avail and
+ * the used side.  A chain is taken when its head is available in the
+ * current lap; every later descriptor of it must be too (else "client
+ * violation", logged, and the connection dropped).  It is marked used by
+ * one used descriptor at the device's used position (buffer id of the
+ * chain's last descriptor, AVAIL = USED = used wrap counter), which then
+ * moves on by the chain's descriptor count.  Interrupts are sent unless the
+ * driver area's flags say DISABLE; while draining, the device area's flags
+ * say "don't kick".
  *
  * FAULT is one of:
  *   none                 behave
@@ -25,15 +37,25 @@
  *   blk-size-3           config blk_size 3
  *   capacity-0           config capacity 0
  *   capacity-huge        config capacity 2^63 sectors (overflows bytes)
- *   bad-id               complete with a used id out of range
+ *   bad-id               complete with a used id out of range (>= num)
  *   not-in-flight        complete an id that is not in flight
  *   complete-twice       complete the same request twice
  *   used-len-too-big     report a used length larger than the buffers
  *   runaway-used-idx     move the used index 1000 entries ahead
+ *   wrong-wrap           (packed) mark the chain used with the other lap's
+ *                        wrap bits, which no driver may take for used
  *   bad-status           complete with status byte 0x77
  *   ioerr-status         complete with VIRTIO_BLK_S_IOERR
  *   stall                never complete the request
  *   stall-forever        never complete any request on any connection
+ *
+ * On packed rings: not-in-flight and complete-twice wait until the chain
+ * after the faulty one is available, take it (it is never served) and
+ * write the extra used descriptor over it before the real one, so the
+ * driver meets both in one pass; runaway-used-idx writes the used
+ * descriptor 1000 positions (and the laps they cross) ahead of where it
+ * belongs and goes on from there; stall leaves the chain unmarked while
+ * later ones are marked at its place (completion out of order).
  *
  *   used-len-lies        from the AFTER-th request on, report the used length
  *                        of a write as its data length and of a read as 0
@@ -51,9 +73,8 @@
  * (header or status not in a descriptor of their own, more than seg_max
  * data segments, a segment above size_max, an indirect descriptor, a
  * FLUSH, a transfer that is not a non-zero multiple of 512) is completed
- * with IOERR and logged as "spdk profile violation".  It does not offer
- * VIRTIO_F_RING_PACKED, which DPDK does, because it serves split rings
- * only.
+ * with IOERR and logged as "spdk profile violation".  It offers
+ * VIRTIO_F_RING_PACKED, as DPDK does.
  *
  * On SIGUSR1 (any FAULT) it doubles the capacity and sends
  * CONFIG_CHANGE_MSG on the backend channel.  It logs each connection and
@@ -82,6 +103,10 @@
 #define SPDK_SIZE_MAX (128u * 1024)
 #define SPDK_SEG_MAX 126u
 #define SPDK_QUEUES 128u
+#define MAX_CHAIN 130u
+#define PACKED_F_AVAIL (1u << 7)
+#define PACKED_F_USED (1u << 15)
+#define PACKED_EVENT_DISABLE 1
 
 
 /* A client memory region: map is where its guest address gpa lands;
@@ -93,14 +118,28 @@ struct region {
   size_t mapping_len;
 };
 
+/* A virtqueue.  Packed rings use pdesc (the same memory as desc), avail as
+ * the driver event area {off_wrap, flags} and used as the device's. */
 struct vq {
   unsigned num;
   struct vring_desc *desc;
+  struct packed_desc *pdesc;
   uint16_t *avail;            /* flags, idx, ring[] */
   uint16_t *used;             /* flags, idx, then elems */
   int kick, call;
-  uint16_t last_avail;
+  uint16_t last_avail;        /* packed: the next position to take */
+  bool avail_wrap;            /* packed: lap of last_avail */
+  uint16_t next_used;         /* packed: where the next used desc goes */
+  bool used_wrap;             /* packed: lap of next_used */
   bool ready;
+};
+
+/* One request chain copied out of either ring layout: flags keep NEXT,
+ * WRITE and INDIRECT (the same bits in both). */
+struct chain {
+  struct vring_desc d[MAX_CHAIN];
+  unsigned n;
+  uint16_t id;                /* split: head index; packed: buffer id */
 };
 
 static const char *fault = "none";
@@ -120,6 +159,22 @@ static bool spdk_profile;
 static void on_usr1 (int sig) { (void) sig; resize_requested = 1; }
 
 static bool is (const char *f) { return !strcmp (fault, f); }
+
+static bool
+packed_rings (void)
+{
+  return features & (1ull << VIRTIO_F_RING_PACKED);
+}
+
+/* Logs a client that broke the ring protocol; returns false (drop it). */
+static bool
+client_violation (const char *what, unsigned a, unsigned b)
+{
+  fprintf (stderr, "hostile_backend: client violation: ");
+  fprintf (stderr, what, a, b);
+  fputc ('\n', stderr);
+  return false;
+}
 
 static void *
 gpa_to_ptr (uint64_t addr, uint64_t len)
@@ -224,10 +279,12 @@ offered_features (void)
   if (spdk_profile)
     return (1ull << VIRTIO_F_VERSION_1) | (1ull << VHOST_USER_F_PROTOCOL_FEATURES)
            | (1ull << VIRTIO_F_NOTIFY_ON_EMPTY)
+           | (1ull << VIRTIO_F_RING_PACKED)
            | (1ull << VIRTIO_BLK_F_SIZE_MAX) | (1ull << VIRTIO_BLK_F_SEG_MAX);
   return (1ull << VIRTIO_F_VERSION_1) | (1ull << VIRTIO_BLK_F_FLUSH)
          | (1ull << VIRTIO_BLK_F_BLK_SIZE) | (1ull << VIRTIO_BLK_F_SEG_MAX)
-         | (1ull << VIRTIO_BLK_F_MQ) | (1ull << VHOST_USER_F_PROTOCOL_FEATURES);
+         | (1ull << VIRTIO_BLK_F_MQ) | (1ull << VIRTIO_F_RING_PACKED)
+         | (1ull << VHOST_USER_F_PROTOCOL_FEATURES);
 }
 
 static void
@@ -266,6 +323,7 @@ unmap_all (void)
   if (backend_fd >= 0)
     close (backend_fd);
   backend_fd = -1;
+  features = 0;
 }
 
 static void
@@ -336,23 +394,23 @@ spdk_violation (const char *what)
 /* The SPDK profile's checks of a chain d[0..n): what rte_vhost backends
  * assert or refuse.  Returns the status to report (OK if none broke). */
 static uint8_t
-spdk_check_chain (struct vring_desc **d, unsigned n, uint32_t type)
+spdk_check_chain (const struct vring_desc *d, unsigned n, uint32_t type)
 {
   uint64_t data_len = 0;
 
   for (unsigned k = 0; k < n; k++)
-    if (d[k]->flags & VRING_DESC_F_INDIRECT)
+    if (d[k].flags & VRING_DESC_F_INDIRECT)
       return spdk_violation ("indirect descriptor (INDIRECT_DESC not offered)");
-  if (d[0]->len != 16)
+  if (d[0].len != 16)
     return spdk_violation ("header not in a 16-byte descriptor of its own");
-  if (d[n - 1]->len != 1)
+  if (d[n - 1].len != 1)
     return spdk_violation ("status not in a 1-byte descriptor of its own");
   if (n - 2 > SPDK_SEG_MAX)
     return spdk_violation ("more data segments than seg_max");
   for (unsigned k = 1; k + 1 < n; k++) {
-    if (d[k]->len > SPDK_SIZE_MAX)
+    if (d[k].len > SPDK_SIZE_MAX)
       return spdk_violation ("a data segment above size_max");
-    data_len += d[k]->len;
+    data_len += d[k].len;
   }
   if (type == VIRTIO_BLK_T_FLUSH)
     return spdk_violation ("FLUSH (VIRTIO_BLK_F_FLUSH not offered)");
@@ -362,84 +420,88 @@ spdk_check_chain (struct vring_desc **d, unsigned n, uint32_t type)
   return VIRTIO_BLK_S_OK;
 }
 
-/* Serves one request chain starting at head.  Returns false if the
- * connection should be dropped (a fault). */
-static bool
-serve_chain (struct vq *v, uint16_t head)
+enum outcome { DROP, NO_ANSWER, ANSWER };
+
+/* Carries out the request in chain c, whichever ring it came from, and
+ * decides whether the fault fires on it (*fire; never when can_fire is
+ * false, then a later request gets it).  *written is the used length to
+ * report.  Returns DROP to drop the connection, NO_ANSWER to leave the
+ * chain unanswered, ANSWER to mark it used. */
+static enum outcome
+serve_request (const struct chain *c, bool can_fire, bool *fire,
+               uint32_t *written)
 {
-  struct vring_desc *d[130];
-  unsigned n = 0, i = head;
-  uint8_t *status;
+  const struct vring_desc *d = c->d;
+  unsigned n = c->n;
+  uint8_t *status, *hp;
   struct { uint32_t type, reserved; uint64_t sector; } hdr;
   uint64_t off;
-  uint32_t written = 0, data_len = 0;
+  uint32_t data_len = 0;
   uint8_t st = VIRTIO_BLK_S_OK;
-  bool fire, lie_about_len;
+  bool lie_about_len;
 
-  do {
-    if (i >= v->num || n == 130)
-      return false;
-    d[n++] = &v->desc[i];
-    i = v->desc[i].next;
-  } while (d[n - 1]->flags & VRING_DESC_F_NEXT);
-  if (n < 2 || d[0]->len < sizeof hdr
-      || !(d[n - 1]->flags & VRING_DESC_F_WRITE))
-    return false;
-  memcpy (&hdr, gpa_to_ptr (d[0]->addr, sizeof hdr), sizeof hdr);
-  status = gpa_to_ptr (d[n - 1]->addr, 1);
+  *fire = false;
+  *written = 0;
+  if (n < 2 || d[0].len < sizeof hdr
+      || !(d[n - 1].flags & VRING_DESC_F_WRITE)
+      || !(hp = gpa_to_ptr (d[0].addr, sizeof hdr)))
+    return DROP;
+  memcpy (&hdr, hp, sizeof hdr);
+  status = gpa_to_ptr (d[n - 1].addr, 1);
   if (!status)
-    return false;
+    return DROP;
   requests++;
-  fire = !fault_done && requests == fault_after;
-  if (fire && is ("stall-forever"))
-    fire = false;
+  *fire = !fault_done && requests >= fault_after && can_fire;
+  if (*fire && is ("stall-forever"))
+    *fire = false;
   if (is ("stall-forever") && requests >= fault_after)
-    return true;                            /* never answered */
-  if (fire && is ("none"))
-    fire = false;
+    return NO_ANSWER;
+  if (*fire && is ("none"))
+    *fire = false;
   /* used-len-lies is a habit, not an accident: it stays on. */
   lie_about_len = is ("used-len-lies") && requests >= fault_after;
-  if (fire) {
+  if (*fire) {
     fault_done = true;
-    fprintf (stderr, "hostile_backend: fault %s fired on request %u\n",
-             fault, requests);
+    fprintf (stderr, "hostile_backend: fault %s fired on request %u (%s ring)\n",
+             fault, requests, packed_rings () ? "packed" : "split");
     if (is ("drop-mid-request"))
-      return false;
+      return DROP;
     if (is ("stall"))
-      return true;
+      return NO_ANSWER;
   }
   if (spdk_profile && (st = spdk_check_chain (d, n, hdr.type))) {
     *status = st;
-    used_push (v, head, 1);
-    return true;
+    *written = 1;
+    *fire = false;
+    return ANSWER;
   }
   off = hdr.sector * 512;
   for (unsigned k = 1; k + 1 < n; k++) {
-    uint8_t *p = gpa_to_ptr (d[k]->addr, d[k]->len);
+    uint8_t *p = gpa_to_ptr (d[k].addr, d[k].len);
 
     if (!p)
-      return false;
-    data_len += d[k]->len;
+      return DROP;
+    data_len += d[k].len;
     switch (hdr.type) {
     case VIRTIO_BLK_T_IN:
-      if (off + d[k]->len > disk_size) { st = VIRTIO_BLK_S_IOERR; break; }
-      memcpy (p, disk + off, d[k]->len);
-      written += d[k]->len;
-      off += d[k]->len;
+      if (off + d[k].len > disk_size) { st = VIRTIO_BLK_S_IOERR; break; }
+      memcpy (p, disk + off, d[k].len);
+      *written += d[k].len;
+      off += d[k].len;
       break;
     case VIRTIO_BLK_T_OUT:
-      if (off + d[k]->len > disk_size) { st = VIRTIO_BLK_S_IOERR; break; }
-      memcpy (disk + off, p, d[k]->len);
-      off += d[k]->len;
+      if (off + d[k].len > disk_size) { st = VIRTIO_BLK_S_IOERR; break; }
+      memcpy (disk + off, p, d[k].len);
+      off += d[k].len;
       break;
     case VIRTIO_BLK_T_GET_ID:
       if (spdk_profile) {
         st = VIRTIO_BLK_S_IOERR;
         break;
       }
-      memset (p, 0, d[k]->len);
-      memcpy (p, "hostile", d[k]->len < 7 ? d[k]->len : 7);
-      written += d[k]->len;
+      memset (p, 0, d[k].len);
+      memcpy (p, "hostile", d[k].len < 7 ? d[k].len : 7);
+      *written += d[k].len;
       break;
     default:
       break;
@@ -448,19 +510,58 @@ serve_chain (struct vq *v, uint16_t head)
   if (hdr.type != VIRTIO_BLK_T_IN && hdr.type != VIRTIO_BLK_T_OUT
       && hdr.type != VIRTIO_BLK_T_FLUSH && hdr.type != VIRTIO_BLK_T_GET_ID)
     st = VIRTIO_BLK_S_UNSUPP;
-  if (fire && is ("bad-status"))
+  if (*fire && is ("bad-status"))
     st = 0x77;
-  if (fire && is ("ioerr-status"))
+  if (*fire && is ("ioerr-status"))
     st = VIRTIO_BLK_S_IOERR;
   *status = st;
-  written += 1;
-  if (fire && is ("used-len-too-big"))
-    written = data_len + 1000000;
+  *written += 1;
+  if (*fire && is ("used-len-too-big"))
+    *written = data_len + 1000000;
   /* rte_vhost backends report the data length, whatever the direction. */
   if (spdk_profile)
-    written = data_len;
+    *written = data_len;
   if (lie_about_len)
-    written = hdr.type == VIRTIO_BLK_T_OUT ? data_len : 0;
+    *written = hdr.type == VIRTIO_BLK_T_OUT ? data_len : 0;
+  return ANSWER;
+}
+
+/* Split rings ------------------------------------------------------- */
+
+/* Copies the chain starting at head into c.  Returns false if it leaves
+ * the table or is too long. */
+static bool
+split_take (struct vq *v, uint16_t head, struct chain *c)
+{
+  unsigned i = head;
+
+  c->n = 0;
+  c->id = head;
+  do {
+    if (i >= v->num || c->n == MAX_CHAIN)
+      return false;
+    c->d[c->n++] = v->desc[i];
+    i = v->desc[i].next;
+  } while (c->d[c->n - 1].flags & VRING_DESC_F_NEXT);
+  return true;
+}
+
+/* Serves one split chain and marks it used, with the fault's twist if it
+ * fires.  Returns false if the connection should be dropped. */
+static bool
+split_serve_chain (struct vq *v, uint16_t head)
+{
+  struct chain c;
+  uint32_t written;
+  bool fire;
+
+  if (!split_take (v, head, &c))
+    return false;
+  switch (serve_request (&c, true, &fire, &written)) {
+  case DROP: return false;
+  case NO_ANSWER: return true;
+  case ANSWER: break;
+  }
   used_push (v, fire && is ("bad-id") ? v->num + 5 : head, written);
   if (fire && is ("complete-twice"))
     used_push (v, head, written);
@@ -472,6 +573,181 @@ serve_chain (struct vq *v, uint16_t head)
   return true;
 }
 
+/* Packed rings ------------------------------------------------------ */
+
+/* Moves position *pos of lap *wrap on by n, flipping the lap at the end. */
+static void
+packed_advance (const struct vq *v, uint16_t *pos, bool *wrap, unsigned n)
+{
+  unsigned p = *pos + n;
+
+  while (p >= v->num) {
+    p -= v->num;
+    *wrap = !*wrap;
+  }
+  *pos = p;
+}
+
+/* True if flags make a descriptor available in lap wrap. */
+static bool
+packed_is_avail (uint16_t flags, bool wrap)
+{
+  return !!(flags & PACKED_F_AVAIL) == wrap && !!(flags & PACKED_F_USED) != wrap;
+}
+
+/* True if a chain head is available at the take position. */
+static bool
+packed_has_avail (const struct vq *v)
+{
+  return packed_is_avail (__atomic_load_n (&v->pdesc[v->last_avail].flags,
+                                           __ATOMIC_ACQUIRE), v->avail_wrap);
+}
+
+/* Takes the available chain at the take position into c and moves past
+ * it.  Returns false (logged) if a later descriptor of it is not
+ * available in its lap or the chain is longer than the ring or MAX_CHAIN. */
+static bool
+packed_take (struct vq *v, struct chain *c)
+{
+  uint16_t pos = v->last_avail;
+  bool wrap = v->avail_wrap;
+  uint16_t flags;
+
+  c->n = 0;
+  do {
+    const struct packed_desc *pd = &v->pdesc[pos];
+
+    if (c->n == MAX_CHAIN || c->n == v->num)
+      return client_violation ("packed chain at %u longer than %u descriptors",
+                               v->last_avail, c->n);
+    flags = __atomic_load_n (&pd->flags, __ATOMIC_ACQUIRE);
+    if (!packed_is_avail (flags, wrap))
+      return client_violation ("descriptor at %u of a packed chain is not "
+                               "available in its lap (flags 0x%x)", pos, flags);
+    c->d[c->n++] = (struct vring_desc) {
+      .addr = pd->addr, .len = pd->len,
+      .flags = flags & (VRING_DESC_F_NEXT | VRING_DESC_F_WRITE
+                        | VRING_DESC_F_INDIRECT),
+    };
+    c->id = pd->id;             /* the buffer id is the last one's */
+    packed_advance (v, &pos, &wrap, 1);
+  } while (flags & VRING_DESC_F_NEXT);
+  v->last_avail = pos;
+  v->avail_wrap = wrap;
+  return true;
+}
+
+/* Writes a used descriptor at pos with the AVAIL and USED bits of lap
+ * wrap; the flags last, so the rest is visible first. */
+static void
+packed_write_used (struct vq *v, uint16_t pos, bool wrap, uint16_t id,
+                   uint32_t len)
+{
+  struct packed_desc *pd = &v->pdesc[pos];
+
+  pd->id = id;
+  pd->len = len;
+  __atomic_store_n (&pd->flags, wrap ? PACKED_F_AVAIL | PACKED_F_USED : 0,
+                    __ATOMIC_RELEASE);
+}
+
+/* Faults that need the chain after the faulty one taken already. */
+static bool
+fault_needs_next (void)
+{
+  return is ("complete-twice") || is ("not-in-flight");
+}
+
+/* Takes, serves and marks used one packed chain, with the fault's twist
+ * if it fires.  Returns false if the connection should be dropped. */
+static bool
+packed_serve_chain (struct vq *v)
+{
+  struct chain c, next;
+  uint16_t pos = v->next_used, extra_pos;
+  bool wrap = v->used_wrap, extra_wrap, fire;
+  uint32_t written;
+
+  if (!packed_take (v, &c))
+    return false;
+  switch (serve_request (&c, !fault_needs_next () || packed_has_avail (v),
+                         &fire, &written)) {
+  case DROP: return false;
+  case NO_ANSWER: return true;
+  case ANSWER: break;
+  }
+  if (fire && fault_needs_next ()) {
+    /* The next chain is read (so its place is free for a used
+     * descriptor) but never served; the extra used descriptor goes where
+     * the driver looks right after this chain's, and is written first. */
+    if (!packed_take (v, &next))
+      return false;
+    extra_pos = pos;
+    extra_wrap = wrap;
+    packed_advance (v, &extra_pos, &extra_wrap, c.n);
+    packed_write_used (v, extra_pos, extra_wrap,
+                       is ("complete-twice") ? c.id
+                       : (uint16_t) ((c.id + v->num / 2) % v->num),
+                       written);
+    packed_write_used (v, pos, wrap, c.id, written);
+    packed_advance (v, &extra_pos, &extra_wrap, 1);
+    v->next_used = extra_pos;
+    v->used_wrap = extra_wrap;
+    return true;
+  }
+  if (fire && is ("runaway-used-idx"))
+    packed_advance (v, &pos, &wrap, 1000);
+  packed_write_used (v, pos, fire && is ("wrong-wrap") ? !wrap : wrap,
+                     fire && is ("bad-id") ? v->num + 5 : c.id, written);
+  packed_advance (v, &pos, &wrap, c.n);
+  v->next_used = pos;
+  v->used_wrap = wrap;
+  return true;
+}
+
+/* True if the driver wants interrupts (its event area's flags are not
+ * DISABLE), read after the used descriptors written (full barrier). */
+static bool
+packed_wants_interrupt (const struct vq *v)
+{
+  __atomic_thread_fence (__ATOMIC_SEQ_CST);
+  return __atomic_load_n (&v->avail[1], __ATOMIC_RELAXED)
+         != PACKED_EVENT_DISABLE;
+}
+
+/* Either layout ----------------------------------------------------- */
+
+/* True if the queue has a request the device has not taken. */
+static bool
+has_avail (const struct vq *v)
+{
+  if (!v->ready)
+    return false;
+  if (packed_rings ())
+    return packed_has_avail (v);
+  return v->last_avail != __atomic_load_n (&v->avail[1], __ATOMIC_ACQUIRE);
+}
+
+/* Drains a packed ring: "don't kick" while draining, then kicks allowed
+ * again and the ring re-checked (a chain published in between was not
+ * kicked for). */
+static bool
+drain_packed (struct vq *v, bool *any)
+{
+  for (;;) {
+    __atomic_store_n (&v->used[1], PACKED_EVENT_DISABLE, __ATOMIC_RELAXED);
+    while (packed_has_avail (v)) {
+      if (!packed_serve_chain (v))
+        return false;
+      *any = true;
+    }
+    __atomic_store_n (&v->used[1], 0, __ATOMIC_RELAXED);
+    __atomic_thread_fence (__ATOMIC_SEQ_CST);
+    if (!packed_has_avail (v))
+      return true;
+  }
+}
+
 /* Drains a queue's avail ring.  Returns false to drop the connection. */
 static bool
 serve_queue (struct vq *v)
@@ -481,12 +757,20 @@ serve_queue (struct vq *v)
 
   if (read (v->kick, &cnt, sizeof cnt) < 0 && errno != EAGAIN)
     return false;
-  while (v->ready && v->last_avail
-         != __atomic_load_n (&v->avail[1], __ATOMIC_ACQUIRE)) {
+  if (!v->ready)
+    return true;
+  if (packed_rings ()) {
+    if (!drain_packed (v, &any))
+      return false;
+    if (any && packed_wants_interrupt (v))
+      notify (v);
+    return true;
+  }
+  while (has_avail (v)) {
     uint16_t head = v->avail[2 + v->last_avail % v->num];
 
     v->last_avail++;
-    if (!serve_chain (v, head))
+    if (!split_serve_chain (v, head))
       return false;
     any = true;
   }
@@ -592,6 +876,7 @@ handle_message (int sock)
     struct vhost_user_vring_addr *a = (void *) p;
     if (a->index < NQUEUES) {
       vqs[a->index].desc = uva_to_ptr (a->desc);
+      vqs[a->index].pdesc = (struct packed_desc *) vqs[a->index].desc;
       vqs[a->index].avail = uva_to_ptr (a->avail);
       vqs[a->index].used = uva_to_ptr (a->used);
     }
@@ -599,8 +884,18 @@ handle_message (int sock)
   }
   case VHOST_USER_SET_VRING_BASE: {
     struct vhost_user_vring_state *s = (void *) p;
-    if (s->index < NQUEUES)
+    if (s->index >= NQUEUES)
+      break;
+    if (!packed_rings ()) {
       vqs[s->index].last_avail = s->num;
+      break;
+    }
+    /* Packed: bits 0-14 the position, bit 15 its lap, for both sides. */
+    if ((s->num & 0x7fff) >= vqs[s->index].num)
+      return client_violation ("SET_VRING_BASE %u for a ring of %u",
+                               s->num, vqs[s->index].num);
+    vqs[s->index].last_avail = vqs[s->index].next_used = s->num & 0x7fff;
+    vqs[s->index].avail_wrap = vqs[s->index].used_wrap = s->num >> 15 & 1;
     break;
   }
   case VHOST_USER_GET_VRING_BASE: {
@@ -609,6 +904,8 @@ handle_message (int sock)
     if (s.index < NQUEUES) {
       vqs[s.index].ready = false;
       s.num = vqs[s.index].last_avail;
+      if (packed_rings ())
+        s.num |= (unsigned) vqs[s.index].avail_wrap << 15;
     }
     send_reply (sock, h.request, &s, sizeof s, NULL, 0);
     break;
@@ -685,10 +982,7 @@ serve_connection (int sock)
             return;
     /* A client may fill the ring before its kick fd is polled. */
     for (unsigned q = 0; q < served_queues (); q++)
-      if (vqs[q].ready && vqs[q].kick >= 0 && vqs[q].avail
-          && vqs[q].last_avail != __atomic_load_n (&vqs[q].avail[1],
-                                                   __ATOMIC_ACQUIRE)
-          && !serve_queue (&vqs[q]))
+      if (vqs[q].kick >= 0 && has_avail (&vqs[q]) && !serve_queue (&vqs[q]))
         return;
   }
 }
