@@ -3,6 +3,7 @@
  * the harvest queue for callback-less completions, and buffers in the
  * shared pool. */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -72,6 +73,32 @@ validate (struct vublk *dev, const struct vublk_io *io)
   return 0;
 }
 
+/* Makes sure the harvest queue has room for one more completion beyond
+ * those already promised.  Returns 0 or -ENOMEM (error set). */
+static int
+harvest_reserve (struct vublk *dev)
+{
+  int err = 0;
+
+  pthread_mutex_lock (&dev->harvest_lock);
+  if (dev->harvest_len + dev->harvest_reserved == dev->harvest_cap) {
+    size_t cap = dev->harvest_cap ? 2 * dev->harvest_cap : 64;
+    struct vublk_completion *n = realloc (dev->harvest, cap * sizeof *n);
+
+    if (n) {
+      dev->harvest = n;
+      dev->harvest_cap = cap;
+    }
+    else
+      err = set_error (ENOMEM, "%s: no memory for another completion",
+                       dev->socket_path);
+  }
+  if (!err)
+    dev->harvest_reserved++;
+  pthread_mutex_unlock (&dev->harvest_lock);
+  return err;
+}
+
 int
 aio_submit_to (struct vublk *dev, struct vublk_queue *q,
                const struct vublk_io *io)
@@ -80,6 +107,12 @@ aio_submit_to (struct vublk *dev, struct vublk_queue *q,
 
   if (!req)
     return -ENOMEM;
+  /* A completion without a callback needs a place in the harvest queue:
+   * taken now, so delivering it can never fail for memory. */
+  if (!io->cb && harvest_reserve (dev) != 0) {
+    free (req);
+    return -ENOMEM;
+  }
   atomic_fetch_add (&dev->outstanding, 1);
   /* A write whose blocks another write holds is enqueued when that one
    * finishes. */

@@ -299,7 +299,7 @@ queue_start_thread (struct vublk_queue *q)
   int err;
 
   atomic_store (&q->stop, false);
-  err = pthread_create (&q->thread, NULL, queue_thread, q);
+  err = library_thread_start (&q->thread, queue_thread, q);
   if (err)
     return set_error_errno (err, "starting completion thread of queue %u",
                             q->index);

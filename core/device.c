@@ -199,7 +199,7 @@ vublk_open (const char *socket_path, const struct vublk_options *opts)
   for (unsigned i = 0; i < dev->nqueues; i++)
     if (queue_start_thread (&dev->queues[i]))
       goto error;
-  err = pthread_create (&dev->ctl_thread, NULL, control_thread, dev);
+  err = library_thread_start (&dev->ctl_thread, control_thread, dev);
   if (err) {
     set_error_errno (err, "starting control thread");
     goto error;

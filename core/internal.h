@@ -69,6 +69,13 @@ void eventfd_signal (int fd);
  * library's non-blocking eventfds. */
 void eventfd_drain (int fd);
 
+/* thread.c */
+
+/* pthread_create with every signal blocked in the new thread.  Returns 0
+ * or an errno value. */
+int library_thread_start (pthread_t *thread, void *(*fn) (void *),
+                          void *arg);
+
 /* log.c */
 
 /* Things noted once per device in the log. */
@@ -215,6 +222,8 @@ struct vublk_queue {
   struct vq_ring ring;
   struct slot *slots;
   unsigned nslots;
+  struct finished_chunk *recovery_chunks; /* nslots each, for replay.c */
+  struct slot **recovery_order;           /* (control thread only) */
   int free_head;                /* free slot list */
   unsigned inflight;
   struct request *pending_head, *pending_tail;  /* chunks not yet issued */
@@ -438,6 +447,8 @@ struct vublk {
   pthread_mutex_t harvest_lock;     /* callback-less completions */
   struct vublk_completion *harvest;
   size_t harvest_len, harvest_cap;
+  size_t harvest_reserved;          /* room promised to callback-less
+                                       requests in flight */
   int harvest_fd;
 
   atomic_uint outstanding;          /* accepted, not completed requests */

@@ -53,7 +53,9 @@ queue_init (struct vublk_queue *q, struct vublk *dev, unsigned index,
              negotiated (q, VIRTIO_RING_F_EVENT_IDX));
   q->nslots = ring_slots (&q->ring);
   q->slots = calloc (q->nslots, sizeof *q->slots);
-  if (!q->slots)
+  q->recovery_chunks = calloc (q->nslots, sizeof *q->recovery_chunks);
+  q->recovery_order = calloc (q->nslots, sizeof *q->recovery_order);
+  if (!q->slots || !q->recovery_chunks || !q->recovery_order)
     return set_error (ENOMEM, "allocating %u slots", q->nslots);
   for (unsigned i = 0; i < q->nslots; i++) {
     q->slots[i].ctl = &ctl_mem[i];
@@ -82,7 +84,11 @@ queue_destroy (struct vublk_queue *q)
   if (q->slots)
     pthread_mutex_destroy (&q->lock);
   free (q->slots);
+  free (q->recovery_chunks);
+  free (q->recovery_order);
   q->slots = NULL;
+  q->recovery_chunks = NULL;
+  q->recovery_order = NULL;
 }
 
 void

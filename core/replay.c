@@ -22,24 +22,14 @@ compare_slot_seq (const void *a, const void *b)
 unsigned
 queue_replay (struct vublk_queue *q)
 {
-  struct finished_chunk *failed;
-  struct slot **order;
+  /* Allocated with the queue: recovery must not fail for memory. */
+  struct finished_chunk *failed = q->recovery_chunks;
+  struct slot **order = q->recovery_order;
   unsigned n = 0, nfailed = 0;
 
   /* Entries the old backend completed before it went away are real
    * completions: take them first so they are not issued twice. */
   queue_harvest_now (q);
-
-  /* Allocated at open would be tidier, but a reconnect is rare and these
-   * are small; on ENOMEM we fail everything rather than lose order. */
-  order = calloc (q->nslots, sizeof *order);
-  failed = calloc (q->nslots, sizeof *failed);
-  if (!order || !failed) {
-    free (order);
-    free (failed);
-    queue_fail_all (q, -ENOMEM);
-    return 0;
-  }
   pthread_mutex_lock (&q->lock);
   ring_reset (&q->ring);
   __atomic_store_n (&q->broken, false, __ATOMIC_RELAXED);
@@ -61,25 +51,22 @@ queue_replay (struct vublk_queue *q)
   ring_publish_silently (&q->ring);
   pthread_mutex_unlock (&q->lock);
   queue_finish_chunks (q, failed, nfailed);
-  free (order);
-  free (failed);
   return nfailed;
 }
 
 void
 queue_fail_all (struct vublk_queue *q, int err)
 {
-  struct finished_chunk *failed = calloc (q->nslots, sizeof *failed);
+  struct finished_chunk *failed = q->recovery_chunks;
   unsigned n = 0;
 
   pthread_mutex_lock (&q->lock);
-  for (unsigned i = 0; i < q->nslots && failed; i++)
+  for (unsigned i = 0; i < q->nslots; i++)
     if (q->slots[i].req)
       queue_slot_finish_locked (q, &q->slots[i], err, &failed[n++]);
   queue_fail_pending_locked (q, err);
   pthread_mutex_unlock (&q->lock);
   queue_finish_chunks (q, failed, n);
-  free (failed);
   queue_finish_done_list (q);
 }
 

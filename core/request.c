@@ -306,19 +306,12 @@ request_finish (struct request *req)
   if (req->io.cb)
     req->io.cb (req->io.opaque, result);
   else {
+    /* Room was reserved at submission (aio.c): this cannot fail. */
     pthread_mutex_lock (&dev->harvest_lock);
-    if (dev->harvest_len == dev->harvest_cap) {
-      size_t cap = dev->harvest_cap ? 2 * dev->harvest_cap : 64;
-      struct vublk_completion *n = realloc (dev->harvest, cap * sizeof *n);
-      if (n) {
-        dev->harvest = n;
-        dev->harvest_cap = cap;
-      }
-    }
-    if (dev->harvest_len < dev->harvest_cap)
-      dev->harvest[dev->harvest_len++] = (struct vublk_completion) {
-        .user_data = req->io.user_data, .result = result,
-      };
+    dev->harvest_reserved--;
+    dev->harvest[dev->harvest_len++] = (struct vublk_completion) {
+      .user_data = req->io.user_data, .result = result,
+    };
     eventfd_signal (dev->harvest_fd);
     pthread_mutex_unlock (&dev->harvest_lock);
   }

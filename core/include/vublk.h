@@ -14,6 +14,18 @@
  * and runs completion callbacks; one control thread watches the socket,
  * applies config changes, enforces timeouts and reconnects after a backend
  * restart, resubmitting every request that had not completed.
+ *
+ * Rules that follow from those threads:
+ *  - Signals: the library's threads block every signal, so a program's
+ *    handlers run on its own threads; nothing needs blocking around
+ *    vublk_open().
+ *  - fork(): threads do not survive it.  Open the device in the process
+ *    that uses it, after any fork (daemonizing, nbdkit's after_fork); a
+ *    child must not use a device its parent opened.  Opening, closing and
+ *    forking afterwards is fine (it is how a probe before fork works).
+ *  - Callbacks and the log callback run on library threads (or inside a
+ *    submitting call); they must not block or call vublk_close().
+ *  - vublk_close() must not race with other calls on the same device.
  */
 #ifndef VUBLK_H
 #define VUBLK_H

@@ -1,0 +1,21 @@
+/* thread.c — starting the library's own threads (completion threads, the
+ * control thread) with every signal blocked, so that a program's signal
+ * handlers (SIGINT, SIGTERM, SIGCHLD, ...) run on its own threads, never
+ * on ours, whatever the program's mask was when it called vublk_open. */
+#include <errno.h>
+#include <signal.h>
+
+#include "internal.h"
+
+int
+library_thread_start (pthread_t *thread, void *(*fn) (void *), void *arg)
+{
+  sigset_t all, old;
+  int err;
+
+  sigfillset (&all);
+  pthread_sigmask (SIG_SETMASK, &all, &old);
+  err = pthread_create (thread, NULL, fn, arg);
+  pthread_sigmask (SIG_SETMASK, &old, NULL);
+  return err;
+}
