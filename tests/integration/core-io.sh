@@ -44,6 +44,8 @@ start_qsd "$T/plug.img" "$T/plug.sock"
 echo "plug: small requests batched until unplug, 1 MiB sent at once: ok"
 # Spinning: completions on the caller's thread, notifications back after.
 "$VUBLK_TESTS/vublk_probe" spin "$T/plug.sock" || fail "spin check"
+# The library's threads block signals whatever the caller's mask.
+"$VUBLK_TESTS/vublk_probe" signals "$T/plug.sock" || fail "signals check"
 kill "$QSD_PID"; wait "$QSD_PID" 2>/dev/null || true
 echo "spin: completions on the spinning thread, notifications restored: ok"
 

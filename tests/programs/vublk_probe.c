@@ -32,6 +32,8 @@
 #include <sys/eventfd.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
+#include <sys/syscall.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -173,6 +175,70 @@ fd_check (const char *sock)
   if (after != before) {
     fprintf (stderr, "vublk_probe: %d fds before open, %d after close\n",
              before, after);
+    return 1;
+  }
+  return 0;
+}
+
+/* Every thread of this process but the calling one (the library's) must
+ * block SIGINT and SIGTERM: a program's handlers then never run on them.
+ * SigBlk in /proc/self/task/TID/status is a hex mask, bit n-1 = signal n.
+ * Returns how many library threads were checked, or -1 on a failure. */
+static int
+library_threads_block_signals (void)
+{
+  DIR *d = opendir ("/proc/self/task");
+  struct dirent *e;
+  pid_t me = (pid_t) syscall (SYS_gettid);
+  int checked = 0;
+
+  if (!d)
+    return -1;
+  while ((e = readdir (d))) {
+    char path[300], line[256];
+    unsigned long long blocked = 0;
+    FILE *f;
+
+    if (e->d_name[0] == '.' || atoi (e->d_name) == me)
+      continue;
+    snprintf (path, sizeof path, "/proc/self/task/%s/status", e->d_name);
+    if (!(f = fopen (path, "r")))
+      continue;              /* the thread ended meanwhile */
+    while (fgets (line, sizeof line, f))
+      if (sscanf (line, "SigBlk: %llx", &blocked) == 1)
+        break;
+    fclose (f);
+    if (!(blocked & (1ull << (SIGINT - 1))) || !(blocked & (1ull << (SIGTERM - 1)))) {
+      fprintf (stderr, "vublk_probe: library thread %s does not block SIGINT/"
+               "SIGTERM (SigBlk %llx)\n", e->d_name, blocked);
+      closedir (d);
+      return -1;
+    }
+    checked++;
+  }
+  closedir (d);
+  return checked;
+}
+
+/* Opens with every signal unblocked in the caller and checks the
+ * library's threads block them anyway. */
+static int
+signals_check (const char *sock)
+{
+  sigset_t none;
+  struct vublk *dev;
+  int n;
+
+  sigemptyset (&none);
+  pthread_sigmask (SIG_SETMASK, &none, NULL);
+  if (!(dev = vublk_open (sock, NULL))) {
+    fprintf (stderr, "vublk_probe: %s\n", vublk_get_error ());
+    return 1;
+  }
+  n = library_threads_block_signals ();
+  vublk_close (dev);
+  if (n < 2) {
+    fprintf (stderr, "vublk_probe: %d library threads checked\n", n);
     return 1;
   }
   return 0;
@@ -352,6 +418,8 @@ main (int argc, char **argv)
     return spin_check (argv[2]);
   if (argc == 3 && !strcmp (argv[1], "plug"))
     return plug_check (argv[2]);
+  if (argc == 3 && !strcmp (argv[1], "signals"))
+    return signals_check (argv[2]);
   if (argc == 3 && !strcmp (argv[1], "fd-check"))
     return fd_check (argv[2]);
   if (argc == 5 && !strcmp (argv[1], "expect-eio"))
@@ -359,6 +427,7 @@ main (int argc, char **argv)
   if (argc == 4 && !strcmp (argv[1], "wait-resize"))
     return wait_resize (argv[2], strtoull (argv[3], NULL, 0));
   fprintf (stderr, "usage: vublk_probe expect-eio SOCKET RECONNECT REQUEST"
-           " | wait-resize SOCKET SIZE | fd-check SOCKET | plug SOCKET | spin SOCKET\n");
+           " | wait-resize SOCKET SIZE | fd-check SOCKET | plug SOCKET | spin SOCKET"
+           " | signals SOCKET\n");
   return 2;
 }
