@@ -96,25 +96,39 @@ echo "ok: capacity-0 -> empty device; a write is refused: $(head -1 "$T/out")"
 #    the client treats the connection as broken for the right reason
 #    (-v names it), reconnects and resubmits; every write succeeds and the
 #    data read back (on a new connection) is what was written.  wrong-wrap
-#    (a used descriptor with the other lap's wrap bits, which must not
-#    count as used) exists on packed rings only.
+#    and mixed-wrap-bits (a used descriptor with the other lap's wrap bits,
+#    or AVAIL != USED, neither of which counts as used) exist on packed
+#    rings only; they fire in the first lap (request 10) and, under the
+#    SPDK profile (128 KiB requests, so enough of them), in the second
+#    (request 100, past the 256 ring positions) to catch a check of one bit.
 reason_for() {
   case $1 in
     drop-mid-request) echo "closed the connection" ;;
     bad-id|not-in-flight|complete-twice) echo "broke the protocol" ;;
     runaway-used-idx) [[ $2 == split ]] && echo "broke the protocol" \
                         || echo "got no answer" ;;
-    stall|wrong-wrap) echo "got no answer" ;;
+    stall|wrong-wrap*|mixed-wrap-bits*) echo "got no answer" ;;
   esac
 }
 for ring in split packed; do
   faults=(drop-mid-request bad-id not-in-flight complete-twice runaway-used-idx stall)
-  [[ $ring == packed ]] && faults+=(wrong-wrap)
+  [[ $ring == packed ]] && faults+=(wrong-wrap wrong-wrap:lap1 mixed-wrap-bits
+                                    mixed-wrap-bits:lap1)
   for fault in "${faults[@]}"; do
-    start_backend "$fault" 10
+    after=10 lap=0
+    if [[ $fault == *:lap1 ]]; then
+      after=100 lap=1 fault=${fault%:*}
+      HB_OPTS=(--profile spdk)
+    fi
+    start_backend "$fault" "$after"
+    HB_OPTS=()
     run_bounded 30 "$VUBLK_BIN" copy -v --ring "$ring" "${OPTS[@]}" "$T/data" "vhost-user:$S"
     [[ $rc == 0 ]] || fail "$fault ($ring): writes failed: $(cat "$T/out")"
     fired "$fault" "$ring"
+    if [[ $fault == *wrap* ]]; then
+      grep -q "used position .*, wrap counter $lap" "$T/hb.log" \
+        || fail "$fault ($ring): did not fire in lap $lap: $(grep 'used position' "$T/hb.log")"
+    fi
     (($(connections) >= 2)) || fail "$fault ($ring): the client did not reconnect"
     want=$(reason_for "$fault" "$ring")
     grep -q "$want.*reconnecting" "$T/out" \
@@ -123,7 +137,7 @@ for ring in split packed; do
     [[ $rc == 0 ]] || fail "$fault ($ring): read back failed: $(cat "$T/out")"
     cmp "$T/data" "$T/back" || fail "$fault ($ring): data differs after recovery"
     rules_kept "$fault ($ring)"
-    echo "ok: $fault ($ring) -> '$want', reconnected ($(($(connections) - 1)) connections for the writes), data intact"
+    echo "ok: $fault ($ring, request $after, lap $lap) -> '$want', reconnected ($(($(connections) - 1)) connections for the writes), data intact"
   done
 done
 

@@ -44,6 +44,8 @@
  *   runaway-used-idx     move the used index 1000 entries ahead
  *   wrong-wrap           (packed) mark the chain used with the other lap's
  *                        wrap bits, which no driver may take for used
+ *   mixed-wrap-bits      (packed) mark the chain with USED = the used wrap
+ *                        counter but AVAIL the opposite: not used either
  *   bad-status           complete with status byte 0x77
  *   ioerr-status         complete with VIRTIO_BLK_S_IOERR
  *   stall                never complete the request
@@ -638,17 +640,25 @@ packed_take (struct vq *v, struct chain *c)
 }
 
 /* Writes a used descriptor at pos with the AVAIL and USED bits of lap
- * wrap; the flags last, so the rest is visible first. */
+ * wrap (AVAIL flipped if mixed); the flags last, so the rest is visible
+ * first. */
 static void
-packed_write_used (struct vq *v, uint16_t pos, bool wrap, uint16_t id,
-                   uint32_t len)
+packed_write_used_bits (struct vq *v, uint16_t pos, bool wrap, bool mixed,
+                        uint16_t id, uint32_t len)
 {
   struct packed_desc *pd = &v->pdesc[pos];
 
   pd->id = id;
   pd->len = len;
-  __atomic_store_n (&pd->flags, wrap ? PACKED_F_AVAIL | PACKED_F_USED : 0,
-                    __ATOMIC_RELEASE);
+  __atomic_store_n (&pd->flags, (wrap != mixed ? PACKED_F_AVAIL : 0)
+                    | (wrap ? PACKED_F_USED : 0), __ATOMIC_RELEASE);
+}
+
+static void
+packed_write_used (struct vq *v, uint16_t pos, bool wrap, uint16_t id,
+                   uint32_t len)
+{
+  packed_write_used_bits (v, pos, wrap, false, id, len);
 }
 
 /* Faults that need the chain after the faulty one taken already. */
@@ -676,6 +686,9 @@ packed_serve_chain (struct vq *v)
   case NO_ANSWER: return true;
   case ANSWER: break;
   }
+  if (fire)
+    fprintf (stderr, "hostile_backend: the fault's chain is marked at used "
+             "position %u, wrap counter %d\n", pos, wrap);
   if (fire && fault_needs_next ()) {
     /* The next chain is read (so its place is free for a used
      * descriptor) but never served; the extra used descriptor goes where
@@ -697,8 +710,9 @@ packed_serve_chain (struct vq *v)
   }
   if (fire && is ("runaway-used-idx"))
     packed_advance (v, &pos, &wrap, 1000);
-  packed_write_used (v, pos, fire && is ("wrong-wrap") ? !wrap : wrap,
-                     fire && is ("bad-id") ? v->num + 5 : c.id, written);
+  packed_write_used_bits (v, pos, fire && is ("wrong-wrap") ? !wrap : wrap,
+                          fire && is ("mixed-wrap-bits"),
+                          fire && is ("bad-id") ? v->num + 5 : c.id, written);
   packed_advance (v, &pos, &wrap, c.n);
   v->next_used = pos;
   v->used_wrap = wrap;
