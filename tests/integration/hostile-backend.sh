@@ -125,6 +125,7 @@ for ring in split packed; do
     run_bounded 30 "$VUBLK_BIN" copy -v --ring "$ring" "${OPTS[@]}" "$T/data" "vhost-user:$S"
     [[ $rc == 0 ]] || fail "$fault ($ring): writes failed: $(cat "$T/out")"
     fired "$fault" "$ring"
+    rules_kept "$fault ($ring)"
     if [[ $fault == *wrap* ]]; then
       grep -q "used position .*, wrap counter $lap" "$T/hb.log" \
         || fail "$fault ($ring): did not fire in lap $lap: $(grep 'used position' "$T/hb.log")"
@@ -136,7 +137,6 @@ for ring in split packed; do
     run_bounded 30 "$VUBLK_BIN" copy --ring "$ring" "${OPTS[@]}" "vhost-user:$S" "$T/back"
     [[ $rc == 0 ]] || fail "$fault ($ring): read back failed: $(cat "$T/out")"
     cmp "$T/data" "$T/back" || fail "$fault ($ring): data differs after recovery"
-    rules_kept "$fault ($ring)"
     echo "ok: $fault ($ring, request $after, lap $lap) -> '$want', reconnected ($(($(connections) - 1)) connections for the writes), data intact"
   done
 done
