@@ -341,8 +341,9 @@ ring_id (const struct fake_env *e, unsigned slot)
 
 /* The device breaks the protocol between two good completions: the good
  * one before it completes, the queue is marked broken (device flagged,
- * control thread woken, the ring not read again), and after the replay
- * every request has completed exactly once. */
+ * control thread woken, the ring not read again: a later completion is
+ * ignored), and after the replay every request has completed exactly
+ * once. */
 static void
 test_violation (void **state)
 {
@@ -350,14 +351,15 @@ test_violation (void **state)
   enum violation what = (enum violation) ((uintptr_t) *state >> 4);
   struct fake_params p = params (layout, 64);
   struct fake_env e = fake_env_new (&p);
-  struct fake_done x = { 0 }, y = { 0 };
-  uint8_t xbuf[512], ybuf[512];
+  struct fake_done x = { 0 }, y = { 0 }, z = { 0 };
+  uint8_t xbuf[512], ybuf[512], zbuf[512];
   uint16_t xid;
   uint64_t wake;
 
   fake_submit (&e, VUBLK_OP_READ, 0, 4096, xbuf, 512, &x);
   fake_submit (&e, VUBLK_OP_READ, 0, 8192, ybuf, 512, &y);
-  assert_int_equal (fake_peer_take (e.peer), 2);
+  fake_submit (&e, VUBLK_OP_READ, 0, 12288, zbuf, 512, &z);
+  assert_int_equal (fake_peer_take (e.peer), 3);
   xid = e.peer->taken[0].id;
   assert_int_equal (xid, ring_id (&e, 0));
   if (what != V_RUNAWAY_USED_IDX)
@@ -393,8 +395,11 @@ test_violation (void **state)
   assert_int_equal (x.calls, what == V_RUNAWAY_USED_IDX ? 0 : 1);
   assert_int_equal (y.calls, 0);
   /* Nothing more is read from the broken ring. */
+  fake_peer_complete (e.peer, what == V_RUNAWAY_USED_IDX ? 2 : 0);  /* z */
+  fake_peer_publish (e.peer);
   assert_int_equal (queue_process (e.q), 0);
   assert_int_equal (y.calls, 0);
+  assert_int_equal (z.calls, 0);
 
   queue_note_violation (e.q);
   assert_int_equal (reconnect (&e), 0);
@@ -402,9 +407,11 @@ test_violation (void **state)
   fake_peer_run (e.peer);
   assert_int_equal (x.calls, 1);
   assert_int_equal (y.calls, 1);
-  assert_int_equal (x.result | y.result, 0);
+  assert_int_equal (z.calls, 1);
+  assert_int_equal (x.result | y.result | z.result, 0);
   assert_true (is_pattern (xbuf, 4096, 512));
   assert_true (is_pattern (ybuf, 8192, 512));
+  assert_true (is_pattern (zbuf, 12288, 512));
   fake_env_free (&e);
 }
 
