@@ -194,7 +194,7 @@ queue_finish_done_list (struct vublk_queue *q)
 
   pthread_mutex_lock (&q->lock);
   list = q->done_list;
-  q->done_list = NULL;
+  __atomic_store_n (&q->done_list, NULL, __ATOMIC_RELAXED);
   pthread_mutex_unlock (&q->lock);
   run_finished (q, list);
 }
@@ -226,7 +226,9 @@ queue_process (struct vublk_queue *q)
     queue_pump_locked (q);
   pthread_mutex_unlock (&q->lock);
   queue_finish_chunks (q, f, n);
-  if (q->done_list)
+  /* A peek without the lock: a request parked just after it is not
+   * lost, as parking it wakes this queue's completion thread. */
+  if (__atomic_load_n (&q->done_list, __ATOMIC_RELAXED))
     queue_finish_done_list (q);
   return n;
 }

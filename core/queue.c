@@ -193,7 +193,8 @@ park_done_locked (struct vublk_queue *q, struct request *req)
 {
   req->phase = PHASE_DONE;
   req->next = q->done_list;
-  q->done_list = req;
+  /* Atomic: queue_process peeks at it without the lock. */
+  __atomic_store_n (&q->done_list, req, __ATOMIC_RELAXED);
   queue_wake (q);
 }
 
