@@ -158,18 +158,16 @@ vublk_open (const char *socket_path, const struct vublk_options *opts)
   pthread_mutex_init (&dev->idle_lock, NULL);
   pthread_mutex_init (&dev->info_lock, NULL);
   pthread_cond_init (&dev->idle_cond, NULL);
-  if (opts)
-    dev->opts = *opts;
-  else
-    vublk_options_init (&dev->opts);
+  if (options_import (&dev->opts, opts))
+    goto error;
   if (!dev->opts.queue_size)
     dev->opts.queue_size = DEFAULT_QUEUE_SIZE;
   if (!dev->opts.pool_size)
     dev->opts.pool_size = DEFAULT_POOL_SIZE;
-  dev->opts.pool_size = page_align (dev->opts.pool_size);
   dev->socket_path = strdup (socket_path);
   if (!dev->socket_path || options_check (&dev->opts))
     goto error;
+  dev->opts.pool_size = page_align (dev->opts.pool_size);
   dev->ctl_wake_fd = eventfd (0, EFD_CLOEXEC | EFD_NONBLOCK);
   dev->harvest_fd = eventfd (0, EFD_CLOEXEC | EFD_NONBLOCK);
   dev->close_fd = eventfd (0, EFD_CLOEXEC | EFD_NONBLOCK);

@@ -17,8 +17,9 @@ vublk_get_size (struct vublk *dev)
 }
 
 int
-vublk_get_info (struct vublk *dev, struct vublk_info *info)
+vublk_get_info_size (struct vublk *dev, struct vublk_info *out, size_t size)
 {
+  struct vublk_info all, *info = &all;
   const struct blk_config *c = &dev->cfg;
   uint64_t f = dev->features;
 
@@ -59,6 +60,8 @@ vublk_get_info (struct vublk *dev, struct vublk_info *info)
   info->hugetlb = dev->mem.hugetlb;
   info->packed_ring = f & (1ull << VIRTIO_F_RING_PACKED);
   info->shared_memory_size = dev->mem.size;
+  /* A program built against an older vublk.h gets the fields it knows. */
+  memcpy (out, info, size < sizeof *info ? size : sizeof *info);
   return 0;
 }
 

@@ -39,7 +39,6 @@
 #include "vhost_user.h"
 #include "vublk.h"
 
-#define VUBLK_VERSION_STRING "0.1.0"
 
 #define SECTOR_SIZE 512u
 #define MAX_QUEUES 64u
@@ -227,7 +226,8 @@ struct vublk_queue {
   int free_head;                /* free slot list */
   unsigned inflight;
   struct request *pending_head, *pending_tail;  /* chunks not yet issued */
-  struct request *done_list;    /* finished without a chunk in flight */
+  struct request *done_list;    /* finished without a chunk in flight
+                                   (lock held to write, atomic peek) */
   int kick_fd, call_fd, wake_fd;
   pthread_t thread;
   bool thread_started;
@@ -478,6 +478,13 @@ struct vublk {
 /* options.c: checks every field of o against its bounds.  Returns 0 or
  * -EINVAL naming the field. */
 int options_check (const struct vublk_options *o);
+
+/* options.c: copies the caller's options (NULL: the defaults) into out,
+ * whatever vublk.h the caller was built with: fields its struct_size does
+ * not cover keep their defaults.  Returns 0 or -EINVAL (not prepared by
+ * vublk_options_init). */
+int options_import (struct vublk_options *out,
+                    const struct vublk_options *in);
 
 /* control.c: the control thread's body (arg is the device). */
 void *control_thread (void *arg);

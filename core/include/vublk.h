@@ -39,9 +39,7 @@
 extern "C" {
 #endif
 
-#define VUBLK_VERSION_MAJOR 0
-#define VUBLK_VERSION_MINOR 1
-#define VUBLK_VERSION_MICRO 0
+#include "vublk-version.h"   /* VUBLK_VERSION_MAJOR ... _STRING */
 
 /* Returns the library version as "MAJOR.MINOR.MICRO". */
 const char *vublk_version (void);
@@ -92,9 +90,14 @@ enum vublk_ring {
                                fails if the backend does not offer them */
 };
 
-/* Options for vublk_open(); fill with vublk_options_init() first so that
- * fields added later keep their defaults. */
+/* Options for vublk_open().  Prepare with vublk_options_init(), which
+ * records the size of the struct this program was built with: a program
+ * built against an older vublk.h keeps working with a newer library
+ * (fields it does not know get their defaults), and new fields are only
+ * ever added at the end.  Set fields directly or by name with
+ * vublk_options_set(). */
 struct vublk_options {
+  size_t struct_size;        /* set by vublk_options_init */
   unsigned num_queues;       /* queues to use; 0 = min(backend's, 4) */
   unsigned queue_size;       /* ring entries, power of two <= 1024; 0 = 256 */
   bool poll;                 /* busy-poll (adaptively) before sleeping */
@@ -122,8 +125,32 @@ struct vublk_options {
 };
 
 /* Fills *opts with the defaults (queues 0, queue size 256, no polling,
- * 64 MiB pool, connect 5 s, request 30 s, reconnect 30 s, no spinning). */
-void vublk_options_init (struct vublk_options *opts);
+ * split rings, normal memory, 64 MiB pool, connect 5 s, request 30 s,
+ * reconnect 30 s, no spinning, no log) and records its size. */
+#define vublk_options_init(opts) \
+  vublk_options_init_size ((opts), sizeof *(opts))
+void vublk_options_init_size (struct vublk_options *opts, size_t size);
+
+/* Sets the option called name from the text value, as a user typed it:
+ * the names are the long options of vublk and vublk-fuse without their
+ * dashes and the nbdkit plugin's keys ("queues" or "num-queues",
+ * "queue-size", "poll", "ring", "memory", "pool-size", "connect-timeout",
+ * "reconnect-timeout", "request-timeout", "spin", "readonly").  Numbers
+ * are checked against the option's bounds; sizes take k/M/G/T suffixes;
+ * booleans on/off, yes/no, true/false, 1/0.  Returns 0, or -EINVAL with
+ * a message naming the option and what was wrong (the field unchanged). */
+int vublk_options_set (struct vublk_options *opts, const char *name,
+                       const char *value);
+
+/* One option settable by name, for help texts. */
+struct vublk_option_info {
+  const char *name;          /* "queue-size" */
+  const char *value_hint;    /* "N", "S", "split|packed" */
+  const char *help;          /* one sentence, with the default */
+};
+
+/* The i-th option settable by name (from 0), NULL past the last. */
+const struct vublk_option_info *vublk_option_info (unsigned i);
 
 /* Connects to the vhost-user-blk socket at socket_path and completes the
  * handshake.  opts may be NULL for the defaults.  Returns a device handle
@@ -138,7 +165,9 @@ void vublk_close (struct vublk *dev);
 /* Returns the socket path this device was opened with (owned by dev). */
 const char *vublk_get_socket_path (struct vublk *dev);
 
-/* What the device is and what was negotiated. */
+/* What the device is and what was negotiated.  Filled by
+ * vublk_get_info(), which passes the size of the struct this program was
+ * built with: new fields are only ever added at the end. */
 struct vublk_info {
   uint64_t size;                      /* bytes (capacity * 512) */
   uint32_t logical_block_size;        /* bytes; I/O granularity */
@@ -175,8 +204,12 @@ struct vublk_info {
   uint64_t shared_memory_size;        /* bytes shared with the backend */
 };
 
-/* Fills *info with the device's current description.  Returns 0. */
-int vublk_get_info (struct vublk *dev, struct vublk_info *info);
+/* Fills *info (size bytes of it) with the device's current description.
+ * Returns 0. */
+#define vublk_get_info(dev, info) \
+  vublk_get_info_size ((dev), (info), sizeof *(info))
+int vublk_get_info_size (struct vublk *dev, struct vublk_info *info,
+                         size_t size);
 
 /* Current size in bytes (follows config-change notifications). */
 uint64_t vublk_get_size (struct vublk *dev);

@@ -13,7 +13,7 @@ libdir=$(sed -n 's/^CMAKE_INSTALL_LIBDIR:PATH=//p' "$VUBLK_BUILD/CMakeCache.txt"
 plugindir=$(sed -n 's/^VUBLK_NBDKIT_PLUGINDIR:PATH=//p' "$VUBLK_BUILD/CMakeCache.txt")
 P=$R$prefix
 for f in bin/vublk bin/vublk-fuse include/vublk.h "$libdir/libvublk.so" \
-         "$libdir/libvublk.so.0" "$libdir/pkgconfig/vublk.pc" \
+         "$libdir/libvublk.so.1" "$libdir/pkgconfig/vublk.pc" \
          share/man/man1/vublk.1 share/man/man1/vublk-fuse.1 \
          share/man/man1/nbdkit-vhostuser-plugin.1 share/man/man3/libvublk.3; do
   [[ -e $P/$f ]] || fail "not installed: $prefix/$f"
@@ -21,8 +21,8 @@ done
 [[ -e $R$plugindir/nbdkit-vhostuser-plugin.so ]] || fail "plugin not in $plugindir"
 
 # The shared library: SONAME, and nothing but vublk_* exported.
-readelf -d "$P/$libdir/libvublk.so.0" | grep -q 'SONAME.*libvublk.so.0' || fail "SONAME"
-others=$(nm -D --defined-only "$P/$libdir/libvublk.so.0" | awk '$2 ~ /^[TDBR]$/ && $3 !~ /^vublk_/ {print $3}')
+readelf -d "$P/$libdir/libvublk.so.1" | grep -q 'SONAME.*libvublk.so.1' || fail "SONAME"
+others=$(nm -D --defined-only "$P/$libdir/libvublk.so.1" | awk '$2 ~ /^[TDBR]$/ && $3 !~ /^vublk_/ {print $3}')
 [[ -z $others ]] || fail "libvublk exports more than vublk_*: $others"
 others=$(nm -D --defined-only "$R$plugindir/nbdkit-vhostuser-plugin.so" | awk '$2 ~ /^[TDBR]$/ && $3 != "plugin_init" {print $3}')
 [[ -z $others ]] || fail "the plugin exports more than plugin_init: $others"
@@ -69,7 +69,7 @@ C
 export PKG_CONFIG_PATH=$P/$libdir/pkgconfig PKG_CONFIG_SYSROOT_DIR=$R
 cflags=$(pkg-config --cflags vublk) libs=$(pkg-config --libs vublk)
 san=()
-libsyms=$(nm -D "$P/$libdir/libvublk.so.0")
+libsyms=$(nm -D "$P/$libdir/libvublk.so.1")
 [[ $libsyms == *__asan_init* ]] && san=(-fsanitize=address,undefined)
 [[ $libsyms == *__tsan_init* ]] && san=(-fsanitize=thread)
 cc "${san[@]}" -Wall -Werror $cflags -o "$T/tiny" "$T/tiny.c" $libs || fail "building against pkg-config vublk"
