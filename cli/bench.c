@@ -155,7 +155,7 @@ usage (FILE *f)
            "(default 32)\n"
            "  --time S                 seconds to run (default 5)\n"
            "  --size N                 limit I/O to the first N bytes\n%s",
-           device_options_help);
+           device_options_help ());
 }
 
 int

@@ -178,7 +178,7 @@ usage (FILE *f)
            "vhost-user:SOCKET.\nThe whole source is copied; a device "
            "destination must be large enough.\n\n"
            "  -p, --progress           show progress on a terminal\n%s",
-           device_options_help);
+           device_options_help ());
 }
 
 int

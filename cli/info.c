@@ -48,7 +48,7 @@ usage (FILE *f)
   fprintf (f, "Usage: vublk info [--json] [OPTIONS] SOCKET\n"
            "Shows the size, block sizes, limits, queues, negotiated features"
            " and serial\nof the vhost-user-blk device at SOCKET.\n\n"
-           "  --json                   print JSON\n%s", device_options_help);
+           "  --json                   print JSON\n%s", device_options_help ());
 }
 
 int

@@ -8,24 +8,36 @@
 
 #include "cli.h"
 
-const char device_options_help[] =
-  "  --queues N               virtqueues to use (default: backend's, max 4)\n"
-  "  --poll                   poll for completions instead of sleeping\n"
-  "  -v, --verbose            one line per protocol event on stderr\n"
-  "                           (reconnects and why, tolerated backend quirks)\n"
-  "  --connect-timeout S      wait at most S seconds for the connection and\n"
-  "                           for each handshake reply (default 5)\n"
-  "  --ring split|packed      virtqueue layout (default split; packed\n"
-  "                           needs VIRTIO_F_RING_PACKED)\n"
-  "  --memory normal|hugetlb  back the memory shared with the backend by\n"
-  "                           ordinary or 2 MiB huge pages (SPDK needs\n"
-  "                           huge pages; default normal)\n"
-  "  --reconnect-timeout S    keep reconnecting S seconds after the backend\n"
-  "                           goes away before failing I/O (default 30)\n"
-  "  --request-timeout S      treat a request unanswered for S seconds as a\n"
-  "                           hung backend (default 30, 0 = never)\n";
-
 const char *program_name = "vublk";
+
+/* Whether the library option called name takes no value on the command
+ * line (a boolean: present means on). */
+static bool
+is_flag (const struct vublk_option_info *info)
+{
+  return !strcmp (info->value_hint, "on|off");
+}
+
+/* Library options the programs leave out: vublk-fuse has a --spin and
+ * a -r/--readonly of its own, the tools need neither. */
+static bool
+left_out (const struct vublk_option_info *info)
+{
+  return !strcmp (info->name, "spin") || !strcmp (info->name, "readonly");
+}
+
+/* The library's option called name (without dashes), or NULL. */
+static const struct vublk_option_info *
+library_option (const char *name)
+{
+  const struct vublk_option_info *info;
+
+  for (unsigned i = 0; (info = vublk_option_info (i)); i++)
+    if (!strcmp (info->name, name) && !left_out (info))
+      return info;
+  return NULL;
+}
+
 
 void
 die (int code, const char *fmt, ...)
@@ -109,8 +121,11 @@ device_options_init (struct vublk_options *o)
 bool
 parse_device_flag (struct vublk_options *o, const char *arg)
 {
-  if (!strcmp (arg, "--poll"))
-    o->poll = true;
+  const struct vublk_option_info *info;
+
+  if (!strncmp (arg, "--", 2) && (info = library_option (arg + 2))
+      && is_flag (info))
+    vublk_options_set (o, info->name, "on");
   else if (!strcmp (arg, "-v") || !strcmp (arg, "--verbose")) {
     o->log = log_to_stderr;
     o->log_level = VUBLK_LOG_DEBUG;
@@ -120,43 +135,93 @@ parse_device_flag (struct vublk_options *o, const char *arg)
   return true;
 }
 
+size_t
+device_long_options (struct option *out, size_t max, int with_value,
+                     int flag)
+{
+  const struct vublk_option_info *info;
+  size_t n = 0;
+
+  for (unsigned i = 0; (info = vublk_option_info (i)) && n < max; i++)
+    if (!left_out (info))
+      out[n++] = (struct option) {
+        info->name, is_flag (info) ? no_argument : required_argument, NULL,
+        is_flag (info) ? flag : with_value,
+      };
+  return n;
+}
+
 bool
 parse_device_option (struct vublk_options *o, const char *name,
                      const char *value)
 {
-  if (!strcmp (name, "--queues"))
-    o->num_queues = parse_size (name, value, 1, 64);
-  else if (!strcmp (name, "--connect-timeout")) {
-    o->connect_timeout = parse_seconds (name, value);
-    if (o->connect_timeout > 3600 || o->connect_timeout < 0.001)
-      die (EXIT_USAGE, "%s: '%s' is not between 0.001 and 3600 seconds",
-           name, value);
-  }
-  else if (!strcmp (name, "--ring")) {
-    if (!strcmp (value, "split"))
-      o->ring = VUBLK_RING_SPLIT;
-    else if (!strcmp (value, "packed"))
-      o->ring = VUBLK_RING_PACKED;
-    else if (!strcmp (value, "auto"))
-      o->ring = VUBLK_RING_AUTO;
-    else
-      die (EXIT_USAGE, "%s: '%s' is neither split nor packed", name, value);
-  }
-  else if (!strcmp (name, "--memory")) {
-    if (!strcmp (value, "normal"))
-      o->memory = VUBLK_MEMORY_NORMAL;
-    else if (!strcmp (value, "hugetlb"))
-      o->memory = VUBLK_MEMORY_HUGETLB;
-    else
-      die (EXIT_USAGE, "%s: '%s' is neither normal nor hugetlb", name, value);
-  }
-  else if (!strcmp (name, "--reconnect-timeout"))
-    o->reconnect_timeout = parse_seconds (name, value);
-  else if (!strcmp (name, "--request-timeout"))
-    o->request_timeout = parse_seconds (name, value);
-  else
+  const struct vublk_option_info *info;
+
+  if (strncmp (name, "--", 2) || !(info = library_option (name + 2))
+      || is_flag (info))
     return false;
+  if (vublk_options_set (o, info->name, value) != 0)
+    die (EXIT_USAGE, "--%s", vublk_get_error ());
   return true;
+}
+
+/* Appends to buf (at *len, capacity cap) the help text of one option:
+ * "  --name HINT", padded, and its help wrapped under it. */
+static void
+append_option_help (char *buf, size_t *len, size_t cap, const char *names,
+                    const char *help)
+{
+  const size_t column = 27, width = 78;
+  size_t at = 0;
+  int n;
+
+  n = snprintf (buf + *len, cap - *len, "  %-*s", (int) (column - 2), names);
+  *len += n > 0 ? (size_t) n : 0;
+  /* A name too long for its column puts the help on the next line. */
+  at = 2 + strlen (names) >= column ? width : column;
+  while (*help && *len < cap - 1) {
+    size_t word = strcspn (help, " ");
+
+    if (at + word + 1 > width) {
+      *len += snprintf (buf + *len, cap - *len, "\n%*s", (int) column, "");
+      at = column;
+    }
+    else if (at > column) {
+      buf[(*len)++] = ' ';
+      at++;
+    }
+    *len += snprintf (buf + *len, cap - *len, "%.*s", (int) word, help);
+    at += word;
+    help += word;
+    help += strspn (help, " ");
+  }
+  *len += snprintf (buf + *len, cap - *len, "\n");
+}
+
+const char *
+device_options_help (void)
+{
+  static char buf[4096];
+  const struct vublk_option_info *info;
+  size_t len = 0;
+
+  if (buf[0])
+    return buf;
+  for (unsigned i = 0; (info = vublk_option_info (i)); i++) {
+    char names[64];
+
+    if (left_out (info))
+      continue;
+    if (is_flag (info))
+      snprintf (names, sizeof names, "--%s", info->name);
+    else
+      snprintf (names, sizeof names, "--%s %s", info->name, info->value_hint);
+    append_option_help (buf, &len, sizeof buf, names, info->help);
+  }
+  append_option_help (buf, &len, sizeof buf, "-v, --verbose",
+                      "one line per protocol event on stderr (reconnects "
+                      "and why, tolerated backend habits)");
+  return buf;
 }
 
 struct vublk *

@@ -88,13 +88,12 @@ usage (FILE *f)
     "      --spin USEC          when idle, poll for requests and completions\n"
     "                           this long before sleeping (default 30;\n"
     "                           0 = sleep at once, no CPU spent idle)\n"
-    "      --queue-size N       ring entries per queue (default 256)\n"
     "%s"
     "  -h, --help               this help\n"
     "  -V, --version            versions\n\n"
     "Unmount with `fusermount3 -u MOUNTPOINT` or SIGINT/SIGTERM.\n"
     "Exit status: 0 unmounted cleanly, 1 runtime error, 2 usage error.\n",
-    device_options_help);
+    device_options_help ());
 }
 
 /* Reports a start-up failure where the user will see it and exits 1. */
@@ -137,8 +136,8 @@ static void
 parse_args (int argc, char **argv, struct config *cfg)
 {
   enum { OPT_CACHE = 256, OPT_FILENAME, OPT_PIDFILE, OPT_THREADS,
-         OPT_CLONE_FD, OPT_QUEUE_SIZE, OPT_POLL, OPT_SPIN, OPT_DEVICE };
-  static const struct option long_opts[] = {
+         OPT_CLONE_FD, OPT_SPIN, OPT_DEVICE, OPT_DEVICE_FLAG };
+  static const struct option own_opts[] = {
     { "readonly", no_argument, NULL, 'r' },
     { "cache", no_argument, NULL, OPT_CACHE },
     { "filename", required_argument, NULL, OPT_FILENAME },
@@ -146,24 +145,23 @@ parse_args (int argc, char **argv, struct config *cfg)
     { "pidfile", required_argument, NULL, OPT_PIDFILE },
     { "threads", required_argument, NULL, OPT_THREADS },
     { "clone-fd", no_argument, NULL, OPT_CLONE_FD },
-    { "queue-size", required_argument, NULL, OPT_QUEUE_SIZE },
-    { "poll", no_argument, NULL, OPT_POLL },
     { "verbose", no_argument, NULL, 'v' },
     { "spin", required_argument, NULL, OPT_SPIN },
-    /* Handed to parse_device_option under their own names; the same
-     * as in device_options_help. */
-    { "queues", required_argument, NULL, OPT_DEVICE },
-    { "connect-timeout", required_argument, NULL, OPT_DEVICE },
-    { "ring", required_argument, NULL, OPT_DEVICE },
-    { "memory", required_argument, NULL, OPT_DEVICE },
-    { "reconnect-timeout", required_argument, NULL, OPT_DEVICE },
-    { "request-timeout", required_argument, NULL, OPT_DEVICE },
     { "help", no_argument, NULL, 'h' },
     { "version", no_argument, NULL, 'V' },
-    { NULL, 0, NULL, 0 },
   };
+  /* Ours, then the library's device options (the list the help shows),
+   * then the terminator. */
+  struct option long_opts[sizeof own_opts / sizeof own_opts[0] + 32];
+  size_t nopts = sizeof own_opts / sizeof own_opts[0];
   char resolved[PATH_MAX];
   int c, idx;
+
+  memcpy (long_opts, own_opts, sizeof own_opts);
+  nopts += device_long_options (long_opts + nopts,
+                                sizeof long_opts / sizeof long_opts[0]
+                                - nopts - 1, OPT_DEVICE, OPT_DEVICE_FLAG);
+  long_opts[nopts] = (struct option) { NULL, 0, NULL, 0 };
 
   memset (cfg, 0, sizeof *cfg);
   cfg->filename = "disk";
@@ -188,12 +186,10 @@ parse_args (int argc, char **argv, struct config *cfg)
     case OPT_SPIN:
       cfg->spin_us = parse_size ("--spin", optarg, 0, 10000);
       break;
-    case OPT_QUEUE_SIZE:
-      cfg->dev_opts.queue_size = parse_size ("--queue-size", optarg, 8, 1024);
-      if (cfg->dev_opts.queue_size & (cfg->dev_opts.queue_size - 1))
-        die (EXIT_USAGE, "--queue-size: %s is not a power of two", optarg);
+    case OPT_DEVICE_FLAG:
+      snprintf (name, sizeof name, "--%s", long_opts[idx].name);
+      parse_device_flag (&cfg->dev_opts, name);
       break;
-    case OPT_POLL: parse_device_flag (&cfg->dev_opts, "--poll"); break;
     case 'v':
       parse_device_flag (&cfg->dev_opts, "--verbose");
       cfg->verbose = true;

@@ -72,115 +72,23 @@ vhostuser_unload (void)
   free (socket_path);
 }
 
-/* Parses a number of seconds in min..max into *out, or reports an error
- * naming key and returns -1. */
-static int
-parse_seconds (const char *key, const char *value, double min, double max,
-               double *out)
-{
-  char *end;
-  double v;
-
-  errno = 0;
-  v = strtod (value, &end);
-  if (end == value || *end || errno || !(v >= min && v <= max)) {
-    nbdkit_error ("%s: '%s' is not a number of seconds (%g..%g)", key,
-                  value, min, max);
-    return -1;
-  }
-  *out = v;
-  return 0;
-}
-
-/* Parses memory=normal|hugetlb. */
-static int
-parse_memory (const char *key, const char *value, enum vublk_memory *out)
-{
-  if (!strcmp (value, "normal"))
-    *out = VUBLK_MEMORY_NORMAL;
-  else if (!strcmp (value, "hugetlb"))
-    *out = VUBLK_MEMORY_HUGETLB;
-  else {
-    nbdkit_error ("%s: '%s' is neither normal nor hugetlb", key, value);
-    return -1;
-  }
-  return 0;
-}
-
-/* Parses ring=auto|split|packed. */
-static int
-parse_ring (const char *key, const char *value, enum vublk_ring *out)
-{
-  if (!strcmp (value, "auto"))
-    *out = VUBLK_RING_AUTO;
-  else if (!strcmp (value, "split"))
-    *out = VUBLK_RING_SPLIT;
-  else if (!strcmp (value, "packed"))
-    *out = VUBLK_RING_PACKED;
-  else {
-    nbdkit_error ("%s: '%s' is not auto, split or packed", key, value);
-    return -1;
-  }
-  return 0;
-}
-
 static int
 vhostuser_config (const char *key, const char *value)
 {
-  unsigned u;
-  int b;
-
   if (!strcmp (key, "socket")) {
     free (socket_path);
     socket_path = nbdkit_absolute_path (value);
     return socket_path ? 0 : -1;
   }
-  if (!strcmp (key, "num-queues")) {
-    if (nbdkit_parse_unsigned (key, value, &u) == -1)
-      return -1;
-    if (u < 1 || u > 64) {
-      nbdkit_error ("num-queues: %u is outside 1..64", u);
-      return -1;
-    }
-    opts.num_queues = u;
+  /* Every other key is one of the library's options, by the same name
+   * as vublk's long options (num-queues also as queues): one table of
+   * names, bounds and messages for every program. */
+  if (vublk_options_set (&opts, key, value) == 0)
     return 0;
+  if (!strstr (vublk_get_error (), "unknown option")) {
+    nbdkit_error ("%s", vublk_get_error ());
+    return -1;
   }
-  if (!strcmp (key, "queue-size")) {
-    if (nbdkit_parse_unsigned (key, value, &u) == -1)
-      return -1;
-    if (u < 8 || u > 1024 || (u & (u - 1))) {
-      nbdkit_error ("queue-size: %u is not a power of two in 8..1024", u);
-      return -1;
-    }
-    opts.queue_size = u;
-    return 0;
-  }
-  if (!strcmp (key, "poll")) {
-    if ((b = nbdkit_parse_bool (value)) == -1)
-      return -1;
-    opts.poll = b;
-    return 0;
-  }
-  if (!strcmp (key, "spin")) {
-    if (nbdkit_parse_unsigned (key, value, &u) == -1)
-      return -1;
-    if (u > 10000) {
-      nbdkit_error ("spin: %u is outside 0..10000 microseconds", u);
-      return -1;
-    }
-    opts.spin_us = u;
-    return 0;
-  }
-  if (!strcmp (key, "connect-timeout"))
-    return parse_seconds (key, value, 0.001, 3600, &opts.connect_timeout);
-  if (!strcmp (key, "reconnect-timeout"))
-    return parse_seconds (key, value, 0, 86400, &opts.reconnect_timeout);
-  if (!strcmp (key, "request-timeout"))
-    return parse_seconds (key, value, 0, 86400, &opts.request_timeout);
-  if (!strcmp (key, "memory"))
-    return parse_memory (key, value, &opts.memory);
-  if (!strcmp (key, "ring"))
-    return parse_ring (key, value, &opts.ring);
   nbdkit_error ("unknown parameter '%s'", key);
   return -1;
 }
@@ -195,30 +103,45 @@ vhostuser_config_complete (void)
   return 0;
 }
 
-#define vhostuser_config_help \
-  "[socket=]SOCKET         (required) vhost-user-blk socket to connect to.\n" \
-  "num-queues=N            Virtqueues to use (default: backend's, max 4).\n" \
-  "queue-size=N            Ring entries per queue (default 256).\n" \
-  "poll=on|off             Poll for completions (default off).\n" \
-  "spin=USEC               At queue depth 1-2, poll this long for each\n" \
-  "                        reply before sleeping (default 30, 0 = off).\n" \
-  "connect-timeout=S       Seconds to wait for the connection and for each\n" \
-  "                        handshake reply (default 5).\n" \
-  "reconnect-timeout=S     Seconds to keep reconnecting after the backend\n" \
-  "                        goes away before failing I/O (default 30).\n" \
-  "request-timeout=S       Seconds before an unanswered request counts as\n" \
-  "                        a hung backend (default 30, 0 = never).\n" \
-  "memory=normal|hugetlb   Back the memory shared with the backend by\n" \
-  "                        ordinary or 2 MiB huge pages (SPDK needs huge\n" \
-  "                        pages; default normal).\n" \
-  "ring=auto|split|packed  Virtqueue layout (default auto: packed when\n" \
-  "                        the backend offers it).\n" \
-  "nbdkit -v shows reconnects and tolerated backend quirks."
+/* --help text: socket=, then every library option from its table (the
+ * plugin changes one default: spin=30).  Built when nbdkit loads the
+ * plugin, before it reads the plugin's struct. */
+static char config_help[4096];
+
+static void
+build_config_help (void)
+{
+  const struct vublk_option_info *opt;
+  size_t len;
+
+  len = snprintf (config_help, sizeof config_help, "%-27s%s\n",
+                  "[socket=]SOCKET", "(required) vhost-user-blk socket.");
+  for (unsigned i = 0; (opt = vublk_option_info (i)); i++) {
+    char key[64];
+    const char *help = opt->help;
+
+    if (!strcmp (opt->name, "readonly"))
+      continue;            /* nbdkit -r */
+    if (!strcmp (opt->name, "queues"))
+      snprintf (key, sizeof key, "num-queues=%s", opt->value_hint);
+    else
+      snprintf (key, sizeof key, "%s=%s", opt->name, opt->value_hint);
+    if (!strcmp (opt->name, "spin"))
+      help = "at queue depth 1-2, poll this long for each reply before "
+             "sleeping (default 30 here, 0 = off)";
+    if (len < sizeof config_help)
+      len += snprintf (config_help + len, sizeof config_help - len,
+                       "%-27s%s.\n", key, help);
+  }
+  if (len < sizeof config_help)
+    snprintf (config_help + len, sizeof config_help - len,
+              "nbdkit -v shows reconnects and tolerated backend habits.");
+}
 
 static void
 vhostuser_dump_plugin (void)
 {
-  printf ("vhostuser_version=%s\n", vublk_version ());
+  /* nbdkit prints the plugin's version (.version) itself. */
   printf ("libvublk_version=%s\n", vublk_version ());
 }
 
@@ -424,14 +347,14 @@ vhostuser_zero (void *handle, uint32_t count, uint64_t offset,
 static struct nbdkit_plugin plugin = {
   .name = "vhostuser",
   .longname = "nbdkit vhost-user-blk plugin",
-  .version = "0.1.0",
+  .version = VUBLK_VERSION_STRING,
   .description = "Export a vhost-user-blk device (qemu-storage-daemon, "
                  "SPDK) over NBD",
   .load = vhostuser_load,
   .unload = vhostuser_unload,
   .config = vhostuser_config,
   .config_complete = vhostuser_config_complete,
-  .config_help = vhostuser_config_help,
+  .config_help = config_help,
   .magic_config_key = "socket",
   .dump_plugin = vhostuser_dump_plugin,
   .get_ready = vhostuser_get_ready,
@@ -455,3 +378,12 @@ static struct nbdkit_plugin plugin = {
 };
 
 NBDKIT_REGISTER_PLUGIN (plugin)
+
+/* Runs when nbdkit loads the plugin, before plugin_init hands nbdkit the
+ * struct above. */
+static void __attribute__ ((constructor))
+vhostuser_init_help (void)
+{
+  build_config_help ();
+  plugin.config_help = config_help;
+}
