@@ -124,6 +124,23 @@ dd if="$T/chunk" of="$T/shadow.img" bs=8192 seek=3 conv=notrunc status=none
 /usr/bin/python3 -c 'import os, sys
 fd = os.open(sys.argv[1], os.O_RDWR); os.fsync(fd); os.fdatasync(fd)' "$T/file" \
   || fail "fsync/fdatasync without FLUSH"
+# Writes each followed by fsync, for 4 s: a flush without FLUSH ends with
+# no chunk in flight, the path on which ThreadSanitizer once found a race
+# between the submitting thread and the completion thread.
+/usr/bin/python3 - "$T/file" "$T/shadow.img" <<'PY' || fail "write+fsync loop without FLUSH"
+import os, random, sys, time
+f = os.open(sys.argv[1], os.O_RDWR)
+shadow = os.open(sys.argv[2], os.O_RDWR)
+rng = random.Random(7)
+end, n = time.monotonic() + 4, 0
+while time.monotonic() < end:
+    off, data = rng.randrange(0, 1 << 20, 512), os.urandom(4096)
+    os.pwrite(f, data, off)
+    os.pwrite(shadow, data, off)
+    os.fsync(f)
+    n += 1
+print(f"{n} writes, each with fsync")
+PY
 unmount_fuse "$T/file" "$FUSE_PID"
 cmp "$T/disk.img" "$T/shadow.img" || fail "without write-zeroes: backing image differs"
 
