@@ -68,7 +68,7 @@ validate (struct vublk *dev, const struct vublk_io *io)
     return set_error (EIO, "%s: %s: backend is gone and did not come back "
                       "within %g s", dev->socket_path, op_name (io->op),
                       dev->opts.reconnect_timeout);
-  if (atomic_load (&dev->state) == DEV_CLOSING)
+  if (atomic_load (&dev->state) >= DEV_CLOSING)
     return set_error (EIO, "%s: device is closing", dev->socket_path);
   return 0;
 }
@@ -122,15 +122,9 @@ aio_submit_to (struct vublk *dev, struct vublk_queue *q,
   return 0;
 }
 
-/* Submits an already validated io on the calling thread's queue. */
-static int
-submit (struct vublk *dev, const struct vublk_io *io)
-{
-  return aio_submit_to (dev, queue_for_current_thread (dev), io);
-}
-
 int
-vublk_aio_submit (struct vublk *dev, const struct vublk_io *io)
+aio_submit_checked (struct vublk *dev, struct vublk_queue *q,
+                    const struct vublk_io *io)
 {
   int err = validate (dev, io);
 
@@ -142,9 +136,15 @@ vublk_aio_submit (struct vublk *dev, const struct vublk_io *io)
     struct vublk_io done = *io;
     done.op = VUBLK_OP_READ;
     done.len = 0;
-    return submit (dev, &done);
+    return aio_submit_to (dev, q, &done);
   }
-  return submit (dev, io);
+  return aio_submit_to (dev, q, io);
+}
+
+int
+vublk_aio_submit (struct vublk *dev, const struct vublk_io *io)
+{
+  return aio_submit_checked (dev, queue_for_current_thread (dev), io);
 }
 
 int

@@ -21,7 +21,22 @@
 static void
 run_finished (struct vublk_queue *q, struct request *list)
 {
-  struct vublk_queue *outer = queue_begin_callbacks (q);
+  struct vublk_queue *outer;
+
+  /* A driven queue's callbacks run on its owner only: hand them over. */
+  if (list && atomic_load (&q->driven) && !queue_is_thread_driven (q)) {
+    struct request *last = list;
+
+    while (last->next)
+      last = last->next;
+    pthread_mutex_lock (&q->lock);
+    last->next = q->handoff;
+    q->handoff = list;
+    pthread_mutex_unlock (&q->lock);
+    eventfd_signal (q->call_fd);
+    list = NULL;
+  }
+  outer = queue_begin_callbacks (q);
 
   while (list) {
     struct request *next = list->next;
@@ -233,6 +248,24 @@ queue_process (struct vublk_queue *q)
   return n;
 }
 
+unsigned
+queue_run_handoff (struct vublk_queue *q)
+{
+  struct request *list;
+  unsigned n = 0;
+
+  if (!__atomic_load_n (&q->handoff, __ATOMIC_RELAXED))
+    return 0;
+  pthread_mutex_lock (&q->lock);
+  list = q->handoff;
+  q->handoff = NULL;
+  pthread_mutex_unlock (&q->lock);
+  for (struct request *r = list; r; r = r->next)
+    n++;
+  run_finished (q, list);
+  return n;
+}
+
 void
 queue_harvest_now (struct vublk_queue *q)
 {
@@ -254,6 +287,14 @@ queue_thread (void *arg)
     bool pending;
     int timeout;
 
+    if (atomic_load (&q->driven)) {
+      /* Its owner harvests; wake only to stop or to take it back. */
+      struct pollfd wake = { .fd = q->wake_fd, .events = POLLIN };
+
+      if (poll (&wake, 1, -1) > 0)
+        eventfd_drain (q->wake_fd);
+      continue;
+    }
     if (queue_process (q) > 0)
       continue;
     /* Read without the lock: a stale value only shortens or skips a spin. */

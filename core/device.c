@@ -150,6 +150,7 @@ vublk_open (const char *socket_path, const struct vublk_options *opts)
     set_error (ENOMEM, "allocating device");
     return NULL;
   }
+  atomic_store (&dev->refs, 1);
   dev->sock = dev->backend_fd = dev->ctl_wake_fd = dev->harvest_fd = -1;
   dev->close_fd = -1;
   dev->mem.fd = -1;
@@ -246,6 +247,9 @@ rewind_packed_rings (struct vublk *dev)
   for (unsigned i = 0; i < dev->nqueues; i++) {
     struct vublk_queue *q = &dev->queues[i];
 
+    /* A driven queue's completions need its owner: left as it is. */
+    if (atomic_load (&q->driven))
+      continue;
     for (unsigned n = 0; n < q->ring.num && ring_lap_moved (&q->ring); n++) {
       atomic_uint done = 0;
       struct vublk_io io = {
@@ -286,5 +290,33 @@ vublk_close (struct vublk *dev)
     pthread_join (dev->ctl_thread, NULL);
   }
   handshake_stop_rings (dev);
-  device_free (dev);
+  /* The threads and the socket go now; the memory when the last driven
+   * queue handle lets go of it (device_unref). */
+  for (unsigned i = 0; i < dev->nqueues; i++)
+    queue_stop_thread (&dev->queues[i]);
+  if (dev->sock >= 0) {
+    close (dev->sock);
+    dev->sock = -1;
+  }
+  atomic_store (&dev->state, DEV_CLOSED);
+  device_unref (dev);
+}
+
+void
+device_ref (struct vublk *dev)
+{
+  atomic_fetch_add (&dev->refs, 1);
+}
+
+void
+device_unref (struct vublk *dev)
+{
+  if (atomic_fetch_sub (&dev->refs, 1) == 1)
+    device_free (dev);
+}
+
+bool
+device_is_gone (const struct vublk *dev)
+{
+  return atomic_load (&dev->state) == DEV_CLOSED;
 }

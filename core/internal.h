@@ -226,6 +226,11 @@ struct vublk_queue {
   int free_head;                /* free slot list */
   unsigned inflight;
   struct request *pending_head, *pending_tail;  /* chunks not yet issued */
+  atomic_bool driven;           /* a thread drives it (driven.c): no
+                                   completion thread touches the ring */
+  struct request *handoff;      /* finished on another thread while
+                                   driven: the owner runs the callbacks
+                                   (under lock) */
   struct request *done_list;    /* finished without a chunk in flight
                                    (lock held to write, atomic peek) */
   int kick_fd, call_fd, wake_fd;
@@ -279,6 +284,17 @@ bool queue_phase_end_locked (struct vublk_queue *q, struct request *req);
  * in flight finish now, the others when their last chunk comes back.
  * q->lock held. */
 void queue_fail_pending_locked (struct vublk_queue *q, int err);
+
+/* queue.c: makes q the queue the calling thread drives (NULL: none);
+ * its submissions go there. */
+void queue_set_thread_driven (struct vublk_queue *q);
+
+/* queue.c: true if the calling thread drives q. */
+bool queue_is_thread_driven (const struct vublk_queue *q);
+
+/* completion.c: runs, on the owner, the callbacks of requests another
+ * thread finished while q was driven.  Returns how many. */
+unsigned queue_run_handoff (struct vublk_queue *q);
 
 /* queue.c: brackets a batch of completion callbacks for q on this thread:
  * what they submit to q is collected and issued at the end in one batch
@@ -389,7 +405,16 @@ bool range_lock_acquire (struct vublk *dev, struct request *req);
 struct request *range_lock_release (struct vublk *dev, struct request *req);
 
 
+/* driven.c: the queue handle the calling thread drives for dev, claiming
+ * one first when dev's thread_queues option asks for it (NULL: the
+ * thread uses the shared queues). */
+struct vublk_tq *driven_handle_of_thread (struct vublk *dev);
+
 /* aio.c */
+
+/* Validates io against the device, then submits it on queue q. */
+int aio_submit_checked (struct vublk *dev, struct vublk_queue *q,
+                        const struct vublk_io *io);
 
 /* Submits io (already validated) on queue q: creates the request, takes
  * its write range and enqueues it.  Returns 0 or -ENOMEM. */
@@ -405,6 +430,7 @@ enum device_state {
   DEV_RECONNECTING,
   DEV_FAILED,           /* past reconnect timeout: fail fast, keep trying */
   DEV_CLOSING,
+  DEV_CLOSED,           /* vublk_close returned; driven handles remain */
 };
 
 struct range_entry;
@@ -452,6 +478,8 @@ struct vublk {
   int harvest_fd;
 
   atomic_uint outstanding;          /* accepted, not completed requests */
+  atomic_uint refs;                 /* vublk_open's, plus one per driven
+                                       queue handle: freed at 0 */
   pthread_mutex_t idle_lock;
   atomic_uint once;                 /* enum device_once bits logged */
   char violation_reason[256];       /* what the backend did (control
@@ -474,6 +502,13 @@ struct vublk {
 
 
 
+
+/* device.c: takes / drops a reference to dev; the last one frees it. */
+void device_ref (struct vublk *dev);
+void device_unref (struct vublk *dev);
+
+/* device.c: true once vublk_close has returned. */
+bool device_is_gone (const struct vublk *dev);
 
 /* options.c: checks every field of o against its bounds.  Returns 0 or
  * -EINVAL naming the field. */

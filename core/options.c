@@ -65,6 +65,9 @@ static const struct option_desc options[] = {
     NULL, TYPE_COUNT, FIELD (spin_us), 0, MAX_SPIN_US, false },
   { { "readonly", "on|off", "refuse writes even if the device allows them" },
     NULL, TYPE_BOOL, FIELD (readonly), 0, 0, false },
+  { { "thread-queues", "on|off", "each thread's synchronous calls drive a "
+      "queue of their own when one is free (default off)" },
+    NULL, TYPE_BOOL, FIELD (thread_queues), 0, 0, false },
 };
 
 const struct vublk_option_info *

@@ -317,6 +317,21 @@ queue_enqueue (struct vublk_queue *q, struct request *req)
   pthread_mutex_unlock (&q->lock);
 }
 
+/* The queue this thread drives, if any (driven.c sets it). */
+static __thread struct vublk_queue *tls_driven;
+
+void
+queue_set_thread_driven (struct vublk_queue *q)
+{
+  tls_driven = q;
+}
+
+bool
+queue_is_thread_driven (const struct vublk_queue *q)
+{
+  return tls_driven == q;
+}
+
 struct vublk_queue *
 queue_for_current_thread (struct vublk *dev)
 {
@@ -328,6 +343,13 @@ queue_for_current_thread (struct vublk *dev)
     return tls_completing;
   if (thread_id == UINT32_MAX)
     thread_id = atomic_fetch_add (&next_thread_id, 1);
+  /* Other threads' queues are theirs: completions there wait for their
+   * owner.  Only if every queue is driven does a request go to one. */
+  for (unsigned i = 0; i < dev->nqueues; i++) {
+    struct vublk_queue *q = &dev->queues[(thread_id + i) % dev->nqueues];
+    if (!atomic_load_explicit (&q->driven, memory_order_relaxed))
+      return q;
+  }
   return &dev->queues[thread_id % dev->nqueues];
 }
 

@@ -30,7 +30,7 @@ harvest_all (struct vublk *dev)
     struct vublk_queue *q = &dev->queues[i];
     bool ready;
 
-    if (pthread_mutex_trylock (&q->lock))
+    if (atomic_load (&q->driven) || pthread_mutex_trylock (&q->lock))
       continue;
     ready = !q->broken && ring_has_used (&q->ring);
     pthread_mutex_unlock (&q->lock);
@@ -44,7 +44,8 @@ static void
 disarm_all (struct vublk *dev)
 {
   for (unsigned i = 0; i < dev->nqueues; i++)
-    queue_disarm (&dev->queues[i]);
+    if (!atomic_load (&dev->queues[i].driven))
+      queue_disarm (&dev->queues[i]);
 }
 
 /* Arms every queue's completion notifications again, harvesting what
@@ -59,6 +60,8 @@ arm_all (struct vublk *dev)
     struct vublk_queue *q = &dev->queues[i];
     bool pending;
 
+    if (atomic_load (&q->driven))
+      continue;
     do {
       pthread_mutex_lock (&q->lock);
       pending = queue_arm_locked (q);

@@ -32,10 +32,23 @@ static int
 sync_io (struct vublk *dev, struct vublk_io io)
 {
   struct sync_wait w = { .done = 0, .result = 0 };
+  struct vublk_tq *tq = driven_handle_of_thread (dev);
   int err;
 
   io.cb = sync_complete;
   io.opaque = &w;
+  if (tq) {
+    /* This thread drives its queue: the completion runs here. */
+    err = vublk_tq_submit (tq, &io);
+    while (!err && !atomic_load (&w.done)) {
+      int r = vublk_tq_process (tq, 1, -1);
+      if (r < 0)
+        err = r;
+    }
+    if (err)
+      return err;
+    goto done;
+  }
   err = vublk_aio_submit (dev, &io);
   if (err)
     return err;
@@ -47,6 +60,7 @@ sync_io (struct vublk *dev, struct vublk_io io)
       ;
   while (!atomic_load (&w.done))
     syscall (SYS_futex, &w.done, FUTEX_WAIT_PRIVATE, 0, NULL, NULL, 0);
+ done:
   if (w.result)
     set_error (-w.result, "%s: %s at offset %llu failed: %s",
                dev->socket_path, op_name (io.op),

@@ -122,6 +122,12 @@ struct vublk_options {
   void *log_opaque;          /* passed to log */
   int log_level;             /* deliver levels <= this; 0 means
                                 VUBLK_LOG_INFO */
+  bool thread_queues;        /* each thread's synchronous calls claim a
+                                queue of their own on first use and
+                                drive it (see vublk_tq_open) while at
+                                least one other queue stays shared, else
+                                use the shared queues; released at
+                                thread exit */
 };
 
 /* Fills *opts with the defaults (queues 0, queue size 256, no polling,
@@ -308,6 +314,47 @@ int vublk_aio_harvest (struct vublk *dev, struct vublk_completion *out,
 
 /* An fd that polls readable while harvestable completions are pending. */
 int vublk_aio_completion_fd (struct vublk *dev);
+
+/* Run to completion: a thread drives a queue ---------------------------- */
+
+/* A queue claimed by the calling thread, which then submits to it and
+ * runs all its completions itself (vublk_tq_process): no completion
+ * thread and no thread wake-up between the backend and the caller.
+ * Other threads' requests avoid driven queues while an undriven one is
+ * left.  The control thread keeps working for it: requests it replays
+ * after a backend restart complete as usual, and those it fails are
+ * handed to the owner's next vublk_tq_process.  A thread drives at most
+ * one queue; its synchronous calls (vublk_pread, ...) use it too, while
+ * what it submits with vublk_aio_submit goes to the shared queues (the
+ * library's threads complete it). */
+struct vublk_tq;
+
+/* Claims a queue no other thread drives.  Returns the handle, or NULL
+ * with EBUSY when every queue is driven (or this thread drives one). */
+struct vublk_tq *vublk_tq_open (struct vublk *dev);
+
+/* Runs what was handed over, gives the queue back to its completion
+ * thread and frees the handle.  The handle (and the memory it refers
+ * to) stays valid until this call, even after vublk_close().  Accepts
+ * NULL.  Call it from the owner. */
+void vublk_tq_close (struct vublk_tq *tq);
+
+/* Submits io on the driven queue; as vublk_aio_submit, but the callback
+ * (or harvest entry) is delivered inside vublk_tq_process on the owner. */
+int vublk_tq_submit (struct vublk_tq *tq, const struct vublk_io *io);
+
+/* Harvests completions and runs their callbacks on this thread until at
+ * least min have completed or timeout_ns passes (-1: no timeout; 0: just
+ * look).  Polls the used ring for the device's spin_us first, then
+ * sleeps on the queue's call eventfd.  Returns how many completed, or
+ * -ESHUTDOWN after vublk_close().  vublk_close() waits for requests on
+ * driven queues: their owners must keep processing. */
+int vublk_tq_process (struct vublk_tq *tq, unsigned min, int64_t timeout_ns);
+
+/* The queue's call eventfd: readable when the backend signalled a
+ * completion, for an event loop's poll/epoll (then vublk_tq_process
+ * with timeout 0).  Non-blocking; vublk_tq_process drains it. */
+int vublk_tq_fd (struct vublk_tq *tq);
 
 /* Synchronous helpers (built on the asynchronous API) ------------------ */
 

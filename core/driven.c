@@ -1,0 +1,228 @@
+/* driven.c — run to completion: a thread claims a queue and drives it
+ * itself (libblkio's blkioq_do_io is the model).  It submits, harvests
+ * the used ring for a spin budget, then sleeps on that queue's call
+ * eventfd; every callback of the queue runs on it, and no completion
+ * thread touches the queue meanwhile (that hop costs two thread wake-ups
+ * per request).  Undriven queues keep their completion threads.
+ *
+ * The control thread keeps working for driven queues: what it finishes
+ * (requests failed after the reconnect window, replayed ones given up)
+ * is handed over to the owner (q->handoff) and completed in its next
+ * vublk_tq_process, never behind its back.  A handle keeps the device's
+ * memory alive until its thread closes it, even across vublk_close.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <poll.h>
+#include <stdlib.h>
+
+#include "internal.h"
+
+struct vublk_tq {
+  struct vublk *dev;
+  struct vublk_queue *q;
+};
+
+/* The handle of the queue this thread drives (one at a time). */
+static __thread struct vublk_tq *tls_tq;
+
+static struct vublk_tq *claim (struct vublk *dev, bool keep_shared);
+
+/* Threads whose synchronous calls claimed a queue (thread_queues) let it
+ * go when they exit. */
+static pthread_key_t exit_key;
+static pthread_once_t exit_key_once = PTHREAD_ONCE_INIT;
+
+static void
+release_at_exit (void *tq)
+{
+  vublk_tq_close (tq);
+}
+
+static void
+make_exit_key (void)
+{
+  if (pthread_key_create (&exit_key, release_at_exit) != 0)
+    exit_key = (pthread_key_t) -1;
+}
+
+struct vublk_tq *
+driven_handle_of_thread (struct vublk *dev)
+{
+  static __thread struct vublk *claim_failed;
+  struct vublk_tq *tq;
+
+  if (tls_tq)
+    return tls_tq->dev == dev ? tls_tq : NULL;
+  if (!dev->opts.thread_queues || claim_failed == dev)
+    return NULL;
+  pthread_once (&exit_key_once, make_exit_key);
+  /* One queue stays shared: threads that never process must not wait
+   * for a thread that claimed a queue and went on to do other things. */
+  if (exit_key == (pthread_key_t) -1 || !(tq = claim (dev, true))) {
+    claim_failed = dev;        /* the shared queues serve this thread */
+    return NULL;
+  }
+  pthread_setspecific (exit_key, tq);
+  return tq;
+}
+
+/* Claims a queue for the calling thread; with keep_shared, only while
+ * another undriven queue is left for the threads that do not drive. */
+static struct vublk_tq *
+claim (struct vublk *dev, bool keep_shared)
+{
+  struct vublk_tq *tq;
+  unsigned undriven = 0;
+
+  if (tls_tq) {
+    set_error (EBUSY, "%s: this thread already drives queue %u",
+               dev->socket_path, tls_tq->q->index);
+    return NULL;
+  }
+  for (unsigned i = 0; i < dev->nqueues; i++)
+    undriven += !atomic_load (&dev->queues[i].driven);
+  if (keep_shared && undriven < 2) {
+    set_error (EBUSY, "%s: no queue to spare for this thread",
+               dev->socket_path);
+    return NULL;
+  }
+  if (!(tq = calloc (1, sizeof *tq))) {
+    set_error (ENOMEM, "allocating a queue handle");
+    return NULL;
+  }
+  for (unsigned i = 0; i < dev->nqueues; i++) {
+    struct vublk_queue *q = &dev->queues[i];
+    bool expected = false;
+
+    if (atomic_compare_exchange_strong (&q->driven, &expected, true)) {
+      tq->dev = dev;
+      tq->q = q;
+      device_ref (dev);
+      tls_tq = tq;
+      queue_set_thread_driven (q);
+      /* The completion thread looks at the ring no more. */
+      queue_wake (q);
+      return tq;
+    }
+  }
+  free (tq);
+  set_error (EBUSY, "%s: all %u queues are driven by other threads",
+             dev->socket_path, dev->nqueues);
+  return NULL;
+}
+
+struct vublk_tq *
+vublk_tq_open (struct vublk *dev)
+{
+  return claim (dev, false);
+}
+
+void
+vublk_tq_close (struct vublk_tq *tq)
+{
+  struct vublk *dev;
+
+  if (!tq)
+    return;
+  dev = tq->dev;
+  /* What was handed over for us runs here, on the owner, before the
+   * completion thread takes the queue back. */
+  if (!device_is_gone (dev)) {
+    queue_run_handoff (tq->q);
+    atomic_store (&tq->q->driven, false);
+    queue_wake (tq->q);
+  }
+  if (tls_tq == tq) {
+    tls_tq = NULL;
+    queue_set_thread_driven (NULL);
+    if (exit_key != (pthread_key_t) -1)
+      pthread_setspecific (exit_key, NULL);
+  }
+  free (tq);
+  device_unref (dev);
+}
+
+int
+vublk_tq_fd (struct vublk_tq *tq)
+{
+  return tq->q->call_fd;
+}
+
+int
+vublk_tq_submit (struct vublk_tq *tq, const struct vublk_io *io)
+{
+  if (device_is_gone (tq->dev))
+    return set_error (ESHUTDOWN, "%s: device closed",
+                      vublk_get_socket_path (tq->dev));
+  return aio_submit_checked (tq->dev, tq->q, io);
+}
+
+/* Harvests what is there, runs its callbacks and what was handed over.
+ * Returns how many chunks and requests completed. */
+static unsigned
+process_once (struct vublk_queue *q)
+{
+  return queue_process (q) + queue_run_handoff (q);
+}
+
+int
+vublk_tq_process (struct vublk_tq *tq, unsigned min, int64_t timeout_ns)
+{
+  struct vublk_queue *q = tq->q;
+  uint64_t start = now_ns ();
+  uint64_t spin = (uint64_t) tq->dev->opts.spin_us * 1000;
+  unsigned done = 0;
+
+  if (device_is_gone (tq->dev))
+    return set_error (ESHUTDOWN, "%s: device closed",
+                      vublk_get_socket_path (tq->dev));
+  for (;;) {
+    uint64_t now;
+    int wait_ms;
+    bool pending;
+
+    done += process_once (q);
+    if (done >= min)
+      return done;
+    now = now_ns ();
+    if (timeout_ns >= 0 && now - start >= (uint64_t) timeout_ns)
+      return done;
+    /* Poll the used ring for the spin budget, notifications off. */
+    if (spin && __atomic_load_n (&q->inflight, __ATOMIC_RELAXED) > 0) {
+      uint64_t until = now + spin;
+      bool got = false;
+
+      queue_disarm (q);
+      while (!got && now_ns () < until)
+        got = !__atomic_load_n (&q->broken, __ATOMIC_RELAXED)
+              && ring_has_used (&q->ring);
+      if (got)
+        continue;
+    }
+    pthread_mutex_lock (&q->lock);
+    pending = queue_arm_locked (q) || q->handoff;
+    /* Requests waiting for pool memory need a retry even if nothing
+     * completes; a reconnect may be resetting the ring: look again
+     * soon rather than sleep on a call fd the backend no longer has. */
+    wait_ms = q->pending_head || atomic_load (&tq->dev->state) != DEV_CONNECTED
+              ? 20 : -1;
+    pthread_mutex_unlock (&q->lock);
+    if (pending)
+      continue;
+    if (timeout_ns >= 0) {
+      int64_t left = (int64_t) (start + timeout_ns - now_ns ()) / 1000000;
+      if (wait_ms < 0 || left < wait_ms)
+        wait_ms = left < 0 ? 0 : (int) left + 1;
+    }
+    {
+      struct pollfd pfd = { .fd = q->call_fd, .events = POLLIN };
+
+      if (poll (&pfd, 1, wait_ms) > 0)
+        eventfd_drain (q->call_fd);
+    }
+    pthread_mutex_lock (&q->lock);
+    queue_pump_locked (q);
+    pthread_mutex_unlock (&q->lock);
+  }
+}
