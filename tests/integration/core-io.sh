@@ -31,6 +31,11 @@ run_case 512 2 5 --poll
 # thread so that it really spins (at most two requests in flight).
 run_case 4096 2 8 --spin 50 --threads 1
 run_case 512 1 9 --spin 50
+# Run to completion: each thread drives a queue of its own (vublk_tq_*)
+# and its synchronous calls complete on it; then the library claiming
+# queues per thread, with more threads than queues (two share).
+run_case 4096 4 10 --driven
+run_case 512 2 11 --thread-queues --spin 20
 # SET_MEM_TABLE instead of ADD_MEM_REG.
 VUBLK_FORCE_MEM_TABLE=1 run_case 4096 1 6
 # Fixed three-descriptor chains (no INDIRECT_DESC, bit 28) and the

@@ -63,4 +63,36 @@ wait $probe || { cat "$T/stall.out"; fail "stalled-backend probe"; }
 cat "$T/stall.out"
 kill "$QSD_PID"; wait "$QSD_PID" 2>/dev/null || true
 
+# 4. The same with run to completion: stress threads each drive a queue
+# across two restarts; a driven reader gets EIO from a frozen backend and
+# recovers after SIGCONT.
+cp "$T/disk.img" "$T/shadow"
+start_qsd "$T/disk.img" "$T/driven.sock" num-queues=4
+"$STRESS" "$T/driven.sock" "$T/shadow" --threads 4 --seconds 5 --queues 4 \
+  --driven --reconnect-timeout 20 >"$T/driven.out" 2>&1 &
+stress=$!
+for i in 1 2; do
+  sleep 1.5
+  kill -9 "$QSD_PID"; wait "$QSD_PID" 2>/dev/null || true
+  sleep 0.2
+  start_qsd "$T/disk.img" "$T/driven.sock" num-queues=4
+done
+wait $stress || { cat "$T/driven.out"; fail "driven I/O failed across restarts"; }
+reconnects=$(sed -n 's/^reconnects: //p' "$T/driven.out")
+[[ $reconnects -ge 2 ]] || fail "driven: expected >= 2 reconnects, saw '$reconnects'"
+kill "$QSD_PID"; wait "$QSD_PID" 2>/dev/null || true
+cmp "$T/disk.img" "$T/shadow" || fail "driven: backing image differs after restarts"
+echo "driven queues survived $reconnects restarts with no lost write"
+
+start_qsd "$T/disk.img" "$T/dstall.sock"
+"$PROBE" expect-eio "$T/dstall.sock" 2 1 driven >"$T/dstall.out" 2>&1 &
+probe=$!
+wait_for_file "$T/dstall.sock.ready"; rm "$T/dstall.sock.ready"
+kill -STOP "$QSD_PID"
+wait_for_file "$T/dstall.sock.ready"
+kill -CONT "$QSD_PID"
+wait $probe || { cat "$T/dstall.out"; fail "driven stalled-backend probe"; }
+cat "$T/dstall.out"
+kill "$QSD_PID"; wait "$QSD_PID" 2>/dev/null || true
+
 echo "all reliability checks passed"

@@ -60,10 +60,52 @@ signal_ready (const char *sock)
   close (open (path, O_CREAT | O_WRONLY, 0644));
 }
 
+/* A read submitted on the driven queue tq: where and how it completed. */
+struct driven_read {
+  int done, result;
+  pthread_t thread;
+};
+
+static void
+driven_read_done (void *opaque, int result)
+{
+  struct driven_read *r = opaque;
+
+  r->result = result;
+  r->thread = pthread_self ();
+  r->done = 1;
+}
+
+/* Reads len bytes at 0 through tq; returns len or -errno.  Fails the
+ * probe if the completion ran on any thread but this one. */
+static ssize_t
+read_driven (struct vublk_tq *tq, void *buf, size_t len)
+{
+  struct driven_read r = { 0, 0, 0 };
+  struct vublk_io io = { .op = VUBLK_OP_READ, .buf = buf, .len = len,
+                         .cb = driven_read_done, .opaque = &r };
+  int err = vublk_tq_submit (tq, &io);
+
+  if (err)
+    return err;
+  while (!r.done)
+    if ((err = vublk_tq_process (tq, 1, -1)) < 0)
+      return err;
+  if (!pthread_equal (r.thread, pthread_self ())) {
+    fprintf (stderr, "vublk_probe: a driven request completed on another "
+             "thread (result %d)\n", r.result);
+    exit (1);
+  }
+  return r.result ? r.result : (ssize_t) len;
+}
+
+/* With driven, the reads run to completion on a queue this thread
+ * drives (vublk_tq_open): the failures must reach it just the same. */
 static int
-expect_eio (const char *sock, double reconnect, double request)
+expect_eio (const char *sock, double reconnect, double request, bool driven)
 {
   struct vublk_options o;
+  struct vublk_tq *tq = NULL;
   struct vublk *dev;
   char buf[4096];
   double last_ok, failed_at, limit = reconnect + request + 8;
@@ -78,9 +120,14 @@ expect_eio (const char *sock, double reconnect, double request)
     fprintf (stderr, "vublk_probe: %s\n", vublk_get_error ());
     return 1;
   }
+  if (driven && !(tq = vublk_tq_open (dev))) {
+    fprintf (stderr, "vublk_probe: %s\n", vublk_get_error ());
+    return 1;
+  }
   signal_ready (sock);
   last_ok = now ();
-  while ((r = vublk_pread (dev, buf, sizeof buf, 0)) == sizeof buf) {
+  while ((r = tq ? read_driven (tq, buf, sizeof buf)
+              : vublk_pread (dev, buf, sizeof buf, 0)) == sizeof buf) {
     last_ok = now ();
     usleep (20000);
   }
@@ -105,6 +152,12 @@ expect_eio (const char *sock, double reconnect, double request)
     if (vublk_pread (dev, buf, sizeof buf, 0) == sizeof buf) {
       printf ("device recovered\n");
       vublk_close (dev);
+      /* The handle outlives the device until its thread lets go. */
+      if (tq && vublk_tq_process (tq, 1, 0) != -ESHUTDOWN) {
+        fprintf (stderr, "vublk_probe: a handle after close still works\n");
+        return 1;
+      }
+      vublk_tq_close (tq);
       return 0;
     }
   fprintf (stderr, "vublk_probe: device did not recover\n");
@@ -422,11 +475,12 @@ main (int argc, char **argv)
     return signals_check (argv[2]);
   if (argc == 3 && !strcmp (argv[1], "fd-check"))
     return fd_check (argv[2]);
-  if (argc == 5 && !strcmp (argv[1], "expect-eio"))
-    return expect_eio (argv[2], atof (argv[3]), atof (argv[4]));
+  if ((argc == 5 || (argc == 6 && !strcmp (argv[5], "driven")))
+      && !strcmp (argv[1], "expect-eio"))
+    return expect_eio (argv[2], atof (argv[3]), atof (argv[4]), argc == 6);
   if (argc == 4 && !strcmp (argv[1], "wait-resize"))
     return wait_resize (argv[2], strtoull (argv[3], NULL, 0));
-  fprintf (stderr, "usage: vublk_probe expect-eio SOCKET RECONNECT REQUEST"
+  fprintf (stderr, "usage: vublk_probe expect-eio SOCKET RECONNECT REQUEST [driven]"
            " | wait-resize SOCKET SIZE | fd-check SOCKET | plug SOCKET | spin SOCKET"
            " | signals SOCKET\n");
   return 2;

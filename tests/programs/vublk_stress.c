@@ -5,6 +5,12 @@
  *                [--queues N] [--seconds S] [--reconnect-timeout S]
  *                [--poll] [--spin US] [--readonly-check]
  *                [--memory normal|hugetlb] [--ring split|packed|auto]
+ *                [--driven | --thread-queues]
+ *
+ * --driven: each worker claims a queue (vublk_tq_open, which must
+ * succeed: use --threads <= --queues) and its synchronous calls run to
+ * completion on it; --thread-queues: the library claims one per thread
+ * on first use, the threads beyond the queue count sharing the rest.
  *
  * SHADOW is a file holding what the device holds now (a copy of the
  * backing image); it is updated with every write so the script can `cmp`
@@ -75,14 +81,19 @@ pick_range (unsigned *s, unsigned t, uint64_t *off, size_t *len)
   *len = l;
 }
 
+static bool driven;
+
 static void *
 worker (void *arg)
 {
   unsigned t = (uintptr_t) arg, s = seed * 7919 + t;
   uint8_t *buf = malloc (STRIPE), *pbuf = vublk_buf_alloc (dev, STRIPE);
+  struct vublk_tq *tq = NULL;
 
   if (!buf || !pbuf)
     die ("allocating buffers");
+  if (driven && !(tq = vublk_tq_open (dev)))
+    die ("vublk_tq_open");
   for (unsigned i = 0; seconds > 0 ? time (NULL) < deadline : i < ops; i++) {
     uint64_t off;
     size_t len;
@@ -131,6 +142,7 @@ worker (void *arg)
   }
   free (buf);
   vublk_buf_free (dev, pbuf);
+  vublk_tq_close (tq);
   return NULL;
 }
 
@@ -295,6 +307,10 @@ main (int argc, char **argv)
       opts.spin_us = atoi (argv[++i]);
     else if (!strcmp (argv[i], "--readonly-check"))
       ro_check = true;
+    else if (!strcmp (argv[i], "--driven"))
+      driven = true;
+    else if (!strcmp (argv[i], "--thread-queues"))
+      opts.thread_queues = true;
     else if (!strcmp (argv[i], "--ring") && i + 1 < argc) {
       const char *r = argv[++i];
       opts.ring = !strcmp (r, "split") ? VUBLK_RING_SPLIT
