@@ -101,6 +101,7 @@ claim (struct vublk *dev, bool keep_shared)
       device_ref (dev);
       tls_tq = tq;
       queue_set_thread_driven (q);
+      device_log (dev, VUBLK_LOG_DEBUG, "a thread drives queue %u", i);
       /* The completion thread looks at the ring no more. */
       queue_wake (q);
       return tq;

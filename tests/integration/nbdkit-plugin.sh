@@ -203,6 +203,27 @@ else
   echo "(no 34 huge pages could be reserved: memory=hugetlb not checked)"
 fi
 
+# Run to completion: a backend with more queues than nbdkit has threads
+# in use, so workers drive queues of their own (nbdkit -v says so); four
+# nbdcopy connections in and out, and unaligned writes from nbdsh, land.
+start_qsd "$T/disk.img" "$T/mq.sock" num-queues=8
+start_nbdkit mq -v "$P" "$T/mq.sock" num-queues=8
+make_random_image "$T/mq.data" 24M
+timeout 60 nbdcopy --connections=4 --flush "$T/mq.data" "$(uri mq)" \
+  || fail "thread queues: nbdcopy in"
+timeout 60 nbdcopy --connections=4 "$(uri mq)" "$T/mq.back" \
+  || fail "thread queues: nbdcopy out"
+cmp -n $((24 << 20)) "$T/mq.data" "$T/mq.back" || fail "thread queues: data differs"
+grep -q "thread drives queue" "$T/mq.log" \
+  || fail "thread queues: no worker drove a queue: $(grep -c debug "$T/mq.log") debug lines"
+echo "ok: thread queues: $(grep -c 'thread drives queue' "$T/mq.log") workers drove queues; nbdcopy x4 both ways"
+stop_nbdkit
+cmp -n $((24 << 20)) "$T/mq.data" "$T/disk.img" || fail "thread queues: image differs"
+start_nbdkit mqoff "$P" "$T/mq.sock" num-queues=8 thread-queues=off -v
+timeout 60 nbdcopy "$(uri mqoff)" "$T/mq.back2" || fail "thread-queues=off: nbdcopy"
+grep -q "thread drives queue" "$T/mqoff.log" && fail "thread-queues=off still drove a queue"
+stop_nbdkit
+
 # --dump-plugin, and a socket that is not there fails start-up naming it.
 dump=$(run_nbdkit "$P" --dump-plugin)
 [[ $dump == *$'\n'libvublk_version=* ]] || fail "--dump-plugin"
