@@ -202,16 +202,20 @@ queue_finish_chunks (struct vublk_queue *q, struct finished_chunk *f, unsigned n
   run_finished (q, finished);
 }
 
-void
+unsigned
 queue_finish_done_list (struct vublk_queue *q)
 {
   struct request *list;
+  unsigned n = 0;
 
   pthread_mutex_lock (&q->lock);
   list = q->done_list;
   __atomic_store_n (&q->done_list, NULL, __ATOMIC_RELAXED);
   pthread_mutex_unlock (&q->lock);
+  for (struct request *r = list; r; r = r->next)
+    n++;
   run_finished (q, list);
+  return n;
 }
 
 void
@@ -244,7 +248,7 @@ queue_process (struct vublk_queue *q)
   /* A peek without the lock: a request parked just after it is not
    * lost, as parking it wakes this queue's completion thread. */
   if (__atomic_load_n (&q->done_list, __ATOMIC_RELAXED))
-    queue_finish_done_list (q);
+    n += queue_finish_done_list (q);
   return n;
 }
 

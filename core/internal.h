@@ -313,8 +313,9 @@ void queue_slot_finish_locked (struct vublk_queue *q, struct slot *s,
 void queue_finish_chunks (struct vublk_queue *q, struct finished_chunk *f,
                           unsigned n);
 
-/* completion.c: completes requests the pump parked on q->done_list. */
-void queue_finish_done_list (struct vublk_queue *q);
+/* completion.c: completes requests the pump parked on q->done_list;
+ * returns how many. */
+unsigned queue_finish_done_list (struct vublk_queue *q);
 
 /* Starts / stops the completion thread. */
 int queue_start_thread (struct vublk_queue *q);
@@ -362,7 +363,8 @@ bool queue_arm_locked (struct vublk_queue *q);
 
 /* One round of harvesting on the calling thread: takes what the used
  * ring holds (up to a batch), refills freed slots, runs the callbacks.
- * Returns how many chunks completed.  Any thread may call it. */
+ * Returns how many chunks completed, plus requests that finished with no
+ * chunk at all (a flush without FLUSH).  Any thread may call it. */
 unsigned queue_process (struct vublk_queue *q);
 
 /* Marks slots submitted before deadline_ns as timed out (abandoned on

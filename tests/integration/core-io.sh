@@ -14,8 +14,9 @@ run_case() {
   make_random_image "$img" 16M
   cp "$img" "$T/shadow"
   start_qsd "$img" "$sock" num-queues=$queues logical-block-size=$blk
-  "$STRESS" "$sock" "$T/shadow" --threads 4 --ops 1500 --seed "$seed" \
-    --queues "$queues" "$@" || fail "stress blk=$blk queues=$queues $*"
+  timeout 120 "$STRESS" "$sock" "$T/shadow" --threads 4 --ops 1500 \
+    --seed "$seed" --queues "$queues" "$@" \
+    || fail "stress blk=$blk queues=$queues $* (exit $?; 124: hung)"
   kill "$QSD_PID"; wait "$QSD_PID" 2>/dev/null || true
   cmp "$img" "$T/shadow" || fail "backing image differs (blk=$blk queues=$queues)"
   echo "blk=$blk queues=$queues $*: ok"
@@ -36,6 +37,9 @@ run_case 512 1 9 --spin 50
 # queues per thread, with more threads than queues (two share).
 run_case 4096 4 10 --driven
 run_case 512 2 11 --thread-queues --spin 20
+# Driven, without FLUSH: a flush then completes with no request on the
+# ring, and the driving thread must still see it.
+VUBLK_TEST_DISABLE_FEATURES=$((1 << 9)) run_case 4096 2 12 --driven --threads 2
 # SET_MEM_TABLE instead of ADD_MEM_REG.
 VUBLK_FORCE_MEM_TABLE=1 run_case 4096 1 6
 # Fixed three-descriptor chains (no INDIRECT_DESC, bit 28) and the

@@ -140,6 +140,10 @@ worker (void *arg)
       }
     }
   }
+  /* On a driven queue too (a flush without FLUSH never reaches the ring,
+   * and must still complete on the driving thread). */
+  if (vublk_flush (dev))
+    die ("flush from a worker");
   free (buf);
   vublk_buf_free (dev, pbuf);
   vublk_tq_close (tq);
