@@ -4,7 +4,8 @@
  * A ring of 1 MiB buffers (in the device's shared pool, so device I/O is
  * zero copy) keeps up to RING requests in flight: reads from a device are
  * submitted ahead, writes to a device complete behind, and the data is
- * written in order. */
+ * written in order.  The copying thread drives a queue of that device
+ * itself (vublk_tq_*): completions run on it, no thread hand-off. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -57,13 +58,54 @@ io_done (void *opaque, int result)
   pthread_mutex_unlock (&lock);
 }
 
+/* The queue this thread drives, of device driven_dev (NULL: none), and
+ * how long to sleep in it when the other endpoint is a device whose
+ * completions arrive on a library thread. */
+static struct vublk_tq *tq;
+static struct vublk *driven_dev;
+static int64_t tq_wait_ns = 100000000;
+
+/* Submits io on dev: through the driven queue when it is dev's. */
+static int
+submit (struct vublk *dev, const struct vublk_io *io)
+{
+  return dev == driven_dev ? vublk_tq_submit (tq, io)
+                           : vublk_aio_submit (dev, io);
+}
+
+/* True if slot s is in state want, or failed (read under the lock). */
+static bool
+slot_reached (struct slot *s, enum slot_state want, bool not)
+{
+  bool yes;
+
+  pthread_mutex_lock (&lock);
+  yes = s->result != 0 || (not ? s->state != want : s->state == want);
+  pthread_mutex_unlock (&lock);
+  return yes;
+}
+
+/* Waits until slot s is in state want (not: leaves it), or failed.  A
+ * driving thread runs completions meanwhile; others sleep. */
+static void
+wait_slot (struct slot *s, enum slot_state want, bool not)
+{
+  if (tq) {
+    while (!slot_reached (s, want, not))
+      if (vublk_tq_process (tq, 1, tq_wait_ns) < 0)
+        die (1, "%s", vublk_get_error ());
+    return;
+  }
+  pthread_mutex_lock (&lock);
+  while (s->result == 0 && (not ? s->state == want : s->state != want))
+    pthread_cond_wait (&changed, &lock);
+  pthread_mutex_unlock (&lock);
+}
+
 static void
 wait_state (struct slot *s, enum slot_state want)
 {
-  pthread_mutex_lock (&lock);
-  while (s->state != want && s->result == 0)
-    pthread_cond_wait (&changed, &lock);
-  pthread_mutex_unlock (&lock);
+  wait_slot (s, want, false);
 }
 
 /* Waits until slot s has no device write in flight; returns the result
@@ -73,9 +115,8 @@ settle_slot (struct slot *s)
 {
   int result;
 
+  wait_slot (s, WRITING, true);
   pthread_mutex_lock (&lock);
-  while (s->state == WRITING && s->result == 0)
-    pthread_cond_wait (&changed, &lock);
   result = s->result;
   pthread_mutex_unlock (&lock);
   return result;
@@ -229,6 +270,10 @@ cmd_copy (int argc, char **argv)
   }
 
   pool_dev = src.dev ? src.dev : dst.dev;
+  if (pool_dev && (tq = vublk_tq_open (pool_dev)))
+    driven_dev = pool_dev;
+  if (src.dev && dst.dev)
+    tq_wait_ns = 1000000;    /* the other device completes elsewhere */
   for (unsigned i = 0; i < RING; i++) {
     ring[i].buf = pool_dev ? vublk_buf_alloc (pool_dev, CHUNK) : NULL;
     ring[i].from_pool = ring[i].buf != NULL;
@@ -263,7 +308,7 @@ cmd_copy (int argc, char **argv)
           .op = VUBLK_OP_READ, .offset = s->off, .buf = s->buf,
           .len = s->len, .cb = io_done, .opaque = s,
         };
-        int r = vublk_aio_submit (src.dev, &io);
+        int r = submit (src.dev, &io);
         if (r)
           die (1, "%s", vublk_get_error ());
       }
@@ -294,7 +339,7 @@ cmd_copy (int argc, char **argv)
         .op = VUBLK_OP_WRITE, .offset = s->off, .buf = s->buf, .len = s->len,
         .cb = io_done, .opaque = s,
       };
-      int r = vublk_aio_submit (dst.dev, &io);
+      int r = submit (dst.dev, &io);
       if (r)
         die (1, "%s: write of %zu bytes at offset %" PRIu64 ": %s", dst.name,
              s->len, s->off, strerror (-r));
@@ -332,6 +377,7 @@ cmd_copy (int argc, char **argv)
     else
       free (ring[i].buf);
   }
+  vublk_tq_close (tq);
   vublk_close (src.dev);
   vublk_close (dst.dev);
   return 0;
