@@ -151,6 +151,25 @@ vublk_tq_fd (struct vublk_tq *tq)
 }
 
 int
+vublk_tq_arm (struct vublk_tq *tq)
+{
+  struct vublk_queue *q = tq->q;
+  bool pending;
+
+  if (device_is_gone (tq->dev))
+    return set_error (ESHUTDOWN, "%s: device closed",
+                      vublk_get_socket_path (tq->dev));
+  /* Empty the eventfd first, then ask for the next completion and look
+   * at the ring again: one landing in between is seen here or signalled
+   * later, never lost. */
+  eventfd_drain (q->call_fd);
+  pthread_mutex_lock (&q->lock);
+  pending = queue_arm_locked (q) || q->handoff || q->done_list;
+  pthread_mutex_unlock (&q->lock);
+  return pending;
+}
+
+int
 vublk_tq_submit (struct vublk_tq *tq, const struct vublk_io *io)
 {
   if (device_is_gone (tq->dev))

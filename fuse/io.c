@@ -61,8 +61,18 @@ io_ctx_free (struct io_ctx *c)
   free (c);
 }
 
+/* The queue this loop thread drives, if it got one (vublkfs_drive). */
+static __thread struct vublk_tq *loop_tq;
+
+void
+vublkfs_drive (struct vublk_tq *tq)
+{
+  loop_tq = tq;
+}
+
 /* Submits op on c; on refusal answers the request with the error and
- * frees c. */
+ * frees c.  On the loop's driven queue when it has one: the callback
+ * then runs on this same thread. */
 static void
 io_submit (struct io_ctx *c, enum vublk_op op, uint32_t flags,
            uint64_t offset, uint64_t len, vublk_complete_fn done)
@@ -71,7 +81,8 @@ io_submit (struct io_ctx *c, enum vublk_op op, uint32_t flags,
     .op = op, .flags = flags, .offset = offset, .buf = c->buf,
     .len = len, .cb = done, .opaque = c,
   };
-  int r = vublk_aio_submit (c->fs->dev, &io);
+  int r = loop_tq ? vublk_tq_submit (loop_tq, &io)
+                  : vublk_aio_submit (c->fs->dev, &io);
 
   if (r < 0) {
     fuse_reply_err (c->req, -r);

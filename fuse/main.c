@@ -26,6 +26,7 @@
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -435,13 +436,38 @@ write_pidfile (const char *path)
  * between threads.  When /dev/fuse runs dry it polls for spin_ns for the
  * next request and for completions (answering them here) before it
  * sleeps.  Returns the exit code. */
+/* With a driven queue (tq): looks for completions and for the next
+ * request for up to spin_ns; returns true as soon as either came. */
+static bool
+spin_driven (struct vublk_tq *tq, int fd, uint64_t spin_ns)
+{
+  struct timespec t0, t;
+
+  clock_gettime (CLOCK_MONOTONIC, &t0);
+  for (;;) {
+    struct pollfd pfd = { .fd = fd, .events = POLLIN };
+
+    if (vublk_tq_process (tq, 0, 0) > 0 || poll (&pfd, 1, 0) > 0)
+      return true;
+    clock_gettime (CLOCK_MONOTONIC, &t);
+    if ((uint64_t) (t.tv_sec - t0.tv_sec) * 1000000000u + t.tv_nsec
+        - t0.tv_nsec >= spin_ns)
+      return false;
+  }
+}
+
 static int
 serve_plugged (struct fuse_session *se, struct vublk *dev, uint64_t spin_ns)
 {
   struct fuse_buf buf = { .mem = NULL };
   int fd = fuse_session_fd (se), r = 0, n;
   bool plugged = false, ready = false;
+  /* Run to completion: this thread drives a queue of its own when one is
+   * free, and waits on /dev/fuse and that queue's call eventfd at once;
+   * replies are sent from here, with no completion thread. */
+  struct vublk_tq *tq = vublk_tq_open (dev);
 
+  vublkfs_drive (tq);
   while (!fuse_session_exited (se)) {
     if (!plugged) {
       vublk_aio_plug (dev);
@@ -449,13 +475,22 @@ serve_plugged (struct fuse_session *se, struct vublk *dev, uint64_t spin_ns)
     }
     n = fuse_session_receive_buf (se, &buf);
     if (n == -EAGAIN) {
-      struct pollfd pfd = { .fd = fd, .events = POLLIN };
+      struct pollfd pfd[2] = {
+        { .fd = fd, .events = POLLIN },
+        { .fd = tq ? vublk_tq_fd (tq) : -1, .events = POLLIN },
+      };
 
       vublk_aio_unplug (dev);
       plugged = false;
-      if (spin_ns && vublk_aio_spin (dev, spin_ns, fd))
+      if (tq) {
+        if (vublk_tq_process (tq, 0, 0) > 0
+            || (spin_ns && spin_driven (tq, fd, spin_ns))
+            || vublk_tq_arm (tq) != 0)
+          continue;
+      }
+      else if (spin_ns && vublk_aio_spin (dev, spin_ns, fd))
         continue;
-      poll (&pfd, 1, 500);   /* a signal or unmount also ends the wait */
+      poll (pfd, 2, 500);   /* a signal or unmount also ends the wait */
       continue;
     }
     if (n == -EINTR)
@@ -475,6 +510,11 @@ serve_plugged (struct fuse_session *se, struct vublk *dev, uint64_t spin_ns)
   }
   if (plugged)
     vublk_aio_unplug (dev);
+  /* Answer what is still in flight before giving the queue back. */
+  while (tq && vublk_tq_process (tq, 0, 0) > 0)
+    ;
+  vublkfs_drive (NULL);
+  vublk_tq_close (tq);
   free (buf.mem);
   return r;
 }

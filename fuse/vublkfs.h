@@ -34,6 +34,10 @@ struct vublkfs {
   struct timespec atime, mtime, ctime;
 };
 
+/* Makes the calling loop thread submit its requests on tq, a queue it
+ * drives (NULL: the shared queues). */
+void vublkfs_drive (struct vublk_tq *tq);
+
 /* The low-level operations; userdata of the session is a struct vublkfs. */
 extern const struct fuse_lowlevel_ops vublkfs_ops;
 

@@ -351,10 +351,17 @@ int vublk_tq_submit (struct vublk_tq *tq, const struct vublk_io *io);
  * driven queues: their owners must keep processing. */
 int vublk_tq_process (struct vublk_tq *tq, unsigned min, int64_t timeout_ns);
 
-/* The queue's call eventfd: readable when the backend signalled a
- * completion, for an event loop's poll/epoll (then vublk_tq_process
- * with timeout 0).  Non-blocking; vublk_tq_process drains it. */
+/* The queue's call eventfd, for an event loop's poll/epoll: readable
+ * when the backend signalled a completion.  Before sleeping on it, call
+ * vublk_tq_arm(); when it reports work, or the fd is readable, call
+ * vublk_tq_process (tq, 0, 0). */
 int vublk_tq_fd (struct vublk_tq *tq);
+
+/* Prepares to sleep on vublk_tq_fd: empties it and asks the backend to
+ * signal the next completion.  Returns 1 if completions are already
+ * waiting (process them, do not sleep), 0 if sleeping is safe, or
+ * -ESHUTDOWN after vublk_close(). */
+int vublk_tq_arm (struct vublk_tq *tq);
 
 /* Synchronous helpers (built on the asynchronous API) ------------------ */
 
