@@ -292,11 +292,17 @@ queue_thread (void *arg)
     int timeout;
 
     if (atomic_load (&q->driven)) {
-      /* Its owner harvests; wake only to stop or to take it back. */
+      /* Its owner harvests; wake only to stop or to take it back.  A
+       * call signal this thread drained on its way here was the
+       * owner's: pass it on, then tell the owner the queue is its. */
       struct pollfd wake = { .fd = q->wake_fd, .events = POLLIN };
 
-      if (poll (&wake, 1, -1) > 0)
-        eventfd_drain (q->wake_fd);
+      eventfd_signal (q->call_fd);
+      atomic_store (&q->parked, true);
+      while (atomic_load (&q->driven) && !atomic_load (&q->stop))
+        if (poll (&wake, 1, -1) > 0)
+          eventfd_drain (q->wake_fd);
+      atomic_store (&q->parked, false);
       continue;
     }
     if (queue_process (q) > 0)

@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include "internal.h"
 
@@ -31,6 +32,7 @@ static struct vublk_tq *claim (struct vublk *dev, bool keep_shared);
 /* Threads whose synchronous calls claimed a queue (thread_queues) let it
  * go when they exit. */
 static pthread_key_t exit_key;
+static bool exit_key_made;     /* set once, under exit_key_once */
 static pthread_once_t exit_key_once = PTHREAD_ONCE_INIT;
 
 static void
@@ -42,8 +44,7 @@ release_at_exit (void *tq)
 static void
 make_exit_key (void)
 {
-  if (pthread_key_create (&exit_key, release_at_exit) != 0)
-    exit_key = (pthread_key_t) -1;
+  exit_key_made = pthread_key_create (&exit_key, release_at_exit) == 0;
 }
 
 struct vublk_tq *
@@ -59,7 +60,7 @@ driven_handle_of_thread (struct vublk *dev)
   pthread_once (&exit_key_once, make_exit_key);
   /* One queue stays shared: threads that never process must not wait
    * for a thread that claimed a queue and went on to do other things. */
-  if (exit_key == (pthread_key_t) -1 || !(tq = claim (dev, true))) {
+  if (!exit_key_made || !(tq = claim (dev, true))) {
     claim_failed = dev;        /* the shared queues serve this thread */
     return NULL;
   }
@@ -102,8 +103,13 @@ claim (struct vublk *dev, bool keep_shared)
       tls_tq = tq;
       queue_set_thread_driven (q);
       device_log (dev, VUBLK_LOG_DEBUG, "a thread drives queue %u", i);
-      /* The completion thread looks at the ring no more. */
+      /* Wait until the completion thread is off the ring: it could
+       * otherwise drain a call signal meant for us, or disarm the ring
+       * under us.  It is woken for this at once. */
       queue_wake (q);
+      for (int ms = 0; q->thread_started && !atomic_load (&q->parked)
+                       && ms < 5000; ms++)
+        usleep (1000);
       return tq;
     }
   }
@@ -137,7 +143,9 @@ vublk_tq_close (struct vublk_tq *tq)
   if (tls_tq == tq) {
     tls_tq = NULL;
     queue_set_thread_driven (NULL);
-    if (exit_key != (pthread_key_t) -1)
+    /* Only a key this library made: 0 may be anyone's (ThreadSanitizer's
+     * own lost its thread-exit hook to such a call). */
+    if (exit_key_made)
       pthread_setspecific (exit_key, NULL);
   }
   free (tq);
