@@ -92,9 +92,11 @@ complete (void *opaque, int result)
     b->errors++;
   pthread_mutex_unlock (&b->hist_lock);
   if (atomic_load (&b->stop) || result) {
-    atomic_fetch_sub (&b->live, 1);
+    /* The job is the main thread's to free once live reaches 0: done
+     * with it before that. */
     if (j->live)
       --*j->live;
+    atomic_fetch_sub (&b->live, 1);
     return;
   }
   submit_next (j);
@@ -122,9 +124,9 @@ submit_next (struct job *j)
   if ((j->tq ? vublk_tq_submit (j->tq, &io) : vublk_aio_submit (b->dev, &io))
       < 0) {
     fprintf (stderr, "vublk: bench: %s\n", vublk_get_error ());
-    atomic_fetch_sub (&b->live, 1);
     if (j->live)
       --*j->live;
+    atomic_fetch_sub (&b->live, 1);
   }
 }
 
