@@ -9,55 +9,35 @@
 
 #include "internal.h"
 
-const char *
-op_name (enum vublk_op op)
-{
-  switch (op) {
-  case VUBLK_OP_READ: return "read";
-  case VUBLK_OP_WRITE: return "write";
-  case VUBLK_OP_FLUSH: return "flush";
-  case VUBLK_OP_DISCARD: return "discard";
-  case VUBLK_OP_WRITE_ZEROES: return "write-zeroes";
-  case VUBLK_OP_GET_ID: return "get-id";
-  }
-  return "unknown operation";
-}
-
 /* Checks io against the device; returns 0 or -errno with the error set. */
 static int
 validate (struct vublk *dev, const struct vublk_io *io)
 {
   uint64_t size = vublk_get_size (dev);
-  bool modifies = io->op == VUBLK_OP_WRITE || io->op == VUBLK_OP_DISCARD
-                  || io->op == VUBLK_OP_WRITE_ZEROES;
+  const struct op_desc *op = op_desc (io->op);
 
-  if ((unsigned) io->op > VUBLK_OP_GET_ID)
+  if (!op)
     return set_error (EINVAL, "%s: unknown operation %d", dev->socket_path,
                       (int) io->op);
   if (io->flags & ~(VUBLK_F_UNMAP | VUBLK_F_FUA))
     return set_error (EINVAL, "%s: %s: unknown flags 0x%x", dev->socket_path,
                       op_name (io->op), io->flags);
-  if (modifies && dev->readonly)
+  if (op->modifies && dev->readonly)
     return set_error (EROFS, "%s: %s: device is read-only", dev->socket_path,
-                      op_name (io->op));
-  if (io->op == VUBLK_OP_DISCARD
-      && !(dev->features & (1ull << VIRTIO_BLK_F_DISCARD)))
-    return set_error (ENOTSUP, "%s: device does not support discard",
-                      dev->socket_path);
-  if (io->op == VUBLK_OP_WRITE_ZEROES
-      && !(dev->features & (1ull << VIRTIO_BLK_F_WRITE_ZEROES)))
-    return set_error (ENOTSUP, "%s: device does not support write-zeroes",
-                      dev->socket_path);
-  if ((io->op == VUBLK_OP_READ || io->op == VUBLK_OP_WRITE
-       || io->op == VUBLK_OP_GET_ID) && !io->buf && io->len)
+                      op->name);
+  if (op->feature >= 0 && !op->no_op_without_feature
+      && !(dev->features & (1ull << op->feature)))
+    return set_error (ENOTSUP, "%s: device does not support %s",
+                      dev->socket_path, op->name);
+  if (op->needs_buffer && !io->buf && io->len)
     return set_error (EINVAL, "%s: %s: no buffer", dev->socket_path,
-                      op_name (io->op));
+                      op->name);
   if (io->op == VUBLK_OP_GET_ID && io->len < 1)
     return set_error (EINVAL, "%s: get-id: buffer too small",
                       dev->socket_path);
-  if (io->op == VUBLK_OP_READ || modifies) {
+  if (op->ranged) {
     if (io->len > size || io->offset > size - io->len)
-      return set_error (io->op == VUBLK_OP_READ ? EINVAL : ENOSPC,
+      return set_error (op->modifies ? ENOSPC : EINVAL,
                         "%s: %s of %zu bytes at offset %llu is beyond the "
                         "end of the device (%llu bytes)", dev->socket_path,
                         op_name (io->op), io->len,
@@ -130,8 +110,8 @@ aio_submit_checked (struct vublk *dev, struct vublk_queue *q,
 
   if (err)
     return err;
-  if (io->op == VUBLK_OP_FLUSH
-      && !(dev->features & (1ull << VIRTIO_BLK_F_FLUSH))) {
+  if (op_desc (io->op)->no_op_without_feature
+      && !(dev->features & (1ull << op_desc (io->op)->feature))) {
     /* No volatile cache: every completed write is already stable. */
     struct vublk_io done = *io;
     done.op = VUBLK_OP_READ;

@@ -172,15 +172,14 @@ next_chunk (struct vublk *dev, const struct request *req, uint64_t *cursor,
     case VUBLK_OP_DISCARD:
       return plan_next_discard_chunk (pl, &dev->limits, cursor, c);
     case VUBLK_OP_FLUSH:
-      if (*cursor != pl->astart)
-        return false;
-      *c = (struct chunk) { VIRTIO_BLK_T_FLUSH, 0, 0 };
-      *cursor = UINT64_MAX;
-      return true;
     case VUBLK_OP_GET_ID:
+      /* One request, no range. */
       if (*cursor != pl->astart)
         return false;
-      *c = (struct chunk) { VIRTIO_BLK_T_GET_ID, 0, VIRTIO_BLK_ID_BYTES };
+      *c = (struct chunk) {
+        op_desc (req->io.op)->virtio_type, 0,
+        req->io.op == VUBLK_OP_GET_ID ? VIRTIO_BLK_ID_BYTES : 0,
+      };
       *cursor = UINT64_MAX;
       return true;
     }
@@ -366,8 +365,8 @@ request_new (struct vublk *dev, struct vublk_queue *q,
   if ((io->op == VUBLK_OP_WRITE || io->op == VUBLK_OP_WRITE_ZEROES)
       && plan_needs_rmw (&req->plan))
     req->phase = PHASE_READ_EDGES;
-  if (io->op == VUBLK_OP_WRITE || io->op == VUBLK_OP_WRITE_ZEROES
-      || io->op == VUBLK_OP_DISCARD) {
+  /* Every change of data holds its block range (no tearing). */
+  if (op_desc (io->op)->modifies) {
     req->write_range = true;
     req->lock_start = req->plan.astart;
     req->lock_end = req->plan.aend;
