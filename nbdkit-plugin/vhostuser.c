@@ -49,8 +49,10 @@ vhostuser_log (void *opaque, int level, const char *msg)
   const char *name = vublk_log_level_name (level);
 
   nbdkit_debug ("%s: %s", name, msg);
-  if (level <= VUBLK_LOG_ERROR
-      || (opaque == &probing && level <= VUBLK_LOG_WARNING))
+  /* nbdkit_error says "error:" itself; a warning says what it is. */
+  if (level <= VUBLK_LOG_ERROR)
+    nbdkit_error ("%s", msg);
+  else if (opaque == &probing && level <= VUBLK_LOG_WARNING)
     nbdkit_error ("%s: %s", name, msg);
 }
 

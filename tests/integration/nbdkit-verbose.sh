@@ -60,7 +60,7 @@ if timeout 30 /usr/bin/nbdsh -u "$(uri quiet)" -c 'h.pread(4096, 0)' 2>"$T/err";
   fail "a read succeeded with the backend gone"
 fi
 grep -qi "input/output error" "$T/err" || fail "read with the backend gone: $(cat "$T/err")"
-wait_for_log "$T/quiet.log" "error: error: $S: backend did not come back within 1 s" 10
+wait_for_log "$T/quiet.log" "nbdkit: error: $S: backend did not come back within 1 s" 10
 grep -q "debug:\|reconnecting" "$T/quiet.log" \
   && fail "debug lines without -v: $(cat "$T/quiet.log")"
 echo "ok: without -v: $(grep -m1 'did not come back' "$T/quiet.log")"
