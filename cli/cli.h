@@ -8,57 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "vublk.h"
-
-#define EXIT_USAGE 2
-#define VUBLK_CLI_VERSION VUBLK_VERSION_STRING  /* the tools ship with the library */
-
-/* The name error messages start with ("vublk" unless a program sets it). */
-extern const char *program_name;
-
-/* Prints "PROGRAM: MESSAGE" on stderr and exits with code. */
-void die (int code, const char *fmt, ...)
-  __attribute__ ((format (printf, 2, 3), noreturn));
-
-/* Parses a size/count with optional k/M/G/T suffix (powers of 1024);
- * dies with a usage error naming option if it is not a positive number
- * within [min, max]. */
-uint64_t parse_size (const char *option, const char *value, uint64_t min,
-                     uint64_t max);
-
-/* Parses seconds (a non-negative decimal), dying with a usage error. */
-double parse_seconds (const char *option, const char *value);
-
-/* Handles an option common to every program that opens a device: name
- * is "--" and a library option's name (vublk_options_set), value its
- * value; dies with a usage error naming the option if the value is bad.
- * Returns false if name is no such option. */
-bool parse_device_option (struct vublk_options *o, const char *name,
-                          const char *value);
-
-/* vublk_options_init, plus library warnings and errors (a backend lost,
- * huge pages missing) printed on stderr; -v adds the rest. */
-void device_options_init (struct vublk_options *o);
-
-/* Fills out (up to max entries) with getopt_long entries for every
- * device option: val with_value for those that take a value (handed to
- * parse_device_option), val flag for flags (parse_device_flag).  Returns
- * how many were written.  A program's own options come first in its
- * table, so its getopt stays in step with the library's list. */
-size_t device_long_options (struct option *out, size_t max, int with_value,
-                            int flag);
-
-/* Handles a flag common to every program that opens a device (--poll,
- * -v/--verbose: library events to stderr); returns true if arg was one. */
-bool parse_device_flag (struct vublk_options *o, const char *arg);
-
-/* The help text of the common device options, made from the library's
- * table of options (vublk_option_info), so it lists exactly what
- * parse_device_option accepts. */
-const char *device_options_help (void);
-
-/* Opens socket with o, dying with exit 1 and the library's message. */
-struct vublk *open_device (const char *socket, const struct vublk_options *o);
+#include "frontend.h"
 
 int cmd_info (int argc, char **argv);
 int cmd_copy (int argc, char **argv);

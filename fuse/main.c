@@ -23,13 +23,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
-#include "cli.h"
+#include "frontend.h"
 #include "vublkfs.h"
 
 struct config {
@@ -55,13 +53,9 @@ struct config {
  * short enough to cost little CPU when the loop goes idle. */
 #define DEFAULT_SPIN_US 30
 
-/* Where start-up errors go: stderr, or the pipe to the waiting parent
- * when daemonizing. */
-static int status_fd = -1;
+/* -v: stderr stays open in the background (the log goes there). */
+static bool keep_stderr;
 
-/* Set when the waiting parent turned out to be gone at the moment the
- * mount became ready: the mount is then taken down again. */
-static bool parent_lost;
 
 static void
 usage (FILE *f)
@@ -109,9 +103,9 @@ startup_fail (const char *fmt, ...)
   va_start (ap, fmt);
   vsnprintf (msg + n, sizeof msg - n, fmt, ap);
   va_end (ap);
-  if (status_fd >= 0) {
-    dprintf (status_fd, "%s\n", msg);
-    close (status_fd);
+  if (daemon_status_fd () >= 0) {
+    dprintf (daemon_status_fd (), "%s\n", msg);
+    close (daemon_status_fd ());
   }
   else
     fprintf (stderr, "%s\n", msg);
@@ -233,117 +227,6 @@ parse_args (int argc, char **argv, struct config *cfg)
   cfg->dev_opts.readonly = cfg->readonly;
 }
 
-/* Forks; the parent waits until the child reports the mount ready (exit
- * 0) or failed (its message printed, exit 1).  Returns in the child, which
- * is then a session leader reporting through status_fd.
- *
- * A child whose parent is gone (killed, or interrupted by the user) must
- * not mount: nobody would learn of the mount, and the user was told
- * vublk-fuse failed.  So the child dies with its parent while it opens
- * the device (which may wait for a busy backend), checks again before
- * mounting (parent_is_gone) and takes the mount down if the ready
- * message finds nobody reading (report_ready). */
-static void
-daemonize (void)
-{
-  int fds[2];
-  pid_t pid, parent = getpid ();
-  char msg[1100];
-  ssize_t n, len = 0;
-
-  if (pipe2 (fds, O_CLOEXEC) == -1)
-    die (1, "pipe: %s", strerror (errno));
-  fflush (NULL);
-  if ((pid = fork ()) == -1)
-    die (1, "fork: %s", strerror (errno));
-  if (pid == 0) {
-    close (fds[0]);
-    status_fd = fds[1];
-    setsid ();
-    /* Nothing to undo yet: SIGKILL is the quickest way out.  Cleared
-     * once the device is open (release_from_parent). */
-    if (prctl (PR_SET_PDEATHSIG, SIGKILL) == -1 || getppid () != parent)
-      _exit (1);
-    return;
-  }
-  close (fds[1]);
-  while (len < (ssize_t) sizeof msg - 1
-         && ((n = read (fds[0], msg + len, sizeof msg - 1 - len)) > 0
-             || (n == -1 && errno == EINTR)))
-    if (n > 0)
-      len += n;
-  if (len == 1 && msg[0] == '\0')
-    exit (0);
-  msg[len] = '\0';
-  if (len == 0) {
-    int status;
-
-    waitpid (pid, &status, 0);
-    die (1, "the background process exited before mounting (status %d)",
-         WIFEXITED (status) ? WEXITSTATUS (status) : -1);
-  }
-  fputs (msg, stderr);
-  exit (1);
-}
-
-/* True if the parent waiting on status_fd has gone: a pipe's write end
- * polls POLLERR once no reader is left. */
-static bool
-parent_is_gone (void)
-{
-  struct pollfd pfd = { .fd = status_fd, .events = POLLOUT };
-
-  return status_fd >= 0 && poll (&pfd, 1, 0) == 1
-         && (pfd.revents & POLLERR);
-}
-
-/* In the background child, once the device is open: stops dying with the
- * parent (a mount must be unmounted, not killed) and exits quietly if the
- * parent is already gone. */
-static void
-release_from_parent (struct vublk *dev)
-{
-  if (status_fd < 0)
-    return;
-  prctl (PR_SET_PDEATHSIG, 0);
-  if (parent_is_gone ()) {
-    vublk_close (dev);
-    exit (1);
-  }
-}
-
-/* Whether stderr stays open in the background (-v: the log goes there). */
-static bool keep_stderr;
-
-/* Tells the waiting parent the mount is ready and detaches from the
- * terminal.  Only the first call (from any thread) does anything.
- * Returns false if the parent is gone (parent_lost is then set): the
- * caller ends the session, so that nothing stays mounted that the user
- * believes failed. */
-static bool
-report_ready (void)
-{
-  int null, fd = __atomic_exchange_n (&status_fd, -1, __ATOMIC_ACQ_REL);
-
-  if (fd < 0)
-    return true;
-  if ((null = open ("/dev/null", O_RDWR)) >= 0) {
-    dup2 (null, 0);
-    dup2 (null, 1);
-    if (!keep_stderr)
-      dup2 (null, 2);
-    if (null > 2)
-      close (null);
-  }
-  if (chdir ("/") == -1) {
-    /* nothing relies on the working directory */
-  }
-  if (write (fd, "", 1) != 1)     /* EPIPE: SIGPIPE is ignored */
-    __atomic_store_n (&parent_lost, true, __ATOMIC_RELEASE);
-  close (fd);
-  return !__atomic_load_n (&parent_lost, __ATOMIC_ACQUIRE);
-}
-
 /* Blocks SIGINT, SIGTERM and SIGHUP in this thread (and the threads it
  * creates next), saving the previous mask in *old: only the thread
  * running the FUSE loop should take them. */
@@ -419,14 +302,6 @@ build_fuse_args (struct fuse_args *args, const struct config *cfg,
     startup_fail ("out of memory");
 }
 
-static void
-write_pidfile (const char *path)
-{
-  FILE *f = fopen (path, "w");
-
-  if (!f || fprintf (f, "%ld\n", (long) getpid ()) < 0 || fclose (f))
-    startup_fail ("--pidfile %s: %s", path, strerror (errno));
-}
 
 /* The request loop of one thread.  No handler ever waits for the device,
  * so one thread serves a whole queue depth: it reads every request the
@@ -503,7 +378,7 @@ serve_plugged (struct fuse_session *se, struct vublk *dev, uint64_t spin_ns)
     /* The first request is the kernel's INIT: once it is answered
      * without ending the session, the mount really works. */
     if (!ready && !fuse_session_exited (se)) {
-      if (!report_ready ())
+      if (!daemon_report_ready (keep_stderr))
         fuse_session_exit (se);
       ready = true;
     }
@@ -608,9 +483,12 @@ main (int argc, char **argv)
   parse_args (argc, argv, &cfg);
   keep_stderr = cfg.verbose;
   if (cfg.daemon)
-    daemonize ();
+    daemon_start ();
   dev = open_device_quietly (&cfg);
-  release_from_parent (dev);
+  if (!daemon_release ()) {
+    vublk_close (dev);
+    exit (1);
+  }
   init_fs (&fs, &cfg, dev);
   build_fuse_args (&args, &cfg, fs.readonly);
   se = fuse_session_new (&args, &vublkfs_ops, sizeof vublkfs_ops, &fs);
@@ -632,22 +510,24 @@ main (int argc, char **argv)
     startup_fail ("%s: cannot set up /dev/fuse: %s", cfg.mountpoint,
                   strerror (-r));
   }
-  if (cfg.pidfile)
-    write_pidfile (cfg.pidfile);
+  if (cfg.pidfile && (r = write_pidfile (cfg.pidfile)) < 0) {
+    fuse_session_unmount (se);
+    startup_fail ("--pidfile %s: %s", cfg.pidfile, strerror (-r));
+  }
   /* libfuse's loop is ready once mounted; the plugged loops report
    * after INIT. */
-  if (cfg.clone_fd && !report_ready ())
+  if (cfg.clone_fd && !daemon_report_ready (keep_stderr))
     r = 1;                 /* the parent is gone: unmounted below */
   else
     r = serve (se, &cfg, dev);
-  if (status_fd >= 0) {
+  if (daemon_status_fd () >= 0) {
     /* -d and the session ended before answering INIT. */
     fuse_session_unmount (se);
     startup_fail ("%s: the FUSE session ended during start-up (INIT "
                   "failed; see the FUSE message above)", cfg.mountpoint);
   }
 
-  if (parent_lost) {
+  if (daemon_parent_lost ()) {
     /* -d and the parent died before the mount was ready: undo it. */
     fuse_session_unmount (se);
     if (cfg.pidfile)

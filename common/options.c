@@ -1,12 +1,12 @@
 /* options.c — strict parsing of the numbers users type, and the device
- * options every subcommand shares. */
+ * options every program shares (made from the library's table). */
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli.h"
+#include "frontend.h"
 
 const char *program_name = "vublk";
 
