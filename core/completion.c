@@ -31,7 +31,7 @@ run_finished (struct vublk_queue *q, struct request *list)
       last = last->next;
     pthread_mutex_lock (&q->lock);
     last->next = q->handoff;
-    q->handoff = list;
+    __atomic_store_n (&q->handoff, list, __ATOMIC_RELAXED);
     pthread_mutex_unlock (&q->lock);
     eventfd_signal (q->call_fd);
     list = NULL;
@@ -202,20 +202,28 @@ queue_finish_chunks (struct vublk_queue *q, struct finished_chunk *f, unsigned n
   run_finished (q, finished);
 }
 
-unsigned
-queue_finish_done_list (struct vublk_queue *q)
+/* Takes the list at *head (a list of q's, written under q->lock and
+ * peeked at without it), completes it here and returns its length. */
+static unsigned
+take_and_finish (struct vublk_queue *q, struct request **head)
 {
   struct request *list;
   unsigned n = 0;
 
   pthread_mutex_lock (&q->lock);
-  list = q->done_list;
-  __atomic_store_n (&q->done_list, NULL, __ATOMIC_RELAXED);
+  list = *head;
+  __atomic_store_n (head, NULL, __ATOMIC_RELAXED);
   pthread_mutex_unlock (&q->lock);
   for (struct request *r = list; r; r = r->next)
     n++;
   run_finished (q, list);
   return n;
+}
+
+unsigned
+queue_finish_done_list (struct vublk_queue *q)
+{
+  return take_and_finish (q, &q->done_list);
 }
 
 void
@@ -255,19 +263,9 @@ queue_process (struct vublk_queue *q)
 unsigned
 queue_run_handoff (struct vublk_queue *q)
 {
-  struct request *list;
-  unsigned n = 0;
-
   if (!__atomic_load_n (&q->handoff, __ATOMIC_RELAXED))
     return 0;
-  pthread_mutex_lock (&q->lock);
-  list = q->handoff;
-  q->handoff = NULL;
-  pthread_mutex_unlock (&q->lock);
-  for (struct request *r = list; r; r = r->next)
-    n++;
-  run_finished (q, list);
-  return n;
+  return take_and_finish (q, &q->handoff);
 }
 
 void

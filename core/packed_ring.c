@@ -30,22 +30,15 @@
 
 #include "internal.h"
 
-#define AREA_ALIGN 64u
 #define PACKED_DESC_F_AVAIL (1u << 7)
 #define PACKED_DESC_F_USED (1u << 15)
 #define PACKED_EVENT_FLAG_ENABLE 0
 #define PACKED_EVENT_FLAG_DISABLE 1
 
-static size_t
-align_up (size_t x, size_t a)
-{
-  return (x + a - 1) & ~(a - 1);
-}
-
 size_t
 packed_ring_size (unsigned num, size_t *driver_off, size_t *device_off)
 {
-  size_t driver = align_up (16u * num, AREA_ALIGN);
+  size_t driver = ring_align_up (16u * num, AREA_ALIGN);
   size_t device = driver + AREA_ALIGN;
 
   if (driver_off)

@@ -10,6 +10,17 @@
 
 #include <linux/virtio_ring.h>
 
+/* Each ring area starts on its own cache line, so the producer's and the
+ * consumer's writes do not share one. */
+#define AREA_ALIGN 64u
+
+/* x rounded up to a multiple of a (a power of two). */
+static inline size_t
+ring_align_up (size_t x, size_t a)
+{
+  return (x + a - 1) & ~(a - 1);
+}
+
 /* split_ring.c -------------------------------------------------------- */
 
 

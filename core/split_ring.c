@@ -12,25 +12,18 @@
 
 #include "internal.h"
 
-#define AREA_ALIGN 64u
-
-static size_t
-align_up (size_t x, size_t a)
-{
-  return (x + a - 1) & ~(a - 1);
-}
 
 size_t
 split_ring_size (unsigned num, size_t *avail_off, size_t *used_off)
 {
-  size_t avail = align_up (16u * num, AREA_ALIGN);
-  size_t used = align_up (avail + 6 + 2u * num, AREA_ALIGN);
+  size_t avail = ring_align_up (16u * num, AREA_ALIGN);
+  size_t used = ring_align_up (avail + 6 + 2u * num, AREA_ALIGN);
 
   if (avail_off)
     *avail_off = avail;
   if (used_off)
     *used_off = used;
-  return align_up (used + 6 + 8u * num, AREA_ALIGN);
+  return ring_align_up (used + 6 + 8u * num, AREA_ALIGN);
 }
 
 void
