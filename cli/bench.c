@@ -278,11 +278,6 @@ cmd_bench (int argc, char **argv)
   if (!socket)
     die (EXIT_USAGE, "bench: no SOCKET given (vublk bench --help)");
 
-  /* A driving thread busy-polls with --poll, else sleeps at once. */
-  if (driven && o.poll) {
-    o.poll = false;
-    o.spin_us = 10000;
-  }
   b.dev = open_device (socket, &o);
   vublk_get_info (b.dev, &info);
   if (b.rw != RANDREAD && b.rw != READ_SEQ && info.readonly)
@@ -341,7 +336,7 @@ cmd_bench (int argc, char **argv)
 
   printf ("%s bs=%" PRIu64 " qd=%" PRIu64 " queues=%u%s%s: %.0f IOPS, "
           "%.1f MiB/s\n", mode, b.bs, qd, info.num_queues,
-          o.poll || o.spin_us ? " poll" : "",
+          o.poll ? " poll" : "",
           driven ? " driven" : " completion-thread", b.done / (t1 - t0),
           b.done * (double) b.bs / (t1 - t0) / (1 << 20));
   printf ("latency: p50 %.1f us, p99 %.1f us, p99.9 %.1f us\n",

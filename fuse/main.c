@@ -311,26 +311,6 @@ build_fuse_args (struct fuse_args *args, const struct config *cfg,
  * between threads.  When /dev/fuse runs dry it polls for spin_ns for the
  * next request and for completions (answering them here) before it
  * sleeps.  Returns the exit code. */
-/* With a driven queue (tq): looks for completions and for the next
- * request for up to spin_ns; returns true as soon as either came. */
-static bool
-spin_driven (struct vublk_tq *tq, int fd, uint64_t spin_ns)
-{
-  struct timespec t0, t;
-
-  clock_gettime (CLOCK_MONOTONIC, &t0);
-  for (;;) {
-    struct pollfd pfd = { .fd = fd, .events = POLLIN };
-
-    if (vublk_tq_process (tq, 0, 0) > 0 || poll (&pfd, 1, 0) > 0)
-      return true;
-    clock_gettime (CLOCK_MONOTONIC, &t);
-    if ((uint64_t) (t.tv_sec - t0.tv_sec) * 1000000000u + t.tv_nsec
-        - t0.tv_nsec >= spin_ns)
-      return false;
-  }
-}
-
 static int
 serve_plugged (struct fuse_session *se, struct vublk *dev, uint64_t spin_ns)
 {
@@ -359,7 +339,7 @@ serve_plugged (struct fuse_session *se, struct vublk *dev, uint64_t spin_ns)
       plugged = false;
       if (tq) {
         if (vublk_tq_process (tq, 0, 0) > 0
-            || (spin_ns && spin_driven (tq, fd, spin_ns))
+            || (spin_ns && vublk_tq_spin (tq, spin_ns, fd) > 0)
             || vublk_tq_arm (tq) != 0)
           continue;
       }

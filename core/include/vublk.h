@@ -345,7 +345,8 @@ int vublk_tq_submit (struct vublk_tq *tq, const struct vublk_io *io);
 
 /* Harvests completions and runs their callbacks on this thread until at
  * least min have completed or timeout_ns passes (-1: no timeout; 0: just
- * look).  Polls the used ring for the device's spin_us first, then
+ * look).  Polls the used ring first — busily with the poll option, for
+ * spin_us while at most two requests are in flight on the device — then
  * sleeps on the queue's call eventfd.  Returns how many completed, or
  * -ESHUTDOWN after vublk_close().  vublk_close() waits for requests on
  * driven queues: their owners must keep processing. */
@@ -356,6 +357,14 @@ int vublk_tq_process (struct vublk_tq *tq, unsigned min, int64_t timeout_ns);
  * vublk_tq_arm(); when it reports work, or the fd is readable, call
  * vublk_tq_process (tq, 0, 0). */
 int vublk_tq_fd (struct vublk_tq *tq);
+
+/* For an event loop about to go idle: polls the queue (running what
+ * completes) and fd (if >= 0) for up to ns.  Returns 1 as soon as
+ * something completed or fd is readable, 0 when the time ran out — or at
+ * once while more than two requests are in flight on the device (then
+ * the backend is busy and spinning only takes CPU from it), unless the
+ * poll option asks for busy polling.  -ESHUTDOWN after vublk_close(). */
+int vublk_tq_spin (struct vublk_tq *tq, uint64_t ns, int fd);
 
 /* Prepares to sleep on vublk_tq_fd: empties it and asks the backend to
  * signal the next completion.  Returns 1 if completions are already
