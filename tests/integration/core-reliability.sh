@@ -71,6 +71,7 @@ start_qsd "$T/disk.img" "$T/driven.sock" num-queues=4
 "$STRESS" "$T/driven.sock" "$T/shadow" --threads 4 --seconds 5 --queues 4 \
   --driven --reconnect-timeout 20 >"$T/driven.out" 2>&1 &
 stress=$!
+on_exit "kill $stress"
 for i in 1 2; do
   sleep 1.5
   kill -9 "$QSD_PID"; wait "$QSD_PID" 2>/dev/null || true
@@ -87,6 +88,7 @@ echo "driven queues survived $reconnects restarts with no lost write"
 start_qsd "$T/disk.img" "$T/dstall.sock"
 "$PROBE" expect-eio "$T/dstall.sock" 2 1 driven >"$T/dstall.out" 2>&1 &
 probe=$!
+on_exit "kill $probe"
 wait_for_file "$T/dstall.sock.ready"; rm "$T/dstall.sock.ready"
 kill -STOP "$QSD_PID"
 wait_for_file "$T/dstall.sock.ready"
