@@ -26,7 +26,7 @@ validate (struct vublk *dev, const struct vublk_io *io)
     return set_error (EROFS, "%s: %s: device is read-only", dev->socket_path,
                       op->name);
   if (op->feature >= 0 && !op->no_op_without_feature
-      && !(dev->features & (1ull << op->feature)))
+      && !device_has (dev, op->feature))
     return set_error (ENOTSUP, "%s: device does not support %s",
                       dev->socket_path, op->name);
   if (op->needs_buffer && !io->buf && io->len)
@@ -107,11 +107,12 @@ aio_submit_checked (struct vublk *dev, struct vublk_queue *q,
                     const struct vublk_io *io)
 {
   int err = validate (dev, io);
+  const struct op_desc *op;
 
   if (err)
     return err;
-  if (op_desc (io->op)->no_op_without_feature
-      && !(dev->features & (1ull << op_desc (io->op)->feature))) {
+  op = op_desc (io->op);             /* known: validated */
+  if (op->no_op_without_feature && !device_has (dev, op->feature)) {
     /* No volatile cache: every completed write is already stable. */
     struct vublk_io done = *io;
     done.op = VUBLK_OP_READ;

@@ -180,7 +180,7 @@ vublk_open (const char *socket_path, const struct vublk_options *opts)
   if (handshake_features_and_memory (dev, true))
     goto error;
   dev->readonly = dev->opts.readonly
-                  || (dev->features & (1ull << VIRTIO_BLK_F_RO));
+                  || device_has (dev, VIRTIO_BLK_F_RO);
   usable = dev->backend_queues;
   if (dev->opts.num_queues > usable) {
     set_error (EINVAL, "%s: %u queues requested, the backend offers %u",
@@ -240,7 +240,7 @@ rewind_packed_rings (struct vublk *dev)
   uint64_t deadline = now_ns () + 1000000000ull;
   void *buf;
 
-  if (!(dev->features & (1ull << VIRTIO_F_RING_PACKED))
+  if (!device_has (dev, VIRTIO_F_RING_PACKED)
       || atomic_load (&dev->state) != DEV_CONNECTED
       || !(buf = pool_alloc (&dev->mem.pool, VIRTIO_BLK_ID_BYTES)))
     return;

@@ -199,7 +199,7 @@ negotiate (struct vublk *dev, bool first, int timeout)
       return err;
     dev->protocol_features = proto_offered & WANTED_PROTOCOL_FEATURES;
   }
-  if (dev->features & (1ull << VHOST_USER_F_PROTOCOL_FEATURES)) {
+  if (device_has (dev, VHOST_USER_F_PROTOCOL_FEATURES)) {
     err = vu_set_u64 (dev->sock, VHOST_USER_SET_PROTOCOL_FEATURES,
                       dev->protocol_features, false, timeout);
     if (err)
@@ -226,7 +226,7 @@ negotiate (struct vublk *dev, bool first, int timeout)
    * whatever GET_QUEUE_NUM says (DPDK's example answers 128 and serves
    * queue 0 only); blk_config_parse then reports num_queues 1. */
   if (dev->cfg.num_queues < queues) {
-    if (!(dev->features & (1ull << VIRTIO_BLK_F_MQ))
+    if (!device_has (dev, VIRTIO_BLK_F_MQ)
         && device_first_time (dev, ONCE_QUEUE_NUM))
       device_log (dev, VUBLK_LOG_DEBUG, "backend reports %llu queues without "
                   "offering VIRTIO_BLK_F_MQ: using one",
@@ -321,7 +321,7 @@ setup_ring (struct vublk *dev, struct vublk_queue *q, int timeout)
       || (err = vu_send (dev->sock, VHOST_USER_SET_VRING_KICK, 0, &idx,
                          sizeof idx, &q->kick_fd, 1)))
     return err;
-  if (dev->features & (1ull << VHOST_USER_F_PROTOCOL_FEATURES)) {
+  if (device_has (dev, VHOST_USER_F_PROTOCOL_FEATURES)) {
     struct vhost_user_vring_state enable = { q->index, 1 };
     err = vu_send_checked (dev->sock, VHOST_USER_SET_VRING_ENABLE, &enable,
                            sizeof enable, NULL, 0, reply_ack (dev), timeout);
@@ -361,7 +361,7 @@ handshake_stop_rings (struct vublk *dev)
     struct vhost_user_vring_state st = { i, 0 };
     uint32_t got;
 
-    if (dev->features & (1ull << VHOST_USER_F_PROTOCOL_FEATURES)
+    if (device_has (dev, VHOST_USER_F_PROTOCOL_FEATURES)
         && vu_send_checked (dev->sock, VHOST_USER_SET_VRING_ENABLE, &st,
                             sizeof st, NULL, 0, reply_ack (dev), timeout))
       return;

@@ -21,7 +21,6 @@ vublk_get_info_size (struct vublk *dev, struct vublk_info *out, size_t size)
 {
   struct vublk_info all, *info = &all;
   const struct blk_config *c = &dev->cfg;
-  uint64_t f = dev->features;
 
   memset (info, 0, sizeof *info);
   pthread_mutex_lock (&dev->info_lock);
@@ -41,24 +40,24 @@ vublk_get_info_size (struct vublk *dev, struct vublk_info *out, size_t size)
   info->max_write_zeroes_seg = c->max_write_zeroes_seg;
   info->write_zeroes_may_unmap = c->write_zeroes_may_unmap;
   info->readonly = dev->readonly;
-  info->can_flush = f & (1ull << VIRTIO_BLK_F_FLUSH);
-  info->can_discard = !dev->readonly && (f & (1ull << VIRTIO_BLK_F_DISCARD));
+  info->can_flush = device_has (dev, VIRTIO_BLK_F_FLUSH);
+  info->can_discard = !dev->readonly && device_has (dev, VIRTIO_BLK_F_DISCARD);
   info->can_write_zeroes = !dev->readonly
-                           && (f & (1ull << VIRTIO_BLK_F_WRITE_ZEROES));
+                           && device_has (dev, VIRTIO_BLK_F_WRITE_ZEROES);
   info->writeback = c->writeback;
   info->num_queues = dev->nqueues;
   info->backend_queues = dev->backend_queues;
   info->queue_size = dev->queue_size;
-  info->event_idx = f & (1ull << VIRTIO_RING_F_EVENT_IDX);
-  info->indirect_desc = f & (1ull << VIRTIO_RING_F_INDIRECT_DESC);
-  info->features = f;
+  info->event_idx = device_has (dev, VIRTIO_RING_F_EVENT_IDX);
+  info->indirect_desc = device_has (dev, VIRTIO_RING_F_INDIRECT_DESC);
+  info->features = dev->features;
   info->backend_features = dev->backend_features;
   info->protocol_features = dev->protocol_features;
   info->backend_protocol_features = dev->backend_protocol_features;
   pthread_mutex_unlock (&dev->info_lock);
   info->reconnects = atomic_load (&dev->reconnects);
   info->hugetlb = dev->mem.hugetlb;
-  info->packed_ring = f & (1ull << VIRTIO_F_RING_PACKED);
+  info->packed_ring = device_has (dev, VIRTIO_F_RING_PACKED);
   info->shared_memory_size = dev->mem.size;
   /* A program built against an older vublk.h gets the fields it knows. */
   memcpy (out, info, size < sizeof *info ? size : sizeof *info);

@@ -266,6 +266,13 @@ struct vublk {
 
 
 
+/* True if virtio feature bit was negotiated with dev's backend. */
+static inline bool
+device_has (const struct vublk *dev, unsigned bit)
+{
+  return dev->features & (1ull << bit);
+}
+
 /* device.c: takes / drops a reference to dev; the last one frees it. */
 void device_ref (struct vublk *dev);
 void device_unref (struct vublk *dev);

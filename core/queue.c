@@ -20,12 +20,6 @@
 #include "internal.h"
 
 
-static bool
-negotiated (const struct vublk_queue *q, unsigned bit)
-{
-  return q->dev->features & (1ull << bit);
-}
-
 size_t
 queue_ring_bytes (unsigned num)
 {
@@ -48,9 +42,9 @@ queue_init (struct vublk_queue *q, struct vublk *dev, unsigned index,
   q->kick_fd = q->call_fd = q->wake_fd = -1;
   pthread_mutex_init (&q->lock, NULL);
   ring_init (&q->ring, ring_mem, num,
-             negotiated (q, VIRTIO_F_RING_PACKED),
-             negotiated (q, VIRTIO_RING_F_INDIRECT_DESC),
-             negotiated (q, VIRTIO_RING_F_EVENT_IDX));
+             device_has (dev, VIRTIO_F_RING_PACKED),
+             device_has (dev, VIRTIO_RING_F_INDIRECT_DESC),
+             device_has (dev, VIRTIO_RING_F_EVENT_IDX));
   q->nslots = ring_slots (&q->ring);
   q->slots = calloc (q->nslots, sizeof *q->slots);
   q->recovery_chunks = calloc (q->nslots, sizeof *q->recovery_chunks);

@@ -327,7 +327,7 @@ bool
 request_phase_end (struct request *req)
 {
   bool fua = req->io.op == VUBLK_OP_WRITE && (req->io.flags & VUBLK_F_FUA)
-             && (req->q->dev->features & (1ull << VIRTIO_BLK_F_FLUSH));
+             && device_has (req->q->dev, VIRTIO_BLK_F_FLUSH);
 
   if (req->error)
     return true;
