@@ -14,7 +14,6 @@
 #include "internal.h"
 
 #define HARVEST_BATCH 64
-#define POLL_SPIN_NS 50000ull     /* adaptive polling window */
 
 /* Runs request_finish (callbacks) for a list of finished requests, then
  * issues what they submitted in one batch. */

@@ -204,8 +204,9 @@ static uint64_t
 spin_budget_ns (const struct vublk *dev)
 {
   if (dev->opts.poll)
-    return 50000;
-  if (dev->opts.spin_us && atomic_load (&dev->outstanding) <= 2)
+    return POLL_SPIN_NS;
+  if (dev->opts.spin_us
+      && atomic_load (&dev->outstanding) <= SPIN_MAX_INFLIGHT)
     return (uint64_t) dev->opts.spin_us * 1000;
   return 0;
 }
@@ -219,7 +220,8 @@ vublk_tq_spin (struct vublk_tq *tq, uint64_t ns, int fd)
   if (device_is_gone (tq->dev))
     return set_error (ESHUTDOWN, "%s: device closed",
                       vublk_get_socket_path (tq->dev));
-  if (!tq->dev->opts.poll && atomic_load (&tq->dev->outstanding) > 2)
+  if (!tq->dev->opts.poll
+      && atomic_load (&tq->dev->outstanding) > SPIN_MAX_INFLIGHT)
     return 0;
   queue_disarm (q);
   do {

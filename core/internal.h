@@ -46,6 +46,12 @@
 #define DEFAULT_QUEUE_SIZE 256u
 #define DEFAULT_POOL_SIZE (64u << 20)
 #define MAX_SPIN_US 10000u
+/* Polling for completions pays only while at most this many requests
+ * are in flight (vublk_aio_spin, driven queues): with more, the backend
+ * is busy and a polling thread only takes a core from it. */
+#define SPIN_MAX_INFLIGHT 2u
+/* The window the poll option polls for before sleeping. */
+#define POLL_SPIN_NS 50000ull
 #define MAX_TRANSFER_DEFAULT (1u << 20)
 
 #define unlikely(x) __builtin_expect (!!(x), 0)

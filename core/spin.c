@@ -14,8 +14,6 @@
 
 #include "internal.h"
 
-/* Spin only while at most this many requests are in flight. */
-#define SPIN_MAX_INFLIGHT 2
 
 /* Harvests every queue that has completions once; returns how many
  * chunks completed.  The check takes the queue lock without waiting for
