@@ -13,7 +13,9 @@
 
 #include "internal.h"
 
-#define HARVEST_BATCH 64
+/* How many completions one queue_process call takes at most, so a
+ * thread that drives several things gets back to them. */
+#define PROCESS_BUDGET 64
 
 /* Runs request_finish (callbacks) for a list of finished requests, then
  * issues what they submitted in one batch. */
@@ -135,18 +137,19 @@ queue_validate_used (struct vublk_queue *q, const struct vring_used_elem *e)
   return s;
 }
 
-/* Harvests up to HARVEST_BATCH entries into out; returns the count. */
+/* Harvests the next used entry, if any, into *out; returns 1 or 0.  A
+ * protocol violation marks the queue broken and returns 0. */
 static unsigned
-queue_harvest_locked (struct vublk_queue *q, struct finished_chunk *out)
+queue_harvest_one_locked (struct vublk_queue *q, struct finished_chunk *out)
 {
-  struct vring_used_elem used[HARVEST_BATCH];
+  struct vring_used_elem used[1];
   unsigned n = 0;
   bool violation;
   int got;
 
   if (q->broken)
     return 0;
-  got = ring_harvest (&q->ring, used, HARVEST_BATCH, &violation);
+  got = ring_harvest (&q->ring, used, 1, &violation);
   if (violation) {
     char what[200];
 
@@ -239,19 +242,35 @@ queue_arm_locked (struct vublk_queue *q)
   return !q->broken && ring_arm (&q->ring);
 }
 
+/* Completions are taken one at a time, each finished (its callback run
+ * and what that submitted published) before the next is harvested.  A
+ * backend still working through the ring then finds the resubmission
+ * without a kick and never runs dry.  Harvesting a batch and publishing
+ * its resubmissions together made this thread and the backend take turns
+ * instead of overlapping: the backend idled while the batch's callbacks
+ * ran, then this thread slept while the backend served it.  bench/core,
+ * qemu-storage-daemon null-co, 4k reads at QD32 sleeping on the call
+ * eventfd: 0.49M IOPS with batches of 64, 1.9-2.3M one at a time. */
 unsigned
 queue_process (struct vublk_queue *q)
 {
-  struct finished_chunk f[HARVEST_BATCH];
-  unsigned n;
+  unsigned n = 0;
 
-  pthread_mutex_lock (&q->lock);
-  n = queue_harvest_locked (q, f);
-  if (n > 0)
-    /* Refill the freed slots with work already waiting. */
-    queue_pump_locked (q);
-  pthread_mutex_unlock (&q->lock);
-  queue_finish_chunks (q, f, n);
+  while (n < PROCESS_BUDGET) {
+    struct finished_chunk f;
+    unsigned got;
+
+    pthread_mutex_lock (&q->lock);
+    got = queue_harvest_one_locked (q, &f);
+    if (got)
+      /* Refill the freed slot with work already waiting. */
+      queue_pump_locked (q);
+    pthread_mutex_unlock (&q->lock);
+    if (!got)
+      break;
+    queue_finish_chunks (q, &f, 1);
+    n++;
+  }
   /* A peek without the lock: a request parked just after it is not
    * lost, as parking it wakes this queue's completion thread. */
   if (__atomic_load_n (&q->done_list, __ATOMIC_RELAXED))
