@@ -52,6 +52,9 @@
 #define SPIN_MAX_INFLIGHT 2u
 /* The window the poll option polls for before sleeping. */
 #define POLL_SPIN_NS 50000ull
+/* A driven queue whose completions come closer together than half this
+ * polls its ring this long before it sleeps (driven.c). */
+#define GAP_SPIN_NS 5000ull
 #define MAX_TRANSFER_DEFAULT (1u << 20)
 
 #define unlikely(x) __builtin_expect (!!(x), 0)
