@@ -168,6 +168,27 @@ queue_harvest_one_locked (struct vublk_queue *q, struct finished_chunk *out)
   return n;
 }
 
+/* Counts harvested chunks against their requests (q->lock held) and
+ * appends each request that finished to the list whose end is *tail. */
+static void
+account_chunks_locked (struct vublk_queue *q, const struct finished_chunk *f,
+                       unsigned n, struct request ***tail)
+{
+  for (unsigned i = 0; i < n; i++) {
+    struct request *req = f[i].req;
+
+    req->outstanding--;
+    if (f[i].result && !req->error)
+      req->error = f[i].result;
+    if (req->outstanding == 0 && req->generated_all
+        && queue_phase_end_locked (q, req)) {
+      req->next = NULL;
+      **tail = req;
+      *tail = &req->next;
+    }
+  }
+}
+
 /* Completes harvested chunks: copies data out and frees bounce buffers
  * without the lock, then accounts every chunk under one lock hold.  A
  * request finishes when its phase has issued everything and nothing is in
@@ -187,19 +208,7 @@ queue_finish_chunks (struct vublk_queue *q, struct finished_chunk *f, unsigned n
     pool_free (&q->dev->mem.pool, f[i].bounce);
   }
   pthread_mutex_lock (&q->lock);
-  for (unsigned i = 0; i < n; i++) {
-    struct request *req = f[i].req;
-
-    req->outstanding--;
-    if (f[i].result && !req->error)
-      req->error = f[i].result;
-    if (req->outstanding == 0 && req->generated_all
-        && queue_phase_end_locked (q, req)) {
-      req->next = NULL;
-      *tail = req;
-      tail = &req->next;
-    }
-  }
+  account_chunks_locked (q, f, n, &tail);
   pthread_mutex_unlock (&q->lock);
   run_finished (q, finished);
 }
@@ -264,15 +273,28 @@ queue_process (struct vublk_queue *q)
      * is seen by the re-check that arming makes under the lock). */
     if (!ring_has_used (&q->ring))
       break;
+    struct request *finished = NULL, **tail = &finished;
+    bool accounted = false;
+
     pthread_mutex_lock (&q->lock);
     got = queue_harvest_one_locked (q, &f);
-    if (got)
+    if (got) {
       /* Refill the freed slot with work already waiting. */
       queue_pump_locked (q);
+      /* With no bounce buffer to copy from or free (the caller's buffer
+       * was shared memory), account it in the same lock hold. */
+      if (!f.bounce) {
+        account_chunks_locked (q, &f, 1, &tail);
+        accounted = true;
+      }
+    }
     pthread_mutex_unlock (&q->lock);
     if (!got)
       break;
-    queue_finish_chunks (q, &f, 1);
+    if (accounted)
+      run_finished (q, finished);
+    else
+      queue_finish_chunks (q, &f, 1);
     n++;
   }
   /* A peek without the lock: a request parked just after it is not

@@ -277,7 +277,7 @@ vublk_tq_process (struct vublk_tq *tq, unsigned min, int64_t timeout_ns)
     unsigned got = process_once (q);
     uint64_t now = now_ns ();
     int wait_ms;
-    bool pending;
+    bool pending, retry;
 
     if (got)
       note_completions (tq, got, now);
@@ -304,8 +304,8 @@ vublk_tq_process (struct vublk_tq *tq, unsigned min, int64_t timeout_ns)
     /* Requests waiting for pool memory need a retry even if nothing
      * completes; a reconnect may be resetting the ring: look again
      * soon rather than sleep on a call fd the backend no longer has. */
-    wait_ms = q->pending_head || atomic_load (&tq->dev->state) != DEV_CONNECTED
-              ? 20 : -1;
+    retry = q->pending_head || atomic_load (&tq->dev->state) != DEV_CONNECTED;
+    wait_ms = retry ? 20 : -1;
     pthread_mutex_unlock (&q->lock);
     if (pending)
       continue;
@@ -319,9 +319,11 @@ vublk_tq_process (struct vublk_tq *tq, unsigned min, int64_t timeout_ns)
 
       if (poll (&pfd, 1, wait_ms) > 0)
         eventfd_drain (q->call_fd);
+      if (retry) {
+        pthread_mutex_lock (&q->lock);
+        queue_pump_locked (q);
+        pthread_mutex_unlock (&q->lock);
+      }
     }
-    pthread_mutex_lock (&q->lock);
-    queue_pump_locked (q);
-    pthread_mutex_unlock (&q->lock);
   }
 }
