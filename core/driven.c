@@ -145,6 +145,7 @@ vublk_tq_close (struct vublk_tq *tq)
     queue_wake (tq->q);
   }
   if (tls_tq == tq) {
+    request_cache_drop (tq->q);
     tls_tq = NULL;
     queue_set_thread_driven (NULL);
     /* Only a key this library made: 0 may be anyone's (ThreadSanitizer's

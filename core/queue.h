@@ -110,6 +110,10 @@ struct vublk_queue {
                                    not read again until the replay resets it
                                    (lock held to write, atomic read) */
   atomic_bool stop;
+  /* Requests freed by the thread driving this queue, kept for its next
+   * submissions (that thread only; request.c). */
+  struct request *request_cache;
+  unsigned request_cache_len;
 };
 
 /* Sets up queue q's slots and ring inside the shared memory at ring_mem
@@ -250,6 +254,10 @@ void queue_wake (struct vublk_queue *q);
  * ENOMEM recorded. */
 struct request *request_new (struct vublk *dev, struct vublk_queue *q,
                              const struct vublk_io *io);
+
+/* Frees the requests q's driving thread kept for reuse.  Called by that
+ * thread as it lets the queue go. */
+void request_cache_drop (struct vublk_queue *q);
 
 /* The current phase of req has issued and completed everything: moves
  * req on to its next phase (RMW write after the edge reads, flush after

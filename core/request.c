@@ -287,6 +287,54 @@ request_fill_slot (struct request *req, struct slot *s)
   return 1;
 }
 
+/* Requests a driving thread keeps for reuse: allocation and release
+ * both happen on it (its callbacks run there), so the list needs no
+ * lock, and calloc/free were an eighth of a request's instructions. */
+#define REQUEST_CACHE_MAX 64u
+
+/* A zeroed request for q: from the cache when the calling thread drives
+ * q, else from the heap.  NULL if memory is short. */
+static struct request *
+request_alloc (struct vublk_queue *q)
+{
+  struct request *req = q->request_cache;
+
+  if (!req || !queue_is_thread_driven (q))
+    return calloc (1, sizeof *req);
+  q->request_cache = req->next;
+  q->request_cache_len--;
+  memset (req, 0, sizeof *req);
+  return req;
+}
+
+/* Gives req back: to its queue's cache when the calling thread drives
+ * that queue and the cache has room, else to the heap. */
+static void
+request_free (struct request *req)
+{
+  struct vublk_queue *q = req->q;
+
+  if (!queue_is_thread_driven (q) || q->request_cache_len >= REQUEST_CACHE_MAX) {
+    free (req);
+    return;
+  }
+  req->next = q->request_cache;
+  q->request_cache = req;
+  q->request_cache_len++;
+}
+
+void
+request_cache_drop (struct vublk_queue *q)
+{
+  while (q->request_cache) {
+    struct request *next = q->request_cache->next;
+
+    free (q->request_cache);
+    q->request_cache = next;
+  }
+  q->request_cache_len = 0;
+}
+
 struct request *
 request_finish (struct request *req)
 {
@@ -314,7 +362,7 @@ request_finish (struct request *req)
     eventfd_signal (dev->harvest_fd);
     pthread_mutex_unlock (&dev->harvest_lock);
   }
-  free (req);
+  request_free (req);
   if (atomic_fetch_sub (&dev->outstanding, 1) == 1) {
     pthread_mutex_lock (&dev->idle_lock);
     pthread_cond_broadcast (&dev->idle_cond);
@@ -352,7 +400,7 @@ struct request *
 request_new (struct vublk *dev, struct vublk_queue *q,
              const struct vublk_io *io)
 {
-  struct request *req = calloc (1, sizeof *req);
+  struct request *req = request_alloc (q);
 
   if (!req) {
     set_error (ENOMEM, "allocating a request");
