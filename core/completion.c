@@ -25,7 +25,7 @@ run_finished (struct vublk_queue *q, struct request *list)
   struct vublk_queue *outer;
 
   /* A driven queue's callbacks run on its owner only: hand them over. */
-  if (list && atomic_load (&q->driven) && !queue_is_thread_driven (q)) {
+  if (list && atomic_load (&q->driven) && !thread_drives (q)) {
     struct request *last = list;
 
     while (last->next)

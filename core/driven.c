@@ -105,7 +105,7 @@ claim (struct vublk *dev, bool keep_shared)
       tq->q = q;
       device_ref (dev);
       tls_tq = tq;
-      queue_set_thread_driven (q);
+      thread_set_driven_queue (q);
       device_log (dev, VUBLK_LOG_DEBUG, "a thread drives queue %u", i);
       /* Wait until the completion thread is off the ring: it could
        * otherwise drain a call signal meant for us, or disarm the ring
@@ -147,7 +147,7 @@ vublk_tq_close (struct vublk_tq *tq)
   if (tls_tq == tq) {
     request_cache_drop (tq->q);
     tls_tq = NULL;
-    queue_set_thread_driven (NULL);
+    thread_set_driven_queue (NULL);
     /* Only a key this library made: 0 may be anyone's (ThreadSanitizer's
      * own lost its thread-exit hook to such a call). */
     if (exit_key_made)

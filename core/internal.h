@@ -84,6 +84,13 @@ void eventfd_drain (int fd);
 int library_thread_start (pthread_t *thread, void *(*fn) (void *),
                           void *arg);
 
+/* Makes q the queue the calling thread drives (NULL: none; driven.c). */
+struct vublk_queue;
+void thread_set_driven_queue (const struct vublk_queue *q);
+
+/* True if the calling thread drives q. */
+bool thread_drives (const struct vublk_queue *q);
+
 /* log.c */
 
 /* Things noted once per device in the log. */

@@ -311,20 +311,6 @@ queue_enqueue (struct vublk_queue *q, struct request *req)
   pthread_mutex_unlock (&q->lock);
 }
 
-/* The queue this thread drives, if any (driven.c sets it). */
-static __thread struct vublk_queue *tls_driven;
-
-void
-queue_set_thread_driven (struct vublk_queue *q)
-{
-  tls_driven = q;
-}
-
-bool
-queue_is_thread_driven (const struct vublk_queue *q)
-{
-  return tls_driven == q;
-}
 
 struct vublk_queue *
 queue_for_current_thread (struct vublk *dev)

@@ -158,13 +158,6 @@ bool queue_phase_end_locked (struct vublk_queue *q, struct request *req);
  * q->lock held. */
 void queue_fail_pending_locked (struct vublk_queue *q, int err);
 
-/* queue.c: makes q the queue the calling thread drives (NULL: none);
- * its submissions go there. */
-void queue_set_thread_driven (struct vublk_queue *q);
-
-/* queue.c: true if the calling thread drives q. */
-bool queue_is_thread_driven (const struct vublk_queue *q);
-
 /* completion.c: runs, on the owner, the callbacks of requests another
  * thread finished while q was driven.  Returns how many. */
 unsigned queue_run_handoff (struct vublk_queue *q);

@@ -299,7 +299,7 @@ request_alloc (struct vublk_queue *q)
 {
   struct request *req = q->request_cache;
 
-  if (!req || !queue_is_thread_driven (q))
+  if (!req || !thread_drives (q))
     return calloc (1, sizeof *req);
   q->request_cache = req->next;
   q->request_cache_len--;
@@ -314,7 +314,7 @@ request_free (struct request *req)
 {
   struct vublk_queue *q = req->q;
 
-  if (!queue_is_thread_driven (q) || q->request_cache_len >= REQUEST_CACHE_MAX) {
+  if (!thread_drives (q) || q->request_cache_len >= REQUEST_CACHE_MAX) {
     free (req);
     return;
   }
