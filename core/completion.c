@@ -269,10 +269,6 @@ queue_process (struct vublk_queue *q)
     struct finished_chunk f;
     unsigned got;
 
-    /* A look without the lock first (a hint: what lands just after it
-     * is seen by the re-check that arming makes under the lock). */
-    if (!ring_has_used (&q->ring))
-      break;
     struct request *finished = NULL, **tail = &finished;
     bool accounted = false;
 
