@@ -297,9 +297,10 @@ request_fill_slot (struct request *req, struct slot *s)
 static struct request *
 request_alloc (struct vublk_queue *q)
 {
-  struct request *req = q->request_cache;
+  struct request *req;
 
-  if (!req || !thread_drives (q))
+  /* Only the owner may even look at the cache. */
+  if (!thread_drives (q) || !(req = q->request_cache))
     return calloc (1, sizeof *req);
   q->request_cache = req->next;
   q->request_cache_len--;
