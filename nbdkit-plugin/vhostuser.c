@@ -64,9 +64,10 @@ vhostuser_load (void)
   opts.log_level = VUBLK_LOG_DEBUG;
   /* spin stays 0: with each worker driving its own queue, polling 30 us
    * for a reply at queue depth 1 only took a core from the backend
-   * (fio nbd engine, 4k QD1 against qemu-storage-daemon on tmpfs:
-   * reads 7.0k IOPS with spin=30, 8.7-9.2k without; writes 6.7-7.1k
-   * against 7.5-8.7k). */
+   * (fio nbd engine, 4k QD1 against qemu-storage-daemon on tmpfs: reads
+   * slower with spin=30 in 6 runs of 6, by 2-25%; writes 6.7-7.1k
+   * against 7.5-8.7k IOPS).  At queue depth 2 spin=30 was faster in 3
+   * runs of 4 (13-14k against 10-11k), at 4 and 32 the same. */
   /* nbdkit parks one worker thread per request: each worker drives a
    * virtqueue of its own when the backend has one to spare (run to
    * completion: no completion thread, no hand-off per request).
