@@ -17,26 +17,60 @@ requires qemu-storage-daemon cmp
 STRESS=$VUBLK_TESTS/vublk_stress
 PROBE=$VUBLK_TESTS/vublk_probe
 
+# stress_across_restarts LABEL NAME QUEUES RESTARTS INTERVAL SECONDS
+#                        [STRESS-OPTION...]
+# Runs vublk_stress with write/verify threads on $T/NAME.sock (QUEUES
+# queues) for SECONDS, kill -9s and restarts the backend RESTARTS times,
+# INTERVAL seconds apart, then checks that every write succeeded, that
+# each restart was a reconnect and that the image equals the shadow.
+stress_across_restarts() {
+  local label=$1 name=$2 queues=$3 restarts=$4 interval=$5 seconds=$6
+  local sock=$T/$name.sock out=$T/$name.out stress reconnects i
+  shift 6
+  cp "$T/disk.img" "$T/shadow"
+  start_qsd "$T/disk.img" "$sock" num-queues="$queues"
+  "$STRESS" "$sock" "$T/shadow" --threads 4 --seconds "$seconds" \
+    --queues "$queues" --reconnect-timeout 20 "$@" >"$out" 2>&1 &
+  stress=$!
+  on_exit "kill $stress"
+  for ((i = 0; i < restarts; i++)); do
+    sleep "$interval"
+    kill -9 "$QSD_PID"; wait "$QSD_PID" 2>/dev/null || true
+    sleep 0.2
+    start_qsd "$T/disk.img" "$sock" num-queues="$queues"
+  done
+  wait $stress || { cat "$out"; fail "${label}I/O failed across restarts"; }
+  cat "$out"
+  reconnects=$(sed -n 's/^reconnects: //p' "$out")
+  [[ $reconnects -ge $restarts ]] \
+    || fail "${label}expected >= $restarts reconnects, saw '$reconnects'"
+  kill "$QSD_PID"; wait "$QSD_PID" 2>/dev/null || true
+  cmp "$T/disk.img" "$T/shadow" || fail "${label}backing image differs after restarts"
+  echo "${label}survived $reconnects restarts with no lost write"
+}
+
+# frozen_then_thawed LABEL NAME [PROBE-MODE]: a reader on $T/NAME.sock
+# gets EIO while the backend is stopped with SIGSTOP (reconnect timeout
+# 2 s, request timeout 1 s) and reads again after SIGCONT.
+frozen_then_thawed() {
+  local label=$1 name=$2 probe
+  shift 2
+  start_qsd "$T/disk.img" "$T/$name.sock"
+  "$PROBE" expect-eio "$T/$name.sock" 2 1 "$@" >"$T/$name.out" 2>&1 &
+  probe=$!
+  on_exit "kill $probe"
+  wait_for_file "$T/$name.sock.ready"; rm "$T/$name.sock.ready"
+  kill -STOP "$QSD_PID"
+  wait_for_file "$T/$name.sock.ready"
+  kill -CONT "$QSD_PID"
+  wait $probe || { cat "$T/$name.out"; fail "${label}stalled-backend probe"; }
+  cat "$T/$name.out"
+  kill "$QSD_PID"; wait "$QSD_PID" 2>/dev/null || true
+}
+
 # 1. Restarts under load.
 make_random_image "$T/disk.img" 16M
-cp "$T/disk.img" "$T/shadow"
-start_qsd "$T/disk.img" "$T/vhost.sock" num-queues=2
-"$STRESS" "$T/vhost.sock" "$T/shadow" --threads 4 --seconds 8 --queues 2 \
-  --reconnect-timeout 20 >"$T/stress.out" 2>&1 &
-stress=$!
-for i in 1 2 3 4; do
-  sleep 1.2
-  kill -9 "$QSD_PID"; wait "$QSD_PID" 2>/dev/null || true
-  sleep 0.2
-  start_qsd "$T/disk.img" "$T/vhost.sock" num-queues=2
-done
-wait $stress || { cat "$T/stress.out"; fail "I/O failed across restarts"; }
-cat "$T/stress.out"
-reconnects=$(sed -n 's/^reconnects: //p' "$T/stress.out")
-[[ $reconnects -ge 4 ]] || fail "expected >= 4 reconnects, saw '$reconnects'"
-kill "$QSD_PID"; wait "$QSD_PID" 2>/dev/null || true
-cmp "$T/disk.img" "$T/shadow" || fail "backing image differs after restarts"
-echo "survived $reconnects restarts with no lost write"
+stress_across_restarts "" vhost 2 4 1.2 8
 
 # 2. The backend goes away for good, then comes back.
 start_qsd "$T/disk.img" "$T/gone.sock"
@@ -52,49 +86,12 @@ wait $probe || { cat "$T/gone.out"; fail "backend-gone probe"; }
 cat "$T/gone.out"
 
 # 3. The backend hangs while connected.
-start_qsd "$T/disk.img" "$T/stall.sock"
-"$PROBE" expect-eio "$T/stall.sock" 2 1 >"$T/stall.out" 2>&1 &
-probe=$!
-wait_for_file "$T/stall.sock.ready"; rm "$T/stall.sock.ready"
-kill -STOP "$QSD_PID"
-wait_for_file "$T/stall.sock.ready"
-kill -CONT "$QSD_PID"
-wait $probe || { cat "$T/stall.out"; fail "stalled-backend probe"; }
-cat "$T/stall.out"
-kill "$QSD_PID"; wait "$QSD_PID" 2>/dev/null || true
+frozen_then_thawed "" stall
 
 # 4. The same with run to completion: stress threads each drive a queue
 # across two restarts; a driven reader gets EIO from a frozen backend and
 # recovers after SIGCONT.
-cp "$T/disk.img" "$T/shadow"
-start_qsd "$T/disk.img" "$T/driven.sock" num-queues=4
-"$STRESS" "$T/driven.sock" "$T/shadow" --threads 4 --seconds 5 --queues 4 \
-  --driven --reconnect-timeout 20 >"$T/driven.out" 2>&1 &
-stress=$!
-on_exit "kill $stress"
-for i in 1 2; do
-  sleep 1.5
-  kill -9 "$QSD_PID"; wait "$QSD_PID" 2>/dev/null || true
-  sleep 0.2
-  start_qsd "$T/disk.img" "$T/driven.sock" num-queues=4
-done
-wait $stress || { cat "$T/driven.out"; fail "driven I/O failed across restarts"; }
-reconnects=$(sed -n 's/^reconnects: //p' "$T/driven.out")
-[[ $reconnects -ge 2 ]] || fail "driven: expected >= 2 reconnects, saw '$reconnects'"
-kill "$QSD_PID"; wait "$QSD_PID" 2>/dev/null || true
-cmp "$T/disk.img" "$T/shadow" || fail "driven: backing image differs after restarts"
-echo "driven queues survived $reconnects restarts with no lost write"
-
-start_qsd "$T/disk.img" "$T/dstall.sock"
-"$PROBE" expect-eio "$T/dstall.sock" 2 1 driven >"$T/dstall.out" 2>&1 &
-probe=$!
-on_exit "kill $probe"
-wait_for_file "$T/dstall.sock.ready"; rm "$T/dstall.sock.ready"
-kill -STOP "$QSD_PID"
-wait_for_file "$T/dstall.sock.ready"
-kill -CONT "$QSD_PID"
-wait $probe || { cat "$T/dstall.out"; fail "driven stalled-backend probe"; }
-cat "$T/dstall.out"
-kill "$QSD_PID"; wait "$QSD_PID" 2>/dev/null || true
+stress_across_restarts "driven: " driven 4 2 1.5 5 --driven
+frozen_then_thawed "driven: " dstall driven
 
 echo "all reliability checks passed"
