@@ -267,10 +267,8 @@ queue_process (struct vublk_queue *q)
 
   while (n < PROCESS_BUDGET) {
     struct finished_chunk f;
-    unsigned got;
-
     struct request *finished = NULL, **tail = &finished;
-    bool accounted = false;
+    unsigned got;
 
     pthread_mutex_lock (&q->lock);
     got = queue_harvest_one_locked (q, &f);
@@ -279,18 +277,16 @@ queue_process (struct vublk_queue *q)
       queue_pump_locked (q);
       /* With no bounce buffer to copy from or free (the caller's buffer
        * was shared memory), account it in the same lock hold. */
-      if (!f.bounce) {
+      if (!f.bounce)
         account_chunks_locked (q, &f, 1, &tail);
-        accounted = true;
-      }
     }
     pthread_mutex_unlock (&q->lock);
     if (!got)
       break;
-    if (accounted)
-      run_finished (q, finished);
-    else
+    if (f.bounce)
       queue_finish_chunks (q, &f, 1);
+    else
+      run_finished (q, finished);
     n++;
   }
   /* A peek without the lock: a request parked just after it is not

@@ -311,7 +311,6 @@ queue_enqueue (struct vublk_queue *q, struct request *req)
   pthread_mutex_unlock (&q->lock);
 }
 
-
 struct vublk_queue *
 queue_for_current_thread (struct vublk *dev)
 {
