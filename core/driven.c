@@ -212,6 +212,16 @@ note_completions (struct vublk_tq *tq, unsigned n, uint64_t now)
   tq->last_completion_ns = now;
 }
 
+/* True if a thread may poll for completions without taking a core from
+ * a busy backend: with the poll option (busy polling asked for), or
+ * while at most SPIN_MAX_INFLIGHT requests are in flight on the device. */
+static bool
+low_depth_or_poll (const struct vublk *dev)
+{
+  return dev->opts.poll
+         || atomic_load (&dev->outstanding) <= SPIN_MAX_INFLIGHT;
+}
+
 /* How long this thread may poll its ring before sleeping:
  * - always with the poll option (busy polling asked for);
  * - spin_us while at most two requests are in flight on the whole
@@ -233,8 +243,7 @@ spin_budget_ns (const struct vublk_tq *tq, uint64_t now)
 
   if (dev->opts.poll)
     return POLL_SPIN_NS;
-  if (dev->opts.spin_us
-      && atomic_load (&dev->outstanding) <= SPIN_MAX_INFLIGHT)
+  if (dev->opts.spin_us && low_depth_or_poll (dev))
     return (uint64_t) dev->opts.spin_us * 1000;
   if (tq->completion_gap_ns < GAP_SPIN_NS / 2
       && now - tq->last_completion_ns < GAP_SPIN_NS)
@@ -251,8 +260,7 @@ vublk_tq_spin (struct vublk_tq *tq, uint64_t ns, int fd)
   if (device_is_gone (tq->dev))
     return set_error (ESHUTDOWN, "%s: device closed",
                       vublk_get_socket_path (tq->dev));
-  if (!tq->dev->opts.poll
-      && atomic_load (&tq->dev->outstanding) > SPIN_MAX_INFLIGHT)
+  if (!low_depth_or_poll (tq->dev))
     return 0;
   queue_disarm (q);
   do {
