@@ -36,6 +36,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_clock.h"
+
 enum {                          /* vhost-user requests */
   GET_FEATURES = 1, SET_FEATURES = 2, SET_OWNER = 3, SET_MEM_TABLE = 5,
   SET_VRING_NUM = 8, SET_VRING_ADDR = 9, SET_VRING_BASE = 10,
@@ -194,25 +196,6 @@ connect_socket (const char *path)
   setsockopt (sock, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
 }
 
-static uint64_t
-now_ns (void)
-{
-  struct timespec ts;
-
-  clock_gettime (CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec * 1000000000ull + ts.tv_nsec;
-}
-
-static double
-cpu_seconds (void)
-{
-  struct rusage ru;
-
-  getrusage (RUSAGE_SELF, &ru);
-  return ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6
-         + ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
-}
-
 /* The driver's side of the split ring. */
 struct ring {
   struct vring_avail *avail;
@@ -369,8 +352,8 @@ main (int argc, char **argv)
   uint64_t done = 0, errors = 0;
   uint16_t used_idx = 0;
   int in_flight = qd;
-  double cpu0 = cpu_seconds ();
-  uint64_t t0 = now_ns (), end = t0 + (uint64_t) (seconds * 1e9);
+  double cpu0 = bench_cpu_seconds (RUSAGE_SELF);
+  uint64_t t0 = bench_now_ns (), end = t0 + (uint64_t) (seconds * 1e9);
 
   for (int i = 0; i < qd; i++)
     queue_read (&r, i);
@@ -385,7 +368,7 @@ main (int argc, char **argv)
       else
         wait_call (callfd);
     }
-    int more = now_ns () < end;
+    int more = bench_now_ns () < end;
 
     for (; used_idx != last; used_idx++) {
       uint32_t id = used->ring[used_idx % RING].id, slot = id / 3;
@@ -402,7 +385,7 @@ main (int argc, char **argv)
     if (more)
       publish_and_kick (&r);
   }
-  double elapsed = (now_ns () - t0) / 1e9, cpu = cpu_seconds () - cpu0;
+  double elapsed = (bench_now_ns () - t0) / 1e9, cpu = bench_cpu_seconds (RUSAGE_SELF) - cpu0;
 
   /* Stop the ring so the backend can serve the next client at once. */
   if (features & F_PROTOCOL_FEATURES)
