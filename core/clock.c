@@ -1,8 +1,9 @@
 /* clock.c — the clocks and the eventfd signalling every layer uses: the
  * monotonic clock (and its coarse, cheaper variant for per-request
- * stamps), and signalling or draining an eventfd whose counter may be
+ * stamps), signalling or draining an eventfd whose counter may be
  * saturated or empty (both harmless: it stays readable, or there was
- * nothing to take). */
+ * nothing to take), and a look at whether an fd has input. */
+#include <poll.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -44,4 +45,12 @@ eventfd_drain (int fd)
   if (read (fd, &v, sizeof v) < 0) {
     /* EAGAIN: nothing to drain. */
   }
+}
+
+bool
+fd_readable (int fd)
+{
+  struct pollfd pfd = { .fd = fd, .events = POLLIN };
+
+  return fd >= 0 && poll (&pfd, 1, 0) > 0;
 }

@@ -264,9 +264,7 @@ vublk_tq_spin (struct vublk_tq *tq, uint64_t ns, int fd)
     return 0;
   queue_disarm (q);
   do {
-    struct pollfd pfd = { .fd = fd, .events = POLLIN };
-
-    if (process_once (q) > 0 || (fd >= 0 && poll (&pfd, 1, 0) > 0))
+    if (process_once (q) > 0 || fd_readable (fd))
       return 1;
   } while (now_ns () < until);
   return 0;

@@ -77,6 +77,10 @@ void eventfd_signal (int fd);
  * library's non-blocking eventfds. */
 void eventfd_drain (int fd);
 
+/* True if fd (a caller's input, an eventfd) has input now; false for a
+ * negative fd.  Never blocks. */
+bool fd_readable (int fd);
+
 /* thread.c */
 
 /* pthread_create with every signal blocked in the new thread.  Returns 0

@@ -10,7 +10,6 @@
  * be had we never spun.  A completion thread that wakes and arms while we
  * spin only causes extra notifications, never a lost one. */
 #define _GNU_SOURCE
-#include <poll.h>
 
 #include "internal.h"
 
@@ -80,14 +79,6 @@ cpu_relax (void)
 #elif defined(__aarch64__)
   __asm__ volatile ("yield");
 #endif
-}
-
-static bool
-fd_readable (int fd)
-{
-  struct pollfd pfd = { .fd = fd, .events = POLLIN };
-
-  return fd >= 0 && poll (&pfd, 1, 0) > 0;
 }
 
 /* Requests in flight on all queues (a racy snapshot, good enough for a
