@@ -385,7 +385,8 @@ main (int argc, char **argv)
     if (more)
       publish_and_kick (&r);
   }
-  double elapsed = (bench_now_ns () - t0) / 1e9, cpu = bench_cpu_seconds (RUSAGE_SELF) - cpu0;
+  double elapsed = (bench_now_ns () - t0) / 1e9;
+  double cpu = bench_cpu_seconds (RUSAGE_SELF) - cpu0;
 
   /* Stop the ring so the backend can serve the next client at once. */
   if (features & F_PROTOCOL_FEATURES)
