@@ -25,16 +25,26 @@
 
 enum rw { RANDREAD, RANDWRITE, READ_SEQ, WRITE_SEQ, RANDRW };
 
+/* Completions counted: a latency histogram, requests and errors. */
+struct counts {
+  uint64_t hist[BUCKETS];
+  uint64_t done, errors;
+  /* Taken while counting, or NULL: a driving thread's own counts need
+   * no lock, and a shared one cost every request a lock round trip on
+   * the way to its successor. */
+  pthread_mutex_t *lock;
+};
+
 struct bench {
   struct vublk *dev;
   enum rw rw;
   uint64_t bs, size, span;
+  uint64_t blocks;              /* span / bs: the offsets to pick from */
   atomic_uint_fast64_t seq_next;
   atomic_bool stop;
   atomic_uint live;
-  pthread_mutex_t hist_lock;
-  uint64_t hist[BUCKETS];
-  uint64_t done, errors;
+  struct counts all;            /* the drivers' counts merged at the end */
+  pthread_mutex_t lock;         /* all, while completion threads count */
 };
 
 struct job {
@@ -43,7 +53,8 @@ struct job {
   unsigned *live;               /* the driving thread's jobs still going */
   uint8_t *buf;
   uint64_t start_ns;
-  unsigned seed;
+  uint64_t rnd;                 /* xorshift state, never 0 */
+  struct counts *counts;        /* its driver's, or the shared ones */
 };
 
 static uint64_t
@@ -76,21 +87,24 @@ bucket_value (unsigned b)
   return ldexp (1.0 + s / (double) SUB, k);
 }
 
-static void submit_next (struct job *j);
+static void submit_next (struct job *j, uint64_t now);
 
 static void
 complete (void *opaque, int result)
 {
   struct job *j = opaque;
   struct bench *b = j->b;
-  uint64_t lat = now_ns () - j->start_ns;
+  struct counts *c = j->counts;
+  uint64_t now = now_ns ();
 
-  pthread_mutex_lock (&b->hist_lock);
-  b->hist[bucket_of (lat)]++;
-  b->done++;
+  if (c->lock)
+    pthread_mutex_lock (c->lock);
+  c->hist[bucket_of (now - j->start_ns)]++;
+  c->done++;
   if (result)
-    b->errors++;
-  pthread_mutex_unlock (&b->hist_lock);
+    c->errors++;
+  if (c->lock)
+    pthread_mutex_unlock (c->lock);
   if (atomic_load (&b->stop) || result) {
     /* The job is the main thread's to free once live reaches 0: done
      * with it before that. */
@@ -99,28 +113,43 @@ complete (void *opaque, int result)
     atomic_fetch_sub (&b->live, 1);
     return;
   }
-  submit_next (j);
+  submit_next (j, now);
 }
 
+/* The job's next pseudo-random number (xorshift64). */
+static uint64_t
+next_random (struct job *j)
+{
+  j->rnd ^= j->rnd << 13;
+  j->rnd ^= j->rnd >> 7;
+  j->rnd ^= j->rnd << 17;
+  return j->rnd;
+}
+
+/* Submits job j's next request; now is the time it is submitted at (the
+ * completion's time when a callback submits: one clock read for both). */
 static void
-submit_next (struct job *j)
+submit_next (struct job *j, uint64_t now)
 {
   struct bench *b = j->b;
-  uint64_t blocks = b->span / b->bs, off;
+  uint64_t off, r = 0;
   bool write;
 
   if (b->rw == READ_SEQ || b->rw == WRITE_SEQ)
-    off = (atomic_fetch_add (&b->seq_next, 1) % blocks) * b->bs;
-  else
-    off = ((uint64_t) rand_r (&j->seed) * RAND_MAX + rand_r (&j->seed))
-          % blocks * b->bs;
+    off = (atomic_fetch_add (&b->seq_next, 1) % b->blocks) * b->bs;
+  else {
+    /* A block in [0, blocks) from the top bits, by multiplying (a
+     * division here cost a request as much as the library's turn). */
+    r = next_random (j);
+    off = (uint64_t) (((unsigned __int128) r * b->blocks) >> 64) * b->bs;
+  }
   write = b->rw == RANDWRITE || b->rw == WRITE_SEQ
-          || (b->rw == RANDRW && (rand_r (&j->seed) & 1));
+          || (b->rw == RANDRW && (r & 1));
   struct vublk_io io = {
     .op = write ? VUBLK_OP_WRITE : VUBLK_OP_READ, .offset = off,
     .buf = j->buf, .len = b->bs, .cb = complete, .opaque = j,
   };
-  j->start_ns = now_ns ();
+  j->start_ns = now;
   if ((j->tq ? vublk_tq_submit (j->tq, &io) : vublk_aio_submit (b->dev, &io))
       < 0) {
     fprintf (stderr, "vublk: bench: %s\n", vublk_get_error ());
@@ -138,6 +167,7 @@ struct driver {
   unsigned njobs;
   pthread_t thread;
   int error;
+  struct counts counts;         /* this thread's jobs' (no lock) */
 };
 
 static void *
@@ -155,8 +185,9 @@ drive (void *arg)
   }
   for (unsigned i = 0; i < d->njobs; i++) {
     d->jobs[i].tq = tq;
+    d->jobs[i].counts = &d->counts;
     d->jobs[i].live = &live;
-    submit_next (&d->jobs[i]);
+    submit_next (&d->jobs[i], now_ns ());
   }
   while (live > 0)
     if (vublk_tq_process (tq, 1, 100000000) < 0)
@@ -168,11 +199,11 @@ drive (void *arg)
 static double
 percentile (const struct bench *b, double p)
 {
-  uint64_t want = (uint64_t) ceil (b->done * p), seen = 0;
+  uint64_t want = (uint64_t) ceil (b->all.done * p), seen = 0;
 
   for (unsigned i = 0; i < BUCKETS; i++) {
-    seen += b->hist[i];
-    if (seen >= want && b->hist[i])
+    seen += b->all.hist[i];
+    if (seen >= want && b->all.hist[i])
       return bucket_value (i);
   }
   return 0;
@@ -290,16 +321,17 @@ cmd_bench (int argc, char **argv)
   if (b.span < b.bs)
     die (1, "bench: device (%" PRIu64 " bytes) is smaller than --bs",
          b.span);
+  b.blocks = b.span / b.bs;
   if (b.rw != RANDREAD && b.rw != READ_SEQ)
     fprintf (stderr, "vublk: bench: warning: writing to %s overwrites its "
              "data\n", socket);
-  pthread_mutex_init (&b.hist_lock, NULL);
 
   total = qd * info.num_queues;
   jobs = calloc (total, sizeof *jobs);
   for (unsigned i = 0; i < total; i++) {
     jobs[i].b = &b;
-    jobs[i].seed = i * 2654435761u + 1;
+    jobs[i].rnd = (i + 1) * 0x9e3779b97f4a7c15ull;
+    jobs[i].counts = &b.all;
     jobs[i].buf = vublk_buf_alloc (b.dev, b.bs);
     if (!jobs[i].buf)
       die (1, "bench: %s (lower --qd or --bs)", vublk_get_error ());
@@ -308,6 +340,8 @@ cmd_bench (int argc, char **argv)
   cpu0 = cpu_seconds ();
   t0 = now_ns () / 1e9;
   atomic_store (&b.live, total);
+  pthread_mutex_init (&b.lock, NULL);
+  b.all.lock = &b.lock;
   if (driven) {
     drivers = calloc (info.num_queues, sizeof *drivers);
     if (!drivers)
@@ -321,7 +355,7 @@ cmd_bench (int argc, char **argv)
   }
   else
     for (unsigned i = 0; i < total; i++)
-      submit_next (&jobs[i]);
+      submit_next (&jobs[i], now_ns ());
   usleep ((useconds_t) (seconds * 1e6));
   atomic_store (&b.stop, true);
   while (atomic_load (&b.live) > 0)
@@ -329,7 +363,11 @@ cmd_bench (int argc, char **argv)
   t1 = now_ns () / 1e9;
   for (unsigned i = 0; drivers && i < info.num_queues; i++) {
     pthread_join (drivers[i].thread, NULL);
-    b.errors += drivers[i].error;
+    b.all.errors += drivers[i].error;
+    for (unsigned k = 0; k < BUCKETS; k++)
+      b.all.hist[k] += drivers[i].counts.hist[k];
+    b.all.done += drivers[i].counts.done;
+    b.all.errors += drivers[i].counts.errors;
   }
   free (drivers);
   cpu1 = cpu_seconds ();
@@ -337,15 +375,15 @@ cmd_bench (int argc, char **argv)
   printf ("%s bs=%" PRIu64 " qd=%" PRIu64 " queues=%u%s%s: %.0f IOPS, "
           "%.1f MiB/s\n", mode, b.bs, qd, info.num_queues,
           o.poll ? " poll" : "",
-          driven ? " driven" : " completion-thread", b.done / (t1 - t0),
-          b.done * (double) b.bs / (t1 - t0) / (1 << 20));
+          driven ? " driven" : " completion-thread", b.all.done / (t1 - t0),
+          b.all.done * (double) b.bs / (t1 - t0) / (1 << 20));
   printf ("latency: p50 %.1f us, p99 %.1f us, p99.9 %.1f us\n",
           percentile (&b, 0.5) / 1e3, percentile (&b, 0.99) / 1e3,
           percentile (&b, 0.999) / 1e3);
   printf ("client CPU: %.2f us per request\n",
-          b.done ? (cpu1 - cpu0) * 1e6 / b.done : 0.0);
-  if (b.errors)
-    printf ("errors: %" PRIu64 "\n", b.errors);
+          b.all.done ? (cpu1 - cpu0) * 1e6 / b.all.done : 0.0);
+  if (b.all.errors)
+    printf ("errors: %" PRIu64 "\n", b.all.errors);
   {
     struct vublk_info after;
 
@@ -357,5 +395,5 @@ cmd_bench (int argc, char **argv)
     vublk_buf_free (b.dev, jobs[i].buf);
   free (jobs);
   vublk_close (b.dev);
-  return b.errors ? 1 : 0;
+  return b.all.errors ? 1 : 0;
 }
