@@ -63,7 +63,8 @@ struct io_plan {
   bool tail_partial;          /* block at aend - blk is partly outside */
 };
 
-/* Computes the aligned ranges of [start, start+len) for blk_size. */
+/* Computes the aligned ranges of [start, start+len) for blk_size, a
+ * power of two (blk_config.c rejects any other). */
 void plan_init (struct io_plan *plan, uint64_t start, uint64_t len,
                 uint32_t blk_size);
 

@@ -103,7 +103,8 @@ queue_slot_finish_locked (struct vublk_queue *q, struct slot *s, int result,
   s->copy_out = NULL;
   s->next_free = q->free_head;
   q->free_head = s - q->slots;
-  __atomic_fetch_sub (&q->inflight, 1, __ATOMIC_RELAXED);
+  /* Written under q->lock only; atomic for the lock-free readers. */
+  __atomic_store_n (&q->inflight, q->inflight - 1, __ATOMIC_RELAXED);
 }
 
 struct slot *
@@ -238,6 +239,18 @@ queue_finish_done_list (struct vublk_queue *q)
 }
 
 void
+queue_prefetch_completion (const struct vublk_queue *q)
+{
+  ring_prefetch_used (&q->ring);
+  for (unsigned i = 0; i < ARRAY_SIZE (q->recent); i++) {
+    const struct slot *s = __atomic_load_n (&q->recent[i], __ATOMIC_RELAXED);
+
+    if (s)
+      __builtin_prefetch (&s->ctl->status, 0, 3);
+  }
+}
+
+void
 queue_disarm (struct vublk_queue *q)
 {
   pthread_mutex_lock (&q->lock);
@@ -348,12 +361,14 @@ queue_thread (void *arg)
       uint64_t until = now_ns () + POLL_SPIN_NS;
       bool got = false;
       queue_disarm (q);
-      while (now_ns () < until && !atomic_load (&q->stop))
+      while (now_ns () < until && !atomic_load (&q->stop)) {
         if (!__atomic_load_n (&q->broken, __ATOMIC_RELAXED)
             && ring_has_used (&q->ring)) {
           got = true;
           break;
         }
+        queue_prefetch_completion (q);
+      }
       if (got)
         continue;
     }

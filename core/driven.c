@@ -29,7 +29,7 @@ struct vublk_tq {
 };
 
 /* The handle of the queue this thread drives (one at a time). */
-static __thread struct vublk_tq *tls_tq;
+static HOT_THREAD_LOCAL struct vublk_tq *tls_tq;
 
 static struct vublk_tq *claim (struct vublk *dev, bool keep_shared);
 
@@ -54,7 +54,7 @@ make_exit_key (void)
 struct vublk_tq *
 driven_handle_of_thread (struct vublk *dev)
 {
-  static __thread struct vublk *claim_failed;
+  static HOT_THREAD_LOCAL struct vublk *claim_failed;
   struct vublk_tq *tq;
 
   if (tls_tq)
@@ -300,9 +300,11 @@ vublk_tq_process (struct vublk_tq *tq, unsigned min, int64_t timeout_ns)
       bool seen = false;
 
       queue_disarm (q);
-      while (!seen && now_ns () < until)
+      while (!seen && now_ns () < until) {
         seen = !__atomic_load_n (&q->broken, __ATOMIC_RELAXED)
                && ring_has_used (&q->ring);
+        queue_prefetch_completion (q);
+      }
       if (seen)
         continue;
     }

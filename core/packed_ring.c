@@ -190,6 +190,10 @@ packed_ring_arm (struct packed_ring *ring)
 void
 packed_ring_disarm (struct packed_ring *ring)
 {
-  __atomic_store_n (&ring->driver_event[1], PACKED_EVENT_FLAG_DISABLE,
+  /* Stores only on a change: the device reads this line after every
+   * completion (see split_ring_disarm). */
+  if (__atomic_load_n (&ring->driver_event[1], __ATOMIC_RELAXED)
+      != PACKED_EVENT_FLAG_DISABLE)
+    __atomic_store_n (&ring->driver_event[1], PACKED_EVENT_FLAG_DISABLE,
                     __ATOMIC_RELAXED);
 }

@@ -128,9 +128,9 @@ slot_place (struct vublk_queue *q, struct slot *s)
  * requests are batched, while a large one reaches the backend at once
  * instead of idling it while more are read in. */
 #define PLUG_FLUSH_BYTES (256u * 1024)
-static __thread struct vublk *tls_plug_dev;
-static __thread uint64_t tls_plug_queues;
-static __thread uint64_t tls_plug_bytes;
+static HOT_THREAD_LOCAL struct vublk *tls_plug_dev;
+static HOT_THREAD_LOCAL uint64_t tls_plug_queues;
+static HOT_THREAD_LOCAL uint64_t tls_plug_bytes;
 
 /* Publishes what was pushed and notifies the backend if it asked. */
 static void
@@ -226,14 +226,18 @@ queue_pump_locked (struct vublk_queue *q)
     if (r == 1) {
       q->free_head = s->next_free;
       s->req = req;
-      s->seq = atomic_fetch_add (&dev->seq, 1);
+      s->seq = q->next_seq++;
       s->submit_ns = now_coarse_ns ();
       s->timeouts = 0;
       s->violations = 0;
       s->abandon = false;
       req->outstanding++;
-      __atomic_fetch_add (&q->inflight, 1, __ATOMIC_RELAXED);
+      __atomic_store_n (&q->inflight, q->inflight + 1, __ATOMIC_RELAXED);
       queue_place_slot_locked (q, s);
+      if (q->recent[0] != s) {
+        __atomic_store_n (&q->recent[1], q->recent[0], __ATOMIC_RELAXED);
+        __atomic_store_n (&q->recent[0], s, __ATOMIC_RELAXED);
+      }
       bytes += s->data_len;
       pushed = true;
     }
@@ -290,8 +294,8 @@ vublk_aio_unplug (struct vublk *dev)
  * for queue tls_completing are collected here and issued together when
  * the batch of callbacks ends: one publish and at most one notification
  * per batch instead of one per request. */
-static __thread struct vublk_queue *tls_completing;
-static __thread struct request *tls_deferred_head, *tls_deferred_tail;
+static HOT_THREAD_LOCAL struct vublk_queue *tls_completing;
+static HOT_THREAD_LOCAL struct request *tls_deferred_head, *tls_deferred_tail;
 
 void
 queue_enqueue (struct vublk_queue *q, struct request *req)
@@ -315,7 +319,7 @@ struct vublk_queue *
 queue_for_current_thread (struct vublk *dev)
 {
   static atomic_uint next_thread_id;
-  static __thread unsigned thread_id = UINT32_MAX;
+  static HOT_THREAD_LOCAL unsigned thread_id = UINT32_MAX;
 
   /* A callback resubmitting stays on the queue it completes for. */
   if (tls_completing && tls_completing->dev == dev)

@@ -117,6 +117,14 @@ split_ring_has_used (const struct split_ring *ring)
          != __atomic_load_n (&ring->last_used_idx, __ATOMIC_RELAXED);
 }
 
+void
+split_ring_prefetch_used (const struct split_ring *ring)
+{
+  uint16_t next = __atomic_load_n (&ring->last_used_idx, __ATOMIC_RELAXED);
+
+  __builtin_prefetch (&used_elems (ring)[next & (ring->num - 1)], 0, 3);
+}
+
 int
 split_ring_harvest (struct split_ring *ring, struct vring_used_elem *out,
                     unsigned max)
@@ -159,12 +167,24 @@ split_ring_arm (struct split_ring *ring)
 void
 split_ring_disarm (struct split_ring *ring)
 {
-  if (!ring->event_idx)
-    __atomic_store_n (&ring->avail[0], VRING_AVAIL_F_NO_INTERRUPT,
-                      __ATOMIC_RELAXED);
-  else
-    /* An event index half the ring behind is not reached soon. */
+  /* Stores only when the value must change: the device reads this line
+   * after every completion, and a polling thread disarms before every
+   * spin, so writing it each time cost both sides a cache-line transfer
+   * per request. */
+  if (!ring->event_idx) {
+    if (__atomic_load_n (&ring->avail[0], __ATOMIC_RELAXED)
+        != VRING_AVAIL_F_NO_INTERRUPT)
+      __atomic_store_n (&ring->avail[0], VRING_AVAIL_F_NO_INTERRUPT,
+                        __ATOMIC_RELAXED);
+    return;
+  }
+  /* An event index half the index space away is not reached soon (the
+   * device is at most num entries ahead of last_used_idx); it is moved
+   * again once a quarter of that distance has been used up. */
+  uint16_t ahead = __atomic_load_n (used_event_ptr (ring), __ATOMIC_RELAXED)
+                   - ring->last_used_idx;
+  if (ahead < 0x4000 || ahead > 0x8000)
     __atomic_store_n (used_event_ptr (ring),
-                      (uint16_t) (ring->last_used_idx - 1 - 0x7fff),
+                      (uint16_t) (ring->last_used_idx + 0x8000),
                       __ATOMIC_RELAXED);
 }

@@ -22,7 +22,7 @@ library_thread_start (pthread_t *thread, void *(*fn) (void *), void *arg)
 }
 
 /* The queue this thread drives, if any. */
-static __thread const struct vublk_queue *tls_driven_queue;
+static HOT_THREAD_LOCAL const struct vublk_queue *tls_driven_queue;
 
 void
 thread_set_driven_queue (const struct vublk_queue *q)
