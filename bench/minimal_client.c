@@ -7,15 +7,20 @@
  * only choices are how it waits when the used ring is empty:
  *   --wait eventfd   sleep in poll() on the call eventfd
  *   --wait poll      spin on the used index
+ * --delay NS makes it wait (busy) at least NS nanoseconds between seeing
+ * completions and resubmitting: how much slower a client may be per
+ * request before a cell's rate changes (bench/core uses it to show how
+ * narrow the busy-polling QD1 window of qemu-storage-daemon is).
  * It deliberately has no reconnect, timeouts per request or error
  * recovery: whatever vublk spends beyond this is the cost of its features
  * and its threads.  Standalone on purpose (no libvublk code), so it
  * measures the bare protocol.
  *
- *   minimal_client [--wait eventfd|poll] [--qd D] [--time T] SOCKET
+ *   minimal_client [--wait eventfd|poll] [--qd D] [--time T] [--delay NS]
+ *                  SOCKET
  *
  * Prints one line, "key=value" separated by spaces, e.g.
- *   minimal wait=poll qd=32 time=3.00 requests=N iops=N cpu_us_per_req=N errors=0
+ *   minimal wait=poll qd=32 time=3.00 requests=N iops=N cpu_us_per_req=N errors=0 delay_ns=0
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -259,6 +264,7 @@ main (int argc, char **argv)
   const char *path = NULL;
   int busy_poll = 0, qd = 32;
   double seconds = 3;
+  long delay_ns = 0;
 
   for (int i = 1; i < argc; i++) {
     if (!strcmp (argv[i], "--wait") && i + 1 < argc) {
@@ -270,14 +276,18 @@ main (int argc, char **argv)
       qd = atoi (argv[++i]);
     else if (!strcmp (argv[i], "--time") && i + 1 < argc)
       seconds = atof (argv[++i]);
+    else if (!strcmp (argv[i], "--delay") && i + 1 < argc)
+      delay_ns = atol (argv[++i]);
     else if (argv[i][0] != '-' && !path)
       path = argv[i];
     else
       die ("usage: minimal_client [--wait eventfd|poll] [--qd D] [--time T] "
-           "SOCKET");
+           "[--delay NS] SOCKET");
   }
-  if (!path || qd < 1 || qd > MAX_QD || seconds <= 0)
-    die ("need a SOCKET, 1 <= --qd <= %d and a positive --time", MAX_QD);
+  if (!path || qd < 1 || qd > MAX_QD || seconds <= 0 || delay_ns < 0
+      || delay_ns > 1000000)
+    die ("need a SOCKET, 1 <= --qd <= %d, a positive --time and "
+         "0 <= --delay <= 1000000 ns", MAX_QD);
 
   /* Shared memory: ring, headers, statuses and buffers, nothing else. */
   int memfd = memfd_create ("minimal-client", MFD_CLOEXEC);
@@ -368,7 +378,11 @@ main (int argc, char **argv)
       else
         wait_call (callfd);
     }
-    int more = bench_now_ns () < end;
+    uint64_t seen_ns = bench_now_ns ();
+    int more = seen_ns < end;
+
+    while (delay_ns && bench_now_ns () - seen_ns < (uint64_t) delay_ns)
+      ;
 
     for (; used_idx != last; used_idx++) {
       uint32_t id = used->ring[used_idx % RING].id, slot = id / 3;
@@ -397,8 +411,8 @@ main (int argc, char **argv)
   close (sock);
 
   printf ("minimal wait=%s qd=%d time=%.2f requests=%" PRIu64
-          " iops=%.0f cpu_us_per_req=%.3f errors=%" PRIu64 "\n",
+          " iops=%.0f cpu_us_per_req=%.3f errors=%" PRIu64 " delay_ns=%ld\n",
           busy_poll ? "poll" : "eventfd", qd, elapsed, done, done / elapsed,
-          done ? cpu * 1e6 / done : 0.0, errors);
+          done ? cpu * 1e6 / done : 0.0, errors, delay_ns);
   return errors ? 1 : 0;
 }
