@@ -238,8 +238,14 @@ queue_finish_done_list (struct vublk_queue *q)
   return take_and_finish (q, &q->done_list);
 }
 
-void
-queue_prefetch_completion (const struct vublk_queue *q)
+/* Asks the CPU to fetch what the next completion is read from: the used
+ * entry, and the status of the requests placed last (the ones in flight
+ * at low depth).  The device writes those lines just before it
+ * publishes; fetched while polling they are there when the used index
+ * moves, two cache misses fewer between a completion and the request its
+ * callback submits.  A hint only. */
+static void
+prefetch_completion (const struct vublk_queue *q)
 {
   ring_prefetch_used (&q->ring);
   for (unsigned i = 0; i < ARRAY_SIZE (q->recent); i++) {
@@ -248,6 +254,20 @@ queue_prefetch_completion (const struct vublk_queue *q)
     if (s)
       __builtin_prefetch (&s->ctl->status, 0, 3);
   }
+}
+
+bool
+queue_poll_used (struct vublk_queue *q, uint64_t until,
+                 const atomic_bool *stop)
+{
+  queue_disarm (q);
+  while (now_ns () < until && !(stop && atomic_load (stop))) {
+    if (!__atomic_load_n (&q->broken, __ATOMIC_RELAXED)
+        && ring_has_used (&q->ring))
+      return true;
+    prefetch_completion (q);
+  }
+  return false;
 }
 
 void
@@ -358,18 +378,7 @@ queue_thread (void *arg)
     if (poll_mode && __atomic_load_n (&q->inflight, __ATOMIC_RELAXED) > 0) {
       /* Adaptive polling: spin a short while after activity, on the
        * assumption that more completions follow; then sleep. */
-      uint64_t until = now_ns () + POLL_SPIN_NS;
-      bool got = false;
-      queue_disarm (q);
-      while (now_ns () < until && !atomic_load (&q->stop)) {
-        if (!__atomic_load_n (&q->broken, __ATOMIC_RELAXED)
-            && ring_has_used (&q->ring)) {
-          got = true;
-          break;
-        }
-        queue_prefetch_completion (q);
-      }
-      if (got)
+      if (queue_poll_used (q, now_ns () + POLL_SPIN_NS, &q->stop))
         continue;
     }
     pthread_mutex_lock (&q->lock);

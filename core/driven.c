@@ -295,19 +295,9 @@ vublk_tq_process (struct vublk_tq *tq, unsigned min, int64_t timeout_ns)
       return done;
     /* Poll the used ring for the spin budget, notifications off. */
     uint64_t spin = spin_budget_ns (tq, now);
-    if (spin && __atomic_load_n (&q->inflight, __ATOMIC_RELAXED) > 0) {
-      uint64_t until = now + spin;
-      bool seen = false;
-
-      queue_disarm (q);
-      while (!seen && now_ns () < until) {
-        seen = !__atomic_load_n (&q->broken, __ATOMIC_RELAXED)
-               && ring_has_used (&q->ring);
-        queue_prefetch_completion (q);
-      }
-      if (seen)
-        continue;
-    }
+    if (spin && __atomic_load_n (&q->inflight, __ATOMIC_RELAXED) > 0
+        && queue_poll_used (q, now + spin, NULL))
+      continue;
     pthread_mutex_lock (&q->lock);
     pending = queue_arm_locked (q) || q->handoff;
     /* Requests waiting for pool memory need a retry even if nothing

@@ -244,14 +244,12 @@ unsigned queue_process (struct vublk_queue *q);
  * the second time) and returns true if any was found. */
 bool queue_scan_timeouts (struct vublk_queue *q, uint64_t deadline_ns);
 
-/* For a thread polling q's used ring: asks the CPU to fetch what the
- * next completion is read from (the used entry, and the status of the
- * requests placed last, the ones in flight at low depth).  The device
- * writes those lines just before it publishes; fetched while polling
- * they are there when the used index moves, two cache misses fewer
- * between a completion and the request its callback submits.  A hint
- * only; any thread may call it. */
-void queue_prefetch_completion (const struct vublk_queue *q);
+/* Disarms q and polls its used ring without the lock until an entry
+ * waits (true: harvest it), until passes or *stop (if stop) is set
+ * (false).  What the next completion is read from is prefetched while it
+ * polls.  A broken queue is not looked at. */
+bool queue_poll_used (struct vublk_queue *q, uint64_t until,
+                      const atomic_bool *stop);
 
 /* Writes to the queue's wake fd so its thread re-checks state. */
 void queue_wake (struct vublk_queue *q);
