@@ -3,7 +3,7 @@
 #
 # A scratch directory W on tmpfs that is removed at exit, together with
 # every mount listed in mounts and every process listed in pids; bounded
-# waits; the CPU ticks of processes; and the fio and qemu-img runs every
+# waits; the CPU ticks and read calls of processes; and the fio and qemu-img runs every
 # script measures with, so that each measures a workload the same way.
 
 # bench_scratch PREFIX: creates W=/dev/shm/PREFIX.XXXXXX, cleaned up at
@@ -43,6 +43,10 @@ cpu_ticks() {   # cpu_ticks PID...: user+system clock ticks of all of them (- sk
     t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0)))
   done
   echo $t
+}
+
+read_calls() {   # read_calls PID: how many read system calls it made so far
+  awk '/^syscr:/ {print $2}' /proc/"$1"/io 2>/dev/null || echo 0
 }
 
 # fio_start KIND URI WORKLOAD SIZE RUNTIME: starts fio in the background
