@@ -129,6 +129,7 @@ device_free (struct vublk *dev)
   pthread_mutex_destroy (&dev->idle_lock);
   pthread_mutex_destroy (&dev->info_lock);
   pthread_cond_destroy (&dev->idle_cond);
+  pthread_mutex_destroy (&dev->claim_lock);
   free (dev->harvest);
   free (dev->socket_path);
   free (dev);
@@ -159,6 +160,7 @@ vublk_open (const char *socket_path, const struct vublk_options *opts)
   pthread_mutex_init (&dev->idle_lock, NULL);
   pthread_mutex_init (&dev->info_lock, NULL);
   pthread_cond_init (&dev->idle_cond, NULL);
+  pthread_mutex_init (&dev->claim_lock, NULL);
   if (options_import (&dev->opts, opts))
     goto error;
   if (!dev->opts.queue_size)

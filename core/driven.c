@@ -72,55 +72,74 @@ driven_handle_of_thread (struct vublk *dev)
   return tq;
 }
 
-/* Claims a queue for the calling thread; with keep_shared, only while
- * another undriven queue is left for the threads that do not drive. */
+/* Takes an undriven queue of dev for the calling thread; with
+ * keep_shared, only while another undriven queue is left for the threads
+ * that do not drive.  Counting and taking are one step under claim_lock:
+ * two threads that counted two undriven queues at once would otherwise
+ * take both, and the threads after them would send their requests to a
+ * queue whose owner may never harvest it.  Returns the queue or NULL. */
+static struct vublk_queue *
+take_queue (struct vublk *dev, bool keep_shared)
+{
+  struct vublk_queue *taken = NULL;
+  unsigned undriven = 0;
+
+  pthread_mutex_lock (&dev->claim_lock);
+  for (unsigned i = 0; i < dev->nqueues; i++)
+    undriven += !atomic_load (&dev->queues[i].driven);
+  if (keep_shared && undriven < 2)
+    set_error (EBUSY, "%s: no queue to spare for this thread",
+               dev->socket_path);
+  else {
+    for (unsigned i = 0; i < dev->nqueues && !taken; i++) {
+      bool expected = false;
+
+      if (atomic_compare_exchange_strong (&dev->queues[i].driven,
+                                          &expected, true))
+        taken = &dev->queues[i];
+    }
+    if (!taken)
+      set_error (EBUSY, "%s: all %u queues are driven by other threads",
+                 dev->socket_path, dev->nqueues);
+  }
+  pthread_mutex_unlock (&dev->claim_lock);
+  return taken;
+}
+
+/* Claims a queue for the calling thread (see take_queue). */
 static struct vublk_tq *
 claim (struct vublk *dev, bool keep_shared)
 {
   struct vublk_tq *tq;
-  unsigned undriven = 0;
+  struct vublk_queue *q;
 
   if (tls_tq) {
     set_error (EBUSY, "%s: this thread already drives queue %u",
                dev->socket_path, tls_tq->q->index);
     return NULL;
   }
-  for (unsigned i = 0; i < dev->nqueues; i++)
-    undriven += !atomic_load (&dev->queues[i].driven);
-  if (keep_shared && undriven < 2) {
-    set_error (EBUSY, "%s: no queue to spare for this thread",
-               dev->socket_path);
-    return NULL;
-  }
   if (!(tq = calloc (1, sizeof *tq))) {
     set_error (ENOMEM, "allocating a queue handle");
     return NULL;
   }
-  for (unsigned i = 0; i < dev->nqueues; i++) {
-    struct vublk_queue *q = &dev->queues[i];
-    bool expected = false;
-
-    if (atomic_compare_exchange_strong (&q->driven, &expected, true)) {
-      tq->dev = dev;
-      tq->q = q;
-      device_ref (dev);
-      tls_tq = tq;
-      thread_set_driven_queue (q);
-      device_log (dev, VUBLK_LOG_DEBUG, "a thread drives queue %u", i);
-      /* Wait until the completion thread is off the ring: it could
-       * otherwise drain a call signal meant for us, or disarm the ring
-       * under us.  It is woken for this at once. */
-      queue_wake (q);
-      for (int ms = 0; q->thread_started && !atomic_load (&q->parked)
-                       && ms < 5000; ms++)
-        usleep (1000);
-      return tq;
-    }
+  if (!(q = take_queue (dev, keep_shared))) {
+    free (tq);
+    return NULL;
   }
-  free (tq);
-  set_error (EBUSY, "%s: all %u queues are driven by other threads",
-             dev->socket_path, dev->nqueues);
-  return NULL;
+  tq->dev = dev;
+  tq->q = q;
+  device_ref (dev);
+  tls_tq = tq;
+  thread_set_driven_queue (q);
+  device_log (dev, VUBLK_LOG_DEBUG, "a thread drives queue %u", q->index);
+  /* Wait until the completion thread is off the ring: it could
+   * otherwise drain a call signal meant for us, or disarm the ring
+   * under us.  It is woken for this at once. */
+  queue_wake (q);
+  for (int ms = 0; q->thread_started && !atomic_load (&q->parked)
+                   && ms < 5000; ms++)
+    usleep (1000);
+  return tq;
 }
 
 struct vublk_tq *

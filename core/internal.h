@@ -285,6 +285,8 @@ struct vublk {
                                        config change rewrites while
                                        vublk_get_info reads them */
   pthread_cond_t idle_cond;
+  pthread_mutex_t claim_lock;       /* counting undriven queues and
+                                       claiming one, as one step */
 };
 
 
