@@ -301,6 +301,11 @@ vublk_close (struct vublk *dev)
     dev->sock = -1;
   }
   atomic_store (&dev->state, DEV_CLOSED);
+  /* Threads still driving a queue may sleep on its call eventfd: wake
+   * them to find the device closed. */
+  for (unsigned i = 0; i < dev->nqueues; i++)
+    if (atomic_load (&dev->queues[i].driven))
+      eventfd_signal (dev->queues[i].call_fd);
   device_unref (dev);
 }
 

@@ -13,6 +13,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <limits.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -296,14 +297,20 @@ vublk_tq_process (struct vublk_tq *tq, unsigned min, int64_t timeout_ns)
   uint64_t start = now_ns ();
   unsigned done = 0;
 
-  if (device_is_gone (tq->dev))
-    return set_error (ESHUTDOWN, "%s: device closed",
-                      vublk_get_socket_path (tq->dev));
   for (;;) {
-    unsigned got = process_once (q);
-    uint64_t now = now_ns ();
+    unsigned got;
+    uint64_t now;
     int wait_ms;
     bool pending, retry;
+
+    /* vublk_close stops the rings: what is in flight then never
+     * completes, and it wakes this thread to say so. */
+    if (device_is_gone (tq->dev))
+      return done ? (int) done
+                  : set_error (ESHUTDOWN, "%s: device closed",
+                               vublk_get_socket_path (tq->dev));
+    got = process_once (q);
+    now = now_ns ();
 
     if (got)
       note_completions (tq, got, now);
@@ -328,9 +335,16 @@ vublk_tq_process (struct vublk_tq *tq, unsigned min, int64_t timeout_ns)
     if (pending)
       continue;
     if (timeout_ns >= 0) {
-      int64_t left = (int64_t) (start + timeout_ns - now_ns ()) / 1000000;
-      if (wait_ms < 0 || left < wait_ms)
-        wait_ms = left < 0 ? 0 : (int) left + 1;
+      /* Time left, in whole milliseconds rounded up, without overflow
+       * for any timeout (now - start < timeout_ns, checked above). */
+      uint64_t left_ns = (uint64_t) timeout_ns - (now_ns () - start);
+      uint64_t left_ms = left_ns > (uint64_t) timeout_ns ? 0
+                         : left_ns / 1000000 + 1;
+
+      if (left_ms > INT_MAX)
+        left_ms = INT_MAX;
+      if (wait_ms < 0 || (int) left_ms < wait_ms)
+        wait_ms = (int) left_ms;
     }
     {
       struct pollfd pfd = { .fd = q->call_fd, .events = POLLIN };

@@ -3,7 +3,8 @@
 # sizes and offsets checked byte for byte against a shadow file, for 512 B
 # and 4096 B logical blocks and 1 and 4 queues; then the backing image is
 # compared with the shadow.  Also plugged submission, spinning
-# (vublk_aio_spin) and a read-only export refusing writes.
+# (vublk_aio_spin), driven queues meeting vublk_close and threads claiming
+# queues at once, and a read-only export refusing writes.
 . "$(dirname "$0")/lib.sh"
 requires qemu-storage-daemon cmp
 STRESS=$VUBLK_TESTS/vublk_stress
@@ -57,6 +58,16 @@ echo "plug: small requests batched until unplug, 1 MiB sent at once: ok"
 "$VUBLK_TESTS/vublk_probe" signals "$T/plug.sock" || fail "signals check"
 kill "$QSD_PID"; wait "$QSD_PID" 2>/dev/null || true
 echo "spin: completions on the spinning thread, notifications restored: ok"
+
+# Driven queues: vublk_close wakes a thread waiting on its queue (with no
+# timeout and with the largest one, which must not turn into a busy
+# loop); threads claiming queues at once leave one for the others.
+start_qsd "$T/plug.img" "$T/driven.sock" num-queues=3
+timeout 60 "$VUBLK_TESTS/driven_probe" close-wakes "$T/driven.sock" \
+  || fail "vublk_close and a waiting driven queue"
+timeout 120 "$VUBLK_TESTS/driven_probe" claim-race "$T/driven.sock" 300 \
+  || fail "threads claiming queues at once"
+kill "$QSD_PID"; wait "$QSD_PID" 2>/dev/null || true
 
 # A read-only export: reads work, every write fails with EROFS.
 make_random_image "$T/ro.img" 4M

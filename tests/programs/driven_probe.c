@@ -1,0 +1,248 @@
+/* driven_probe — checks of a driven queue's life against a real backend,
+ * one per mode; exit 0 if it holds.
+ *
+ *   driven_probe close-wakes SOCKET
+ *       A thread waits in vublk_tq_process with nothing in flight, once
+ *       with no timeout and once with the largest timeout.  While it
+ *       waits it must sleep (under 30 ms of CPU in 300 ms: a timeout
+ *       that overflows turns the wait into a busy loop), and vublk_close
+ *       must end the wait with -ESHUTDOWN within 2 s.
+ *   driven_probe claim-race SOCKET ROUNDS
+ *       thread_queues on a backend with 3 queues: in each round 12
+ *       threads make their first read at the same moment (each may claim
+ *       a queue), then stay idle; one more thread's read must still
+ *       complete within 5 s.  If the claims left no queue undriven, its
+ *       request would wait on an idle thread's queue for ever.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "vublk.h"
+
+#define RACERS 12
+
+static double
+now (void)
+{
+  struct timespec ts;
+
+  clock_gettime (CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static struct vublk *
+open_device (const char *socket, bool thread_queues)
+{
+  struct vublk_options o;
+  struct vublk *dev;
+
+  vublk_options_init (&o);
+  o.thread_queues = thread_queues;
+  if (!(dev = vublk_open (socket, &o)))
+    fprintf (stderr, "driven_probe: %s\n", vublk_get_error ());
+  return dev;
+}
+
+struct waiter {
+  struct vublk *dev;
+  int64_t timeout_ns;
+  pthread_t thread;
+  int result;
+  _Atomic bool returned, waiting;
+};
+
+/* Claims a queue and waits on it for a completion that never comes. */
+static void *
+wait_on_queue (void *arg)
+{
+  struct waiter *w = arg;
+  struct vublk_tq *tq = vublk_tq_open (w->dev);
+
+  if (!tq) {
+    w->result = 1;
+    w->returned = true;
+    return NULL;
+  }
+  w->waiting = true;
+  w->result = vublk_tq_process (tq, 1, w->timeout_ns);
+  w->returned = true;
+  vublk_tq_close (tq);
+  return NULL;
+}
+
+/* CPU seconds thread t has used. */
+static double
+thread_cpu (pthread_t t)
+{
+  clockid_t c;
+  struct timespec ts;
+
+  if (pthread_getcpuclockid (t, &c) || clock_gettime (c, &ts))
+    return -1;
+  return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static int
+close_wakes_one (const char *socket, int64_t timeout_ns, const char *what)
+{
+  struct waiter w = { .timeout_ns = timeout_ns };
+  double cpu0, cpu1, t;
+
+  if (!(w.dev = open_device (socket, false)))
+    return 1;
+  if (pthread_create (&w.thread, NULL, wait_on_queue, &w))
+    return 1;
+  while (!w.waiting && !w.returned)
+    usleep (1000);
+  usleep (20000);
+  cpu0 = thread_cpu (w.thread);
+  usleep (300000);
+  cpu1 = thread_cpu (w.thread);
+  if (w.returned) {
+    fprintf (stderr, "driven_probe: %s: the wait ended by itself (%d)\n",
+             what, w.result);
+    return 1;
+  }
+  if (cpu0 < 0 || cpu1 - cpu0 > 0.030) {
+    fprintf (stderr, "driven_probe: %s: the waiting thread used %.0f ms of "
+             "CPU in 300 ms: it is not sleeping\n", what, (cpu1 - cpu0) * 1e3);
+    return 1;
+  }
+  t = now ();
+  vublk_close (w.dev);
+  while (!w.returned && now () - t < 2)
+    usleep (1000);
+  if (!w.returned) {
+    fprintf (stderr, "driven_probe: %s: vublk_close did not end the wait "
+             "within 2 s\n", what);
+    return 1;
+  }
+  pthread_join (w.thread, NULL);
+  if (w.result != -ESHUTDOWN) {
+    fprintf (stderr, "driven_probe: %s: the wait returned %d, not "
+             "-ESHUTDOWN\n", what, w.result);
+    return 1;
+  }
+  printf ("%s: sleeps, and vublk_close ends the wait: ok\n", what);
+  return 0;
+}
+
+static int
+close_wakes (const char *socket)
+{
+  int failed = close_wakes_one (socket, -1, "no timeout");
+
+  failed |= close_wakes_one (socket, INT64_MAX, "largest timeout");
+  return failed;
+}
+
+struct racer {
+  struct vublk *dev;
+  pthread_barrier_t *start, *claimed, *done;
+  int result;
+};
+
+/* A first read at the same moment as the others, then idle until the
+ * round is over. */
+static void *
+race (void *arg)
+{
+  struct racer *r = arg;
+  char buf[512];
+
+  pthread_barrier_wait (r->start);
+  r->result = vublk_pread (r->dev, buf, sizeof buf, 0) == sizeof buf ? 0 : 1;
+  pthread_barrier_wait (r->claimed);
+  pthread_barrier_wait (r->done);
+  return NULL;
+}
+
+struct late_read {
+  struct vublk *dev;
+  _Atomic int result;   /* 2 while the read is in flight */
+};
+
+static void *
+read_late (void *arg)
+{
+  struct late_read *l = arg;
+  char buf[512];
+
+  l->result = vublk_pread (l->dev, buf, sizeof buf, 512) == sizeof buf ? 0 : 1;
+  return NULL;
+}
+
+static int
+claim_race (const char *socket, unsigned rounds)
+{
+  for (unsigned round = 0; round < rounds; round++) {
+    pthread_barrier_t start, claimed, done;
+    struct racer r[RACERS];
+    pthread_t t[RACERS], late;
+    struct late_read l = { .result = 2 };
+    double t0;
+
+    if (!(l.dev = open_device (socket, true)))
+      return 1;
+    pthread_barrier_init (&start, NULL, RACERS);
+    pthread_barrier_init (&claimed, NULL, RACERS + 1);
+    pthread_barrier_init (&done, NULL, RACERS + 1);
+    for (unsigned i = 0; i < RACERS; i++) {
+      r[i] = (struct racer) { l.dev, &start, &claimed, &done, 0 };
+      if (pthread_create (&t[i], NULL, race, &r[i]))
+        return 1;
+    }
+    pthread_barrier_wait (&claimed);
+    if (pthread_create (&late, NULL, read_late, &l))
+      return 1;
+    for (t0 = now (); l.result == 2 && now () - t0 < 5;)
+      usleep (1000);
+    if (l.result == 2) {
+      fprintf (stderr, "driven_probe: round %u: a read after %d threads "
+               "claimed queues did not complete in 5 s: no queue was left "
+               "undriven\n", round, RACERS);
+      return 1;
+    }
+    pthread_join (late, NULL);
+    pthread_barrier_wait (&done);
+    for (unsigned i = 0; i < RACERS; i++) {
+      pthread_join (t[i], NULL);
+      if (r[i].result) {
+        fprintf (stderr, "driven_probe: round %u: a racing read failed: "
+                 "%s\n", round, vublk_get_error ());
+        return 1;
+      }
+    }
+    if (l.result) {
+      fprintf (stderr, "driven_probe: round %u: the late read failed\n",
+               round);
+      return 1;
+    }
+    vublk_close (l.dev);
+    pthread_barrier_destroy (&start);
+    pthread_barrier_destroy (&claimed);
+    pthread_barrier_destroy (&done);
+  }
+  printf ("claim race: %u rounds of %d threads claiming at once left a "
+          "queue for the others: ok\n", rounds, RACERS);
+  return 0;
+}
+
+int
+main (int argc, char **argv)
+{
+  if (argc == 3 && !strcmp (argv[1], "close-wakes"))
+    return close_wakes (argv[2]);
+  if (argc == 4 && !strcmp (argv[1], "claim-race"))
+    return claim_race (argv[2], (unsigned) strtoul (argv[3], NULL, 10));
+  fprintf (stderr, "usage: driven_probe close-wakes SOCKET"
+           " | claim-race SOCKET ROUNDS\n");
+  return 2;
+}
