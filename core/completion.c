@@ -24,18 +24,27 @@ run_finished (struct vublk_queue *q, struct request *list)
 {
   struct vublk_queue *outer;
 
-  /* A driven queue's callbacks run on its owner only: hand them over. */
+  /* A driven queue's callbacks run on its owner only: hand them over.
+   * Whether it is still driven is decided under the lock, which
+   * vublk_tq_close takes to let go of the queue: a list handed over
+   * after the owner's last look would never run. */
   if (list && atomic_load (&q->driven) && !thread_drives (q)) {
     struct request *last = list;
+    bool handed = false;
 
     while (last->next)
       last = last->next;
     pthread_mutex_lock (&q->lock);
-    last->next = q->handoff;
-    __atomic_store_n (&q->handoff, list, __ATOMIC_RELAXED);
+    if (atomic_load (&q->driven)) {
+      last->next = q->handoff;
+      __atomic_store_n (&q->handoff, list, __ATOMIC_RELAXED);
+      handed = true;
+    }
     pthread_mutex_unlock (&q->lock);
-    eventfd_signal (q->call_fd);
-    list = NULL;
+    if (handed) {
+      eventfd_signal (q->call_fd);
+      list = NULL;
+    }
   }
   outer = queue_begin_callbacks (q);
 

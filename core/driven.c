@@ -157,11 +157,15 @@ vublk_tq_close (struct vublk_tq *tq)
   if (!tq)
     return;
   dev = tq->dev;
-  /* What was handed over for us runs here, on the owner, before the
-   * completion thread takes the queue back. */
+  /* The queue is let go under its lock, so nothing is handed over
+   * after this (run_finished decides under the same lock); what was
+   * handed over before runs here, on the owner, and then the completion
+   * thread takes the queue back. */
   if (!device_is_gone (dev)) {
-    queue_run_handoff (tq->q);
+    pthread_mutex_lock (&tq->q->lock);
     atomic_store (&tq->q->driven, false);
+    pthread_mutex_unlock (&tq->q->lock);
+    queue_run_handoff (tq->q);
     queue_wake (tq->q);
   }
   if (tls_tq == tq) {
@@ -325,7 +329,7 @@ vublk_tq_process (struct vublk_tq *tq, unsigned min, int64_t timeout_ns)
         && queue_poll_used (q, now + spin, NULL))
       continue;
     pthread_mutex_lock (&q->lock);
-    pending = queue_arm_locked (q) || q->handoff;
+    pending = queue_arm_locked (q) || q->handoff || q->done_list;
     /* Requests waiting for pool memory need a retry even if nothing
      * completes; a reconnect may be resetting the ring: look again
      * soon rather than sleep on a call fd the backend no longer has. */

@@ -181,7 +181,9 @@ queue_phase_end_locked (struct vublk_queue *q, struct request *req)
   return false;
 }
 
-/* Parks a finished request for the completion thread. */
+/* Parks a finished request for whoever harvests q: its completion
+ * thread, or the owner of a driven queue, which sleeps on the call
+ * eventfd and is woken through it. */
 static void
 park_done_locked (struct vublk_queue *q, struct request *req)
 {
@@ -189,7 +191,10 @@ park_done_locked (struct vublk_queue *q, struct request *req)
   req->next = q->done_list;
   /* Atomic: queue_process peeks at it without the lock. */
   __atomic_store_n (&q->done_list, req, __ATOMIC_RELAXED);
-  queue_wake (q);
+  if (atomic_load (&q->driven))
+    eventfd_signal (q->call_fd);
+  else
+    queue_wake (q);
 }
 
 void
