@@ -235,17 +235,21 @@ count_completion (void *opaque, int result)
  * client to the next (it does not take it from SET_VRING_BASE), so the
  * next client is served only if this one leaves the ring in the lap rings
  * start in.  Harmless GET_ID requests move it on until it is; at most one
- * lap of them, for at most a second.  Idle device, closing thread only. */
-static void
-rewind_packed_rings (struct vublk *dev)
+ * lap of them, for at most a second.  Idle device, closing thread only.
+ * A request still in flight when the second is up completes later, into
+ * *done and the returned buffer: the caller frees that buffer (if not
+ * NULL) once the device is idle, and keeps done alive until then. */
+static void *
+rewind_packed_rings (struct vublk *dev, atomic_uint *done)
 {
   uint64_t deadline = now_ns () + 1000000000ull;
+  unsigned submitted = 0;
   void *buf;
 
   if (!device_has (dev, VIRTIO_F_RING_PACKED)
       || atomic_load (&dev->state) != DEV_CONNECTED
       || !(buf = pool_alloc (&dev->mem.pool, VIRTIO_BLK_ID_BYTES)))
-    return;
+    return NULL;
   for (unsigned i = 0; i < dev->nqueues; i++) {
     struct vublk_queue *q = &dev->queues[i];
 
@@ -253,37 +257,42 @@ rewind_packed_rings (struct vublk *dev)
     if (atomic_load (&q->driven))
       continue;
     for (unsigned n = 0; n < q->ring.num && ring_lap_moved (&q->ring); n++) {
-      atomic_uint done = 0;
       struct vublk_io io = {
         .op = VUBLK_OP_GET_ID, .buf = buf, .len = VIRTIO_BLK_ID_BYTES,
-        .cb = count_completion, .opaque = &done,
+        .cb = count_completion, .opaque = done,
       };
 
       if (aio_submit_to (dev, q, &io) != 0)
         break;
-      while (!atomic_load (&done) && now_ns () < deadline)
+      submitted++;
+      while (atomic_load (done) < submitted && now_ns () < deadline)
         usleep (50);
-      if (!atomic_load (&done))
-        break;       /* vublk_close below waits for it */
+      if (atomic_load (done) < submitted)
+        return buf;  /* the caller waits for it */
     }
   }
-  pool_free (&dev->mem.pool, buf);
+  return buf;
 }
 
 void
 vublk_close (struct vublk *dev)
 {
+  atomic_uint rewind_done = 0;   /* outlives every rewinding request */
+  void *id_buf;
+
   if (!dev)
     return;
   pthread_mutex_lock (&dev->idle_lock);
   while (atomic_load (&dev->outstanding) > 0)
     pthread_cond_wait (&dev->idle_cond, &dev->idle_lock);
   pthread_mutex_unlock (&dev->idle_lock);
-  rewind_packed_rings (dev);
+  id_buf = rewind_packed_rings (dev, &rewind_done);
   pthread_mutex_lock (&dev->idle_lock);
   while (atomic_load (&dev->outstanding) > 0)
     pthread_cond_wait (&dev->idle_cond, &dev->idle_lock);
   pthread_mutex_unlock (&dev->idle_lock);
+  if (id_buf)
+    pool_free (&dev->mem.pool, id_buf);
 
   if (dev->ctl_started) {
     atomic_store (&dev->state, DEV_CLOSING);
