@@ -90,6 +90,13 @@ queue_scan_timeouts (struct vublk_queue *q, uint64_t deadline_ns)
   bool hung = false;
 
   pthread_mutex_lock (&q->lock);
+  /* Answers nobody has harvested yet (a driving thread busy elsewhere)
+   * are not a hung backend: its requests wait for their owner, and a
+   * reconnect would drop a backend that did its job. */
+  if (!q->broken && ring_has_used (&q->ring)) {
+    pthread_mutex_unlock (&q->lock);
+    return false;
+  }
   for (unsigned i = 0; i < q->nslots; i++) {
     struct slot *s = &q->slots[i];
     if (s->req && s->submit_ns < deadline_ns) {
