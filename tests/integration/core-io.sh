@@ -3,8 +3,9 @@
 # sizes and offsets checked byte for byte against a shadow file, for 512 B
 # and 4096 B logical blocks and 1 and 4 queues; then the backing image is
 # compared with the shadow.  Also plugged submission, spinning
-# (vublk_aio_spin), driven queues meeting vublk_close and threads claiming
-# queues at once, and a read-only export refusing writes.
+# (vublk_aio_spin), driven queues meeting vublk_close, threads claiming
+# queues at once and an owner that stops processing for a while, and a
+# read-only export refusing writes.
 . "$(dirname "$0")/lib.sh"
 requires qemu-storage-daemon cmp
 STRESS=$VUBLK_TESTS/vublk_stress
@@ -67,6 +68,10 @@ timeout 60 "$VUBLK_TESTS/driven_probe" close-wakes "$T/driven.sock" \
   || fail "vublk_close and a waiting driven queue"
 timeout 120 "$VUBLK_TESTS/driven_probe" claim-race "$T/driven.sock" 300 \
   || fail "threads claiming queues at once"
+# An owner that does not process for longer than the request timeout:
+# its answers wait in the ring, the backend is not reconnected.
+timeout 60 "$VUBLK_TESTS/driven_probe" idle-owner "$T/driven.sock" \
+  || fail "an idle driving thread's answers taken for a hung backend"
 kill "$QSD_PID"; wait "$QSD_PID" 2>/dev/null || true
 
 # A read-only export: reads work, every write fails with EROFS.

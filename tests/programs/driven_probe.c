@@ -13,6 +13,11 @@
  *       a queue), then stay idle; one more thread's read must still
  *       complete within 5 s.  If the claims left no queue undriven, its
  *       request would wait on an idle thread's queue for ever.
+ *   driven_probe idle-owner SOCKET
+ *       With a 1 s request timeout, a thread submits a read on its driven
+ *       queue and does not process for 3 s; then the read must complete
+ *       with no reconnect: answers waiting in the used ring are not a
+ *       hung backend.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -38,13 +43,15 @@ now (void)
 }
 
 static struct vublk *
-open_device (const char *socket, bool thread_queues)
+open_device (const char *socket, bool thread_queues, double request_timeout)
 {
   struct vublk_options o;
   struct vublk *dev;
 
   vublk_options_init (&o);
   o.thread_queues = thread_queues;
+  if (request_timeout > 0)
+    o.request_timeout = request_timeout;
   if (!(dev = vublk_open (socket, &o)))
     fprintf (stderr, "driven_probe: %s\n", vublk_get_error ());
   return dev;
@@ -95,7 +102,7 @@ close_wakes_one (const char *socket, int64_t timeout_ns, const char *what)
   struct waiter w = { .timeout_ns = timeout_ns };
   double cpu0, cpu1, t;
 
-  if (!(w.dev = open_device (socket, false)))
+  if (!(w.dev = open_device (socket, false, 0)))
     return 1;
   if (pthread_create (&w.thread, NULL, wait_on_queue, &w))
     return 1;
@@ -189,7 +196,7 @@ claim_race (const char *socket, unsigned rounds)
     struct late_read l = { .result = 2 };
     double t0;
 
-    if (!(l.dev = open_device (socket, true)))
+    if (!(l.dev = open_device (socket, true, 0)))
       return 1;
     pthread_barrier_init (&start, NULL, RACERS);
     pthread_barrier_init (&claimed, NULL, RACERS + 1);
@@ -235,6 +242,54 @@ claim_race (const char *socket, unsigned rounds)
   return 0;
 }
 
+static void
+set_flag (void *opaque, int result)
+{
+  *(_Atomic int *) opaque = result == 0 ? 1 : -1;
+}
+
+static int
+idle_owner (const char *socket)
+{
+  struct vublk *dev = open_device (socket, false, 1.0);
+  struct vublk_tq *tq;
+  struct vublk_info info;
+  _Atomic int done = 0;
+  void *buf;
+  double t0;
+
+  if (!dev || !(tq = vublk_tq_open (dev))
+      || !(buf = vublk_buf_alloc (dev, 4096))) {
+    fprintf (stderr, "driven_probe: %s\n", vublk_get_error ());
+    return 1;
+  }
+  struct vublk_io io = {
+    .op = VUBLK_OP_READ, .offset = 0, .buf = buf, .len = 4096,
+    .cb = set_flag, .opaque = (void *) &done,
+  };
+  if (vublk_tq_submit (tq, &io) < 0) {
+    fprintf (stderr, "driven_probe: %s\n", vublk_get_error ());
+    return 1;
+  }
+  sleep (3);           /* answered by now, and not harvested */
+  for (t0 = now (); !done && now () - t0 < 5;)
+    if (vublk_tq_process (tq, 1, 100000000) < 0)
+      break;
+  vublk_get_info (dev, &info);
+  if (done != 1 || info.reconnects) {
+    fprintf (stderr, "driven_probe: idle owner: read %s, %llu reconnects: "
+             "an answer waiting for its owner was taken for a hung "
+             "backend\n", done == 1 ? "completed" : "did not complete",
+             (unsigned long long) info.reconnects);
+    return 1;
+  }
+  vublk_buf_free (dev, buf);
+  vublk_tq_close (tq);
+  vublk_close (dev);
+  printf ("idle owner: its answer waited in the ring, no reconnect: ok\n");
+  return 0;
+}
+
 int
 main (int argc, char **argv)
 {
@@ -242,7 +297,9 @@ main (int argc, char **argv)
     return close_wakes (argv[2]);
   if (argc == 4 && !strcmp (argv[1], "claim-race"))
     return claim_race (argv[2], (unsigned) strtoul (argv[3], NULL, 10));
+  if (argc == 3 && !strcmp (argv[1], "idle-owner"))
+    return idle_owner (argv[2]);
   fprintf (stderr, "usage: driven_probe close-wakes SOCKET"
-           " | claim-race SOCKET ROUNDS\n");
+           " | claim-race SOCKET ROUNDS | idle-owner SOCKET\n");
   return 2;
 }
