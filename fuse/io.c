@@ -153,7 +153,10 @@ write_done (void *opaque, int result)
 
 /* The device has a fixed size: a write starting at or past the end fails
  * with ENOSPC, one crossing it is short.  The data is copied once, into
- * shared memory, because FUSE reuses its buffer when this returns. */
+ * shared memory, because FUSE reuses its buffer when this returns.  A
+ * write the caller asked to be durable (O_SYNC, O_DSYNC, RWF_DSYNC: the
+ * kernel puts O_DSYNC in fi->flags) goes with FUA in direct I/O mode, as
+ * the kernel then sends no fsync after it; with --cache it does. */
 void
 vublkfs_write (fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
                off_t off, struct fuse_file_info *fi)
@@ -162,8 +165,10 @@ vublkfs_write (fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
   uint64_t dev_size = vublk_get_size (fs->dev);
   struct io_ctx *c;
 
+  uint32_t flags = !fs->cache && fi && (fi->flags & O_DSYNC)
+                   ? VUBLK_F_FUA : 0;
+
   (void) ino;
-  (void) fi;
   if (fs->readonly) {
     fuse_reply_err (req, EROFS);
     return;
@@ -185,7 +190,7 @@ vublkfs_write (fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
   if (!(c = io_ctx_new (fs, req, size)))
     return;
   memcpy (c->buf, buf, size);
-  io_submit (c, VUBLK_OP_WRITE, 0, off, size, write_done);
+  io_submit (c, VUBLK_OP_WRITE, flags, off, size, write_done);
 }
 
 /* Completion of a request that answers with just a status. */

@@ -3,6 +3,7 @@
 # image byte for byte; random writes of random sizes (1 and 513 bytes
 # among them) at random offsets equal a shadow copy after unmount; punch
 # hole and zero range read back zero; sizes and ends; fsync; O_DIRECT;
+# O_SYNC, O_DSYNC and RWF_DSYNC writes flush (a backend failing flushes);
 # fio with crc32c verification at queue depth 32; qemu-img convert from
 # the file; a backend without flush and write-zeroes (fsync is a no-op,
 # fallocate writes zeroes); mkfs.ext4 and fsck on it.
@@ -143,6 +144,45 @@ print(f"{n} writes, each with fsync")
 PY
 unmount_fuse "$T/file" "$FUSE_PID"
 cmp "$T/disk.img" "$T/shadow.img" || fail "without write-zeroes: backing image differs"
+
+# Durable writes (O_SYNC, O_DSYNC, RWF_DSYNC) reach the backend with a
+# flush in direct I/O mode, where the kernel sends no fsync after them: a
+# backend whose flushes fail (blkdebug) fails them, and a plain write
+# still succeeds.
+rm -f "$T/fl.sock"
+qemu-storage-daemon \
+  --blockdev "driver=file,node-name=file0,filename=$T/disk.img,cache.direct=off" \
+  --blockdev '{"driver":"blkdebug","node-name":"dbg","image":"file0","inject-error":[{"event":"none","iotype":"flush","errno":5}]}' \
+  --blockdev "driver=raw,node-name=disk0,file=dbg" \
+  --export "type=vhost-user-blk,id=exp0,node-name=disk0,addr.type=unix,addr.path=$T/fl.sock,writable=on" \
+  >"$T/qsd.fl.log" 2>&1 &
+FL_PID=$!
+on_exit "kill -9 $FL_PID; wait $FL_PID"
+wait_for_socket "$T/fl.sock"
+mount_fuse "$T/fl.sock" "$T/file"
+/usr/bin/python3 - "$T/file" <<'PY' || fail "durable writes through vublk-fuse"
+import errno, os, sys
+def fails_eio(what, fn):
+    try:
+        fn()
+    except OSError as e:
+        if e.errno == errno.EIO:
+            return
+        sys.exit(f"{what}: {e}, not EIO")
+    sys.exit(f"{what} succeeded: no flush reached the backend")
+plain = os.open(sys.argv[1], os.O_WRONLY)
+os.pwrite(plain, b"p" * 4096, 0)
+for name, flag in (("O_DSYNC", os.O_DSYNC), ("O_SYNC", os.O_SYNC)):
+    fd = os.open(sys.argv[1], os.O_WRONLY | flag)
+    fails_eio(f"a write on an {name} file", lambda: os.pwrite(fd, b"s" * 4096, 4096))
+    os.close(fd)
+fails_eio("a write with RWF_DSYNC",
+          lambda: os.pwritev(plain, [b"r" * 4096], 8192, os.RWF_DSYNC))
+os.pwrite(plain, b"q" * 4096, 12288)
+print("durable writes flush, plain writes do not")
+PY
+unmount_fuse "$T/file" "$FUSE_PID"
+kill "$FL_PID"; wait "$FL_PID" 2>/dev/null || true
 
 # A file system on the file.
 if command -v mkfs.ext4 >/dev/null; then
