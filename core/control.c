@@ -202,6 +202,23 @@ requests_hung (struct vublk *dev)
   return hung;
 }
 
+/* Retries what waits for pool memory on every queue.  Completions retry
+ * it too, but a queue with none to come (its buffers held by the caller)
+ * would never look again, and its requests would never meet the pool
+ * deadline (queue_pump_locked). */
+static void
+retry_pending (struct vublk *dev)
+{
+  for (unsigned i = 0; i < dev->nqueues; i++) {
+    struct vublk_queue *q = &dev->queues[i];
+
+    pthread_mutex_lock (&q->lock);
+    if (q->pending_head)
+      queue_pump_locked (q);
+    pthread_mutex_unlock (&q->lock);
+  }
+}
+
 void *
 control_thread (void *arg)
 {
@@ -240,6 +257,8 @@ control_thread (void *arg)
       reconnect (dev, RECONNECT_CLOSED);
     else if (requests_hung (dev))
       reconnect (dev, RECONNECT_HUNG);
+    else
+      retry_pending (dev);
   }
   return NULL;
 }

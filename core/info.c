@@ -59,6 +59,7 @@ vublk_get_info_size (struct vublk *dev, struct vublk_info *out, size_t size)
   info->hugetlb = dev->mem.hugetlb;
   info->packed_ring = device_has (dev, VIRTIO_F_RING_PACKED);
   info->shared_memory_size = dev->mem.size;
+  info->pool_size = dev->opts.pool_size;
   /* A program built against an older vublk.h gets the fields it knows. */
   memcpy (out, info, size < sizeof *info ? size : sizeof *info);
   return 0;

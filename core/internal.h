@@ -108,6 +108,7 @@ bool thread_drives (const struct vublk_queue *q);
 enum device_once {
   ONCE_USED_LEN,            /* a used length that disagrees with the chain */
   ONCE_QUEUE_NUM,           /* num_queues without VIRTIO_BLK_F_MQ */
+  ONCE_POOL_STARVED,        /* a request failed for want of pool memory */
 };
 
 struct vublk;

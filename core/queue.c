@@ -212,6 +212,37 @@ queue_fail_pending_locked (struct vublk_queue *q, int err)
   }
 }
 
+/* Notes that req, at the head of q's pending list, found the pool short.
+ * If it has waited longer than the request timeout, fails it with
+ * -ENOMEM (logged once per device) and returns true. */
+static bool
+pool_starved_locked (struct vublk_queue *q, struct request *req)
+{
+  struct vublk *dev = q->dev;
+  uint64_t limit = (uint64_t) (dev->opts.request_timeout * 1e9);
+  uint64_t now = now_coarse_ns ();
+
+  if (!req->pool_wait_since) {
+    req->pool_wait_since = now;
+    return false;
+  }
+  if (!limit || now - req->pool_wait_since < limit)
+    return false;
+  if (device_first_time (dev, ONCE_POOL_STARVED))
+    device_log (dev, VUBLK_LOG_WARNING, "the shared buffer pool (%zu "
+                "bytes) had no room for a request for %.0f s; failing it "
+                "with ENOMEM (a larger pool-size, or fewer buffers held "
+                "with vublk_buf_alloc, avoids this)", dev->opts.pool_size,
+                dev->opts.request_timeout);
+  pending_pop_locked (q);
+  if (!req->error)
+    req->error = -ENOMEM;
+  req->generated_all = true;
+  if (req->outstanding == 0)
+    park_done_locked (q, req);
+  return true;
+}
+
 void
 queue_pump_locked (struct vublk_queue *q)
 {
@@ -229,6 +260,7 @@ queue_pump_locked (struct vublk_queue *q)
     int r = request_fill_slot (req, s);
 
     if (r == 1) {
+      req->pool_wait_since = 0;
       q->free_head = s->next_free;
       s->req = req;
       s->seq = q->next_seq++;
@@ -254,6 +286,8 @@ queue_pump_locked (struct vublk_queue *q)
          * device): the completion thread runs its callback unlocked. */
         park_done_locked (q, req);
     }
+    else if (pool_starved_locked (q, req))
+      continue;       /* failed, next one */
     else
       break;          /* pool memory short: a completion will retry */
   }

@@ -77,6 +77,8 @@ struct request {
   unsigned outstanding;         /* chunks in flight (under q->lock) */
   int error;                    /* first error, 0 if none */
   uint8_t *edges;               /* pool: head block, tail block (RMW) */
+  uint64_t pool_wait_since;     /* when it found the pool short, 0 if not
+                                   waiting for pool memory */
   bool write_range;             /* holds a range lock */
   uint64_t lock_start, lock_end;
   struct request *next;         /* pending list */
@@ -203,7 +205,10 @@ void queue_enqueue (struct vublk_queue *q, struct request *req);
 struct vublk_queue *queue_for_current_thread (struct vublk *dev);
 
 /* Issues pending chunks while slots and pool memory allow, then notifies
- * the device if needed.  Called with q->lock held. */
+ * the device if needed.  A request that has found the pool short for
+ * longer than the request timeout fails with -ENOMEM: memory the caller
+ * holds (vublk_buf_alloc) may never come back.  Called with q->lock
+ * held. */
 void queue_pump_locked (struct vublk_queue *q);
 
 /* After a reconnect: harvests what the old backend completed, resets the

@@ -208,6 +208,8 @@ struct vublk_info {
   bool hugetlb;                       /* shared memory in 2 MiB pages */
   bool packed_ring;                   /* packed virtqueues in use */
   uint64_t shared_memory_size;        /* bytes shared with the backend */
+  uint64_t pool_size;                 /* bytes of it in the I/O buffer pool
+                                         (vublk_buf_alloc, bounces) */
 };
 
 /* Fills *info (size bytes of it) with the device's current description.

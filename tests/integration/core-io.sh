@@ -4,8 +4,8 @@
 # and 4096 B logical blocks and 1 and 4 queues; then the backing image is
 # compared with the shadow.  Also plugged submission, spinning
 # (vublk_aio_spin), driven queues meeting vublk_close, threads claiming
-# queues at once and an owner that stops processing for a while, and a
-# read-only export refusing writes.
+# queues at once and an owner that stops processing for a while, a pool
+# held whole by the caller, and a read-only export refusing writes.
 . "$(dirname "$0")/lib.sh"
 requires qemu-storage-daemon cmp
 STRESS=$VUBLK_TESTS/vublk_stress
@@ -72,6 +72,10 @@ timeout 120 "$VUBLK_TESTS/driven_probe" claim-race "$T/driven.sock" 300 \
 # its answers wait in the ring, the backend is not reconnected.
 timeout 60 "$VUBLK_TESTS/driven_probe" idle-owner "$T/driven.sock" \
   || fail "an idle driving thread's answers taken for a hung backend"
+# A pool the caller holds whole: a request needing a bounce buffer fails
+# with ENOMEM after the request timeout instead of waiting for ever.
+timeout 60 "$VUBLK_TESTS/driven_probe" pool-starved "$T/driven.sock" \
+  || fail "a request starved of pool memory"
 kill "$QSD_PID"; wait "$QSD_PID" 2>/dev/null || true
 
 # A read-only export: reads work, every write fails with EROFS.

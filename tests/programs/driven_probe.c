@@ -18,6 +18,12 @@
  *       queue and does not process for 3 s; then the read must complete
  *       with no reconnect: answers waiting in the used ring are not a
  *       hung backend.
+ *   driven_probe pool-starved SOCKET
+ *       With a 1 MiB pool and a 1 s request timeout, the caller holds the
+ *       whole pool (vublk_buf_alloc) and reads into its own memory, which
+ *       needs a bounce buffer: the read must fail with ENOMEM within 5 s
+ *       instead of waiting for ever, from a driven queue and from the
+ *       shared ones; once the pool is free again, reads work.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -43,18 +49,27 @@ now (void)
 }
 
 static struct vublk *
-open_device (const char *socket, bool thread_queues, double request_timeout)
+open_device_pool (const char *socket, bool thread_queues,
+                  double request_timeout, size_t pool_size)
 {
   struct vublk_options o;
   struct vublk *dev;
 
   vublk_options_init (&o);
+  if (pool_size)
+    o.pool_size = pool_size;
   o.thread_queues = thread_queues;
   if (request_timeout > 0)
     o.request_timeout = request_timeout;
   if (!(dev = vublk_open (socket, &o)))
     fprintf (stderr, "driven_probe: %s\n", vublk_get_error ());
   return dev;
+}
+
+static struct vublk *
+open_device (const char *socket, bool thread_queues, double request_timeout)
+{
+  return open_device_pool (socket, thread_queues, request_timeout, 0);
 }
 
 struct waiter {
@@ -245,7 +260,7 @@ claim_race (const char *socket, unsigned rounds)
 static void
 set_flag (void *opaque, int result)
 {
-  *(_Atomic int *) opaque = result == 0 ? 1 : -1;
+  *(_Atomic int *) opaque = result == 0 ? 1 : result;
 }
 
 static int
@@ -290,6 +305,69 @@ idle_owner (const char *socket)
   return 0;
 }
 
+/* Reads 64 KiB into the caller's own memory (a bounce buffer needed) on
+ * tq (NULL: the shared queues); returns the result within 5 s, or 1 if
+ * there was none by then. */
+static int
+bounced_read (struct vublk *dev, struct vublk_tq *tq)
+{
+  static char buf[65536];
+  _Atomic int done = 0;
+  int result = 1;
+  struct vublk_io io = {
+    .op = VUBLK_OP_READ, .offset = 4096, .buf = buf, .len = sizeof buf,
+    .cb = set_flag, .opaque = (void *) &done,
+  };
+  double t0 = now ();
+
+  if ((tq ? vublk_tq_submit (tq, &io) : vublk_aio_submit (dev, &io)) < 0)
+    return -errno;
+  while (!done && now () - t0 < 5) {
+    if (tq)
+      vublk_tq_process (tq, 1, 100000000);
+    else
+      usleep (1000);
+  }
+  if (done)
+    result = done == 1 ? 0 : done;
+  return result;
+}
+
+static int
+pool_starved (const char *socket)
+{
+  struct vublk *dev = open_device_pool (socket, false, 1.0, 1 << 20);
+  struct vublk_tq *tq;
+  void *held[1024];
+  unsigned n = 0;
+  int driven, shared;
+
+  if (!dev || !(tq = vublk_tq_open (dev)))
+    return 1;
+  while (n < 1024 && (held[n] = vublk_buf_alloc (dev, 4096)))
+    n++;
+  driven = bounced_read (dev, tq);
+  shared = bounced_read (dev, NULL);
+  if (driven != -ENOMEM || shared != -ENOMEM) {
+    fprintf (stderr, "driven_probe: pool starved: a read needing a bounce "
+             "buffer gave %s (driven queue), %s (shared): not ENOMEM "
+             "within 5 s\n", driven == 1 ? "nothing" : strerror (-driven),
+             shared == 1 ? "nothing" : strerror (-shared));
+    return 1;
+  }
+  while (n)
+    vublk_buf_free (dev, held[--n]);
+  if (bounced_read (dev, tq) || bounced_read (dev, NULL)) {
+    fprintf (stderr, "driven_probe: pool starved: reads failed after the "
+             "pool was freed\n");
+    return 1;
+  }
+  vublk_tq_close (tq);
+  vublk_close (dev);
+  printf ("pool starved: reads fail with ENOMEM, then work again: ok\n");
+  return 0;
+}
+
 int
 main (int argc, char **argv)
 {
@@ -299,7 +377,10 @@ main (int argc, char **argv)
     return claim_race (argv[2], (unsigned) strtoul (argv[3], NULL, 10));
   if (argc == 3 && !strcmp (argv[1], "idle-owner"))
     return idle_owner (argv[2]);
+  if (argc == 3 && !strcmp (argv[1], "pool-starved"))
+    return pool_starved (argv[2]);
   fprintf (stderr, "usage: driven_probe close-wakes SOCKET"
-           " | claim-race SOCKET ROUNDS | idle-owner SOCKET\n");
+           " | claim-race SOCKET ROUNDS | idle-owner SOCKET"
+           " | pool-starved SOCKET\n");
   return 2;
 }
