@@ -274,6 +274,16 @@ cmd_copy (int argc, char **argv)
     driven_dev = pool_dev;
   if (src.dev && dst.dev)
     tq_wait_ns = 1000000;    /* the other device completes elsewhere */
+  /* The ring's buffers come from the shared pool (zero copy) only if
+   * they leave half of it for the library's bounce buffers and edge
+   * blocks: a request must never wait for memory the ring holds. */
+  if (pool_dev) {
+    struct vublk_info pool_info;
+
+    vublk_get_info (pool_dev, &pool_info);
+    if ((uint64_t) RING * CHUNK > pool_info.pool_size / 2)
+      pool_dev = NULL;
+  }
   for (unsigned i = 0; i < RING; i++) {
     ring[i].buf = pool_dev ? vublk_buf_alloc (pool_dev, CHUNK) : NULL;
     ring[i].from_pool = ring[i].buf != NULL;

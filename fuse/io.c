@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/falloc.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -39,8 +40,13 @@ io_ctx_new (struct vublkfs *fs, fuse_req_t req, size_t len)
   c->buf = NULL;
   c->pooled = false;
   if (len) {
-    c->buf = vublk_buf_alloc (fs->dev, len);
+    /* From the pool only while our buffers hold at most half of it. */
+    if (atomic_fetch_add (&fs->pool_held, len) + len
+        <= fs->info.pool_size / 2)
+      c->buf = vublk_buf_alloc (fs->dev, len);
     c->pooled = c->buf != NULL;
+    if (!c->pooled)
+      atomic_fetch_sub (&fs->pool_held, len);
     if (!c->buf && !(c->buf = malloc (len))) {
       free (c);
       fuse_reply_err (req, ENOMEM);
@@ -54,8 +60,10 @@ io_ctx_new (struct vublkfs *fs, fuse_req_t req, size_t len)
 static void
 io_ctx_free (struct io_ctx *c)
 {
-  if (c->pooled)
+  if (c->pooled) {
     vublk_buf_free (c->fs->dev, c->buf);
+    atomic_fetch_sub (&c->fs->pool_held, c->len);
+  }
   else
     free (c->buf);
   free (c);

@@ -25,6 +25,11 @@ struct vublkfs {
   uint64_t init_unique;           /* INIT awaiting the shared-mmap flag */
   const char *filename;           /* the disk's name in directory mode */
   const char *socket_path;        /* for messages */
+  /* Request buffers come from the shared pool (zero copy) while they
+   * hold at most half of it; the rest stays for the bounce buffers and
+   * edge blocks the library needs, so a request never waits for memory
+   * that only our own waiting requests hold. */
+  _Atomic uint64_t pool_held;
 
   pthread_mutex_t attr_lock;      /* protects the fields below */
   mode_t mode;                    /* permission bits of the disk file */
