@@ -149,6 +149,20 @@ open_endpoint (struct endpoint *e, const char *spec, bool output,
     e->size = st.st_size;
 }
 
+/* Exits with an error if the output dst names the file src reads (opening
+ * it for output would truncate the source before a byte was read). */
+static void
+refuse_same_file (const struct endpoint *src, const char *dst)
+{
+  struct stat in, out;
+
+  if (src->dev || !strcmp (dst, "-") || !strncmp (dst, PREFIX, strlen (PREFIX)))
+    return;
+  if (fstat (src->fd, &in) == 0 && stat (dst, &out) == 0
+      && in.st_dev == out.st_dev && in.st_ino == out.st_ino)
+    die (1, "copy: %s and %s are the same file", src->name, dst);
+}
+
 /* Reads up to len bytes from fd, retrying short reads; returns the count
  * (less than len only at end of input). */
 static size_t
@@ -258,6 +272,7 @@ cmd_copy (int argc, char **argv)
   show_progress = show_progress && isatty (STDERR_FILENO);
 
   open_endpoint (&src, spec[0], false, &o);
+  refuse_same_file (&src, spec[1]);
   open_endpoint (&dst, spec[1], true, &o);
   if (dst.dev && src.size != UINT64_MAX && src.size > dst.size)
     die (1, "%s: source is %" PRIu64 " bytes, the device only %" PRIu64,

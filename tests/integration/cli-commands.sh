@@ -23,7 +23,7 @@ assert "EVENT_IDX" in d["features"] and d["readonly"] is False
 PY
 
 # copy: file -> device -> file, with a size that is not block aligned,
-# through pipes, and with a small pool.
+# through pipes, with a small pool, and onto itself (refused).
 head -c $((20 * 1048576 + 123)) /dev/urandom >"$T/src"
 "$V" copy "$T/src" "vhost-user:$T/v.sock"
 "$V" copy "vhost-user:$T/v.sock" "$T/out"
@@ -41,6 +41,12 @@ timeout 60 "$V" copy --pool-size 1M "$T/src" "vhost-user:$T/v.sock" \
 timeout 60 "$V" copy --pool-size 1M "vhost-user:$T/v.sock" "$T/out1m" \
   || fail "copy out with a 1 MiB pool (exit $?; 124: hung)"
 cmp -n $((20 * 1048576 + 123)) "$T/src" "$T/out1m" || fail "copy with a 1 MiB pool"
+# A file copied onto itself is refused, and left as it was.
+cp "$T/src" "$T/self"
+if "$V" copy "$T/self" "$T/self" 2>"$T/err"; then fail "copy onto itself succeeded"; fi
+grep -q "are the same file" "$T/err" || fail "copy onto itself: $(cat "$T/err")"
+if "$V" copy - "$T/self" <"$T/self" 2>"$T/err"; then fail "copy of stdin onto itself succeeded"; fi
+cmp "$T/self" "$T/src" || fail "copy onto itself changed the file"
 head -c 40M /dev/zero >"$T/big"
 if "$V" copy "$T/big" "vhost-user:$T/v.sock" 2>"$T/err"; then fail "oversized copy succeeded"; fi
 grep -q "only 33554432" "$T/err" || fail "oversized copy message: $(cat "$T/err")"
