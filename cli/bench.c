@@ -6,6 +6,7 @@
  * shared path instead.  Reports IOPS, MiB/s, latency percentiles and the
  * client's CPU time per request. */
 #define _GNU_SOURCE
+#include <errno.h>
 #include <inttypes.h>
 #include <math.h>
 #include <pthread.h>
@@ -219,6 +220,19 @@ cpu_seconds (void)
          + ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
 }
 
+/* Sleeps for s seconds (up to a day: a useconds_t holds 71 minutes). */
+static void
+sleep_seconds (double s)
+{
+  struct timespec left = {
+    .tv_sec = (time_t) s,
+    .tv_nsec = (long) ((s - (double) (time_t) s) * 1e9),
+  };
+
+  while (nanosleep (&left, &left) == -1 && errno == EINTR)
+    ;
+}
+
 static void
 usage (FILE *f)
 {
@@ -296,7 +310,7 @@ cmd_bench (int argc, char **argv)
       a++;
       limit = parse_size (opt, val, 512, UINT64_MAX);
     }
-    else if (opt[0] == '-' && opt[1] == '-' && val
+    else if (opt[0] == '-' && opt[1] == '-'
              && parse_device_option (&o, opt, val))
       a++;
     else if (opt[0] == '-')
@@ -318,6 +332,9 @@ cmd_bench (int argc, char **argv)
          "device's %u-byte blocks", b.bs, info.logical_block_size);
   b.size = info.size;
   b.span = limit && limit < b.size ? limit : b.size;
+  if (limit && limit < b.bs)
+    die (EXIT_USAGE, "bench: --size %" PRIu64 " is smaller than --bs %"
+         PRIu64, limit, b.bs);
   if (b.span < b.bs)
     die (1, "bench: device (%" PRIu64 " bytes) is smaller than --bs",
          b.span);
@@ -356,7 +373,7 @@ cmd_bench (int argc, char **argv)
   else
     for (unsigned i = 0; i < total; i++)
       submit_next (&jobs[i], now_ns ());
-  usleep ((useconds_t) (seconds * 1e6));
+  sleep_seconds (seconds);
   atomic_store (&b.stop, true);
   while (atomic_load (&b.live) > 0)
     usleep (1000);

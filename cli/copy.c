@@ -257,8 +257,9 @@ cmd_copy (int argc, char **argv)
       show_progress = true;
     else if (parse_device_flag (&o, argv[a]))
       ;
-    else if (argv[a][0] == '-' && argv[a][1] == '-' && a + 1 < argc
-             && parse_device_option (&o, argv[a], argv[a + 1]))
+    else if (argv[a][0] == '-' && argv[a][1] == '-'
+             && parse_device_option (&o, argv[a],
+                                     a + 1 < argc ? argv[a + 1] : NULL))
       a++;
     else if (argv[a][0] == '-' && argv[a][1])
       die (EXIT_USAGE, "copy: unknown option '%s'", argv[a]);

@@ -51,6 +51,28 @@ usage (FILE *f)
            "  --json                   print JSON\n%s", device_options_help ());
 }
 
+/* Writes s into out (cap bytes) as the inside of a JSON string: quotes,
+ * backslashes, control bytes and bytes above 0x7e escaped (\u00XX, the
+ * byte's value: the text may come from the backend and need not be
+ * UTF-8).  Cut short, never unterminated, if out is too small. */
+static void
+json_escape (const char *s, char *out, size_t cap)
+{
+  size_t n = 0;
+
+  for (; *s && n + 7 < cap; s++) {
+    unsigned char c = (unsigned char) *s;
+
+    if (c == '"' || c == '\\')
+      n += (size_t) snprintf (out + n, cap - n, "\\%c", c);
+    else if (c < 0x20 || c > 0x7e)
+      n += (size_t) snprintf (out + n, cap - n, "\\u%04x", c);
+    else
+      out[n++] = (char) c;
+  }
+  out[n] = '\0';
+}
+
 int
 cmd_info (int argc, char **argv)
 {
@@ -72,8 +94,9 @@ cmd_info (int argc, char **argv)
       json = true;
     else if (parse_device_flag (&o, argv[a]))
       ;
-    else if (argv[a][0] == '-' && argv[a][1] == '-' && a + 1 < argc
-             && parse_device_option (&o, argv[a], argv[a + 1]))
+    else if (argv[a][0] == '-' && argv[a][1] == '-'
+             && parse_device_option (&o, argv[a],
+                                     a + 1 < argc ? argv[a + 1] : NULL))
       a++;
     else if (argv[a][0] == '-')
       die (EXIT_USAGE, "info: unknown option '%s'", argv[a]);
@@ -93,6 +116,10 @@ cmd_info (int argc, char **argv)
   human_size (i.size, human, sizeof human);
 
   if (json) {
+    char socket_json[3 * 4096], serial_json[6 * sizeof serial + 1];
+
+    json_escape (socket, socket_json, sizeof socket_json);
+    json_escape (serial, serial_json, sizeof serial_json);
     printf ("{\n  \"socket\": \"%s\",\n  \"size\": %" PRIu64 ",\n"
             "  \"logical_block_size\": %u,\n  \"physical_block_size\": %u,\n"
             "  \"alignment_offset\": %u,\n  \"min_io_size\": %u,\n"
@@ -108,7 +135,7 @@ cmd_info (int argc, char **argv)
             "  \"memory\": \"%s\",\n  \"ring\": \"%s\",\n"
             "  \"serial\": \"%s\",\n"
             "  \"features\": [",
-            socket, i.size, i.logical_block_size, i.physical_block_size,
+            socket_json, i.size, i.logical_block_size, i.physical_block_size,
             i.alignment_offset, i.min_io_size, i.opt_io_size, i.size_max,
             i.seg_max, i.max_transfer, i.max_discard_sectors,
             i.max_discard_seg, i.max_write_zeroes_sectors,
@@ -119,7 +146,7 @@ cmd_info (int argc, char **argv)
             i.can_write_zeroes ? "true" : "false", i.num_queues,
             i.backend_queues, i.queue_size, i.reconnects,
             i.hugetlb ? "hugetlb" : "normal",
-            i.packed_ring ? "packed" : "split", serial);
+            i.packed_ring ? "packed" : "split", serial_json);
     print_features (i.features, vublk_feature_name, ", ", true);
     printf ("],\n  \"protocol_features\": [");
     print_features (i.protocol_features, vublk_protocol_feature_name, ", ",

@@ -34,8 +34,9 @@ double parse_seconds (const char *option, const char *value);
 
 /* Handles an option common to every program that opens a device: name
  * is "--" and a library option's name (vublk_options_set), value its
- * value; dies with a usage error naming the option if the value is bad.
- * Returns false if name is no such option. */
+ * value (NULL when nothing follows the option); dies with a usage error
+ * naming the option if the value is bad or missing.  Returns false if
+ * name is no such option. */
 bool parse_device_option (struct vublk_options *o, const char *name,
                           const char *value);
 

@@ -1,5 +1,6 @@
 /* options.c — strict parsing of the numbers users type, and the device
  * options every program shares (made from the library's table). */
+#include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -60,9 +61,10 @@ parse_size (const char *option, const char *value, uint64_t min, uint64_t max)
   unsigned shift = 0;
 
   errno = 0;
-  if (!value || !*value || *value == '-' || *value == '+')
-    die (EXIT_USAGE, "%s: '%s' is not a positive number", option,
-         value ? value : "");
+  /* A digit first: strtoull would also skip blanks and take a sign. */
+  if (!value || !isdigit ((unsigned char) *value))
+    die (EXIT_USAGE, "%s: '%s' is not a %snumber", option,
+         value ? value : "", value && strchr (value, '-') ? "positive " : "");
   v = strtoull (value, &end, 10);
   if (end == value || errno)
     die (EXIT_USAGE, "%s: '%s' is not a number", option, value);
@@ -160,6 +162,8 @@ parse_device_option (struct vublk_options *o, const char *name,
   if (strncmp (name, "--", 2) || !(info = library_option (name + 2))
       || is_flag (info))
     return false;
+  if (!value)
+    die (EXIT_USAGE, "%s needs a value (%s)", name, info->value_hint);
   if (vublk_options_set (o, info->name, value) != 0)
     die (EXIT_USAGE, "--%s", vublk_get_error ());
   return true;

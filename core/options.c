@@ -5,6 +5,7 @@
  * the table; options_check() checks a filled struct against the same
  * bounds, so a value is refused with one message wherever it comes from.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <math.h>     /* isfinite, a macro: no libm */
 #include <stddef.h>
@@ -128,7 +129,9 @@ parse_number (const char *value, bool suffixes, double *out)
   char *end;
   double v;
 
-  if (!*value || *value == '-' || *value == '+')
+  /* A digit or point first: strtod would also skip blanks, take a sign
+   * and read "inf" or "nan". */
+  if (!isdigit ((unsigned char) *value) && *value != '.')
     return false;
   errno = 0;
   v = strtod (value, &end);

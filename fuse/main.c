@@ -164,7 +164,7 @@ parse_args (int argc, char **argv, struct config *cfg)
   cfg->spin_us = DEFAULT_SPIN_US;
   device_options_init (&cfg->dev_opts);
   opterr = 0;
-  while ((c = getopt_long (argc, argv, "+ro:dvhV", long_opts, &idx)) != -1) {
+  while ((c = getopt_long (argc, argv, "+:ro:dvhV", long_opts, &idx)) != -1) {
     char name[64];
 
     switch (c) {
@@ -199,9 +199,14 @@ parse_args (int argc, char **argv, struct config *cfg)
       printf ("vublk-fuse %s\nlibvublk %s\nFUSE library %s\n",
               VUBLK_CLI_VERSION, vublk_version (), fuse_pkgversion ());
       exit (0);
+    /* optopt names a short option; a long one is the last word read. */
     case ':':
+      if (optopt > 0 && optopt < 128)
+        die (EXIT_USAGE, "option '-%c' needs a value", optopt);
       die (EXIT_USAGE, "option '%s' needs a value", argv[optind - 1]);
     default:
+      if (optopt > 0 && optopt < 128)
+        die (EXIT_USAGE, "unknown option '-%c' (try --help)", optopt);
       die (EXIT_USAGE, "unknown option '%s' (try --help)", argv[optind - 1]);
     }
   }

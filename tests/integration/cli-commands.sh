@@ -78,6 +78,21 @@ expect_error 2 "not a multiple of the device" bench --bs 512 "$T/v.sock"
 expect_error 2 "not a positive number" bench --qd -3 "$T/v.sock"
 expect_error 2 "unknown command" frobnicate
 expect_error 2 "no SOCKET" info
+expect_error 2 "needs a value" copy "$T/src" "$T/out" --queue-size
+expect_error 2 "needs a value" info "$T/v.sock" --pool-size
+expect_error 2 "not a size" info --pool-size " -4096" "$T/v.sock"
+expect_error 2 "not a number" bench --qd " 4" "$T/v.sock"
+expect_error 2 "--size 512 is smaller than --bs" bench --size 512 --bs 4k "$T/v.sock"
+# --time beyond what a useconds_t holds (71 minutes) still runs that long.
+rc=0; timeout 3 "$V" bench --time 4295 --qd 1 "$T/v.sock" >/dev/null 2>&1 || rc=$?
+[[ $rc == 124 ]] || fail "bench --time 4295 ended after under 3 s (exit $rc)"
+# info --json stays valid JSON whatever the socket's name.
+odd=$T/'q"x\y.sock'
+ln -s "$T/v.sock" "$odd"
+"$V" info --json "$odd" | /usr/bin/python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+assert d["socket"] == sys.argv[1], d["socket"]' "$odd" || fail "info --json with an odd socket name"
 # A socket that accepts and never answers must fail within seconds.
 /usr/bin/python3 -c '
 import socket, sys, time

@@ -80,6 +80,9 @@ expect_usage "--filename" --filename a/b "$T/v.sock" "$T/dir"
 expect_usage "--reconnect-timeout" --reconnect-timeout -1 "$T/v.sock" "$T/file"
 expect_usage "--spin" --spin 20000 "$T/v.sock" "$T/file"
 expect_usage "unknown option" --bogus "$T/v.sock" "$T/file"
+expect_usage "unknown option '-x'" -xr "$T/v.sock" "$T/file"
+expect_usage "option '--threads' needs a value" --threads
+expect_usage "option '-o' needs a value" -o
 "$F" --help | grep -q "Usage: vublk-fuse" || fail "--help"
 "$F" --version | grep -q "^vublk-fuse " || fail "--version"
 
