@@ -3,7 +3,8 @@
  *
  * A ring of 1 MiB buffers (in the device's shared pool, so device I/O is
  * zero copy) keeps up to RING requests in flight: reads from a device are
- * submitted ahead, writes to a device complete behind, and the data is
+ * submitted ahead, writes to a device complete behind (the reader waits
+ * for one only when every slot holds a write in flight), and the data is
  * written in order.  The copying thread drives a queue of that device
  * itself (vublk_tq_*): completions run on it, no thread hand-off. */
 #define _GNU_SOURCE
@@ -316,11 +317,19 @@ cmd_copy (int argc, char **argv)
       struct slot *s = &ring[read_idx % RING];
       bool free_slot;
 
+      int last_write;
+
       pthread_mutex_lock (&lock);
       free_slot = s->state == EMPTY;
+      last_write = s->result;
       pthread_mutex_unlock (&lock);
       if (!free_slot)
         break;
+      /* A device write that failed is reported before its slot is reused
+       * (a failed read never gets here: the writer stops on it). */
+      if (last_write)
+        die (1, "%s: write at offset %" PRIu64 ": %s", dst.name, s->off,
+             strerror (-last_write));
       s->off = read_off;
       s->result = 0;
       if (src.dev) {
@@ -351,8 +360,18 @@ cmd_copy (int argc, char **argv)
       read_off += s->len;
       read_idx++;
     }
-    if (write_idx == read_idx)
-      break;
+    if (write_idx == read_idx) {
+      if (eof)
+        break;
+      /* Every slot holds a device write in flight: wait for the one the
+       * reader needs next. */
+      struct slot *next = &ring[read_idx % RING];
+      int next_result = settle_slot (next);
+      if (next_result)
+        die (1, "%s: write at offset %" PRIu64 ": %s", dst.name, next->off,
+             strerror (-next_result));
+      continue;
+    }
     /* Write the oldest slot once its data is in. */
     struct slot *s = &ring[write_idx % RING];
     wait_state (s, FULL);
@@ -376,12 +395,6 @@ cmd_copy (int argc, char **argv)
     }
     written += s->len;
     write_idx++;
-    /* Before reusing a slot the device write must be done. */
-    struct slot *next = &ring[read_idx % RING];
-    int next_result = settle_slot (next);
-    if (next_result)
-      die (1, "%s: write at offset %" PRIu64 ": %s", dst.name, next->off,
-           strerror (-next_result));
     if (show_progress)
       progress (written, src.size, false);
   }
