@@ -1,5 +1,5 @@
-/* ring.h — the virtqueue layouts (split_ring.c, packed_ring.c) and the
- * one interface queue.c uses over both (ring.c).  Included by internal.h.
+/* ring.h — the one interface queue.c uses over both virtqueue layouts
+ * (ring.c, over split_ring.h and packed_ring.h).  Included by internal.h.
  */
 #ifndef VUBLK_RING_H
 #define VUBLK_RING_H
@@ -8,128 +8,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include <linux/virtio_ring.h>
-
-/* Each ring area starts on its own cache line, so the producer's and the
- * consumer's writes do not share one. */
-#define AREA_ALIGN 64u
-
-/* x rounded up to a multiple of a (a power of two). */
-static inline size_t
-ring_align_up (size_t x, size_t a)
-{
-  return (x + a - 1) & ~(a - 1);
-}
-
-/* split_ring.c -------------------------------------------------------- */
-
-
-
-struct split_ring {
-  uint16_t num;              /* entries, a power of two */
-  struct vring_desc *desc;
-  uint16_t *avail;           /* flags, idx, ring[num], used_event */
-  uint8_t *used;             /* flags, idx, ring[num] elems, avail_event */
-  uint16_t avail_idx;        /* our next avail index (shadow) */
-  uint16_t kicked_idx;       /* avail idx at the last notification */
-  uint16_t last_used_idx;    /* next used entry to harvest */
-  bool event_idx;
-};
-
-/* Bytes needed for a ring of num entries: desc, avail, used areas, each
- * starting at the offsets written to *avail_off and *used_off. */
-size_t split_ring_size (unsigned num, size_t *avail_off, size_t *used_off);
-
-/* Lays a zeroed ring of num entries over mem (split_ring_size bytes). */
-void split_ring_init (struct split_ring *ring, void *mem, unsigned num,
-                      bool event_idx);
-
-/* Puts head on the avail ring without publishing it. */
-void split_ring_push_avail (struct split_ring *ring, uint16_t head);
-
-/* Publishes pushed entries and reports whether the device must be
- * notified (EVENT_IDX or the NO_NOTIFY flag). */
-bool split_ring_publish (struct split_ring *ring);
-
-
-/* Copies up to max used entries into out, advancing last_used_idx.
- * Returns the count, or -EPROTO if the device's used idx claims more
- * entries than the ring holds. */
-int split_ring_harvest (struct split_ring *ring, struct vring_used_elem *out,
-                        unsigned max);
-
-/* Asks for an interrupt at the next used entry and re-checks the ring
- * after a full barrier.  Returns true if entries are already pending (do
- * not sleep). */
-bool split_ring_arm (struct split_ring *ring);
-
-/* Asks the device not to interrupt (while polling). */
-void split_ring_disarm (struct split_ring *ring);
-
-/* True if the used ring has entries we have not harvested. */
-bool split_ring_has_used (const struct split_ring *ring);
-
-/* ring_prefetch_used for a split ring. */
-void split_ring_prefetch_used (const struct split_ring *ring);
-
-/* packed_ring.c ------------------------------------------------------- */
-
-struct packed_desc {
-  uint64_t addr;
-  uint32_t len;
-  uint16_t id;
-  uint16_t flags;
-};
-
-/* The wrap counter both sides start with (see packed_ring.c). */
-#define PACKED_START_WRAP false
-
-struct packed_ring {
-  uint16_t num;
-  struct packed_desc *desc;
-  uint16_t *driver_event;    /* {off_wrap, flags}: the device reads it */
-  uint16_t *device_event;    /* {off_wrap, flags}: we read it */
-  uint16_t next_avail;       /* where the next chain goes */
-  bool avail_wrap;
-  uint16_t next_used;        /* where the next used descriptor appears
-                                (atomic: read as a hint without the lock) */
-  bool used_wrap;
-  unsigned placed;           /* chains placed since the last publish */
-  unsigned outstanding;      /* descriptors placed and not yet harvested
-                                (atomic: read as a hint) */
-  uint8_t ndesc[1024];       /* chain length per buffer id in flight */
-};
-
-/* Bytes for a packed ring of num entries; *driver_off and *device_off get
- * the offsets of the two event suppression areas. */
-size_t packed_ring_size (unsigned num, size_t *driver_off,
-                         size_t *device_off);
-
-/* Lays a zeroed ring of num (<= 1024) entries over mem. */
-void packed_ring_init (struct packed_ring *ring, void *mem, unsigned num);
-
-/* Makes the chain of n descriptors available with buffer id id (< num);
- * the head is written last.  The caller guarantees n free positions. */
-void packed_ring_place (struct packed_ring *ring, uint16_t id,
-                        const struct vring_desc *chain, unsigned n);
-
-/* Reports whether chains were placed since the last call and the device
- * wants notifications. */
-bool packed_ring_publish (struct packed_ring *ring);
-
-/* Copies up to max used entries (id, len) into out.  Returns the count,
- * or -EPROTO at a used id with no chain in flight (the *good entries
- * before it are valid and consumed). */
-int packed_ring_harvest (struct packed_ring *ring, struct vring_used_elem *out,
-                         unsigned max, unsigned *good);
-
-/* Notification control and the lock-free "anything used?" hint, as for
- * split rings. */
-bool packed_ring_has_used (const struct packed_ring *ring);
-bool packed_ring_arm (struct packed_ring *ring);
-void packed_ring_disarm (struct packed_ring *ring);
-
-/* ring.c -------------------------------------------------------------- */
+#include "packed_ring.h"
+#include "split_ring.h"
 
 /* A virtqueue of either layout, addressed by slot. */
 struct vq_ring {
