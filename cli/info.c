@@ -132,7 +132,8 @@ cmd_info (int argc, char **argv)
             "  \"can_discard\": %s,\n  \"can_write_zeroes\": %s,\n"
             "  \"queues\": %u,\n  \"backend_queues\": %u,\n"
             "  \"queue_size\": %u,\n  \"reconnects\": %" PRIu64 ",\n"
-            "  \"memory\": \"%s\",\n  \"ring\": \"%s\",\n"
+            "  \"memory\": \"%s\",\n  \"pool_size\": %" PRIu64 ",\n"
+            "  \"ring\": \"%s\",\n"
             "  \"serial\": \"%s\",\n"
             "  \"features\": [",
             socket_json, i.size, i.logical_block_size, i.physical_block_size,
@@ -145,7 +146,7 @@ cmd_info (int argc, char **argv)
             i.can_flush ? "true" : "false", i.can_discard ? "true" : "false",
             i.can_write_zeroes ? "true" : "false", i.num_queues,
             i.backend_queues, i.queue_size, i.reconnects,
-            i.hugetlb ? "hugetlb" : "normal",
+            i.hugetlb ? "hugetlb" : "normal", i.pool_size,
             i.packed_ring ? "packed" : "split", serial_json);
     print_features (i.features, vublk_feature_name, ", ", true);
     printf ("],\n  \"protocol_features\": [");
@@ -182,9 +183,10 @@ cmd_info (int argc, char **argv)
             i.packed_ring ? "packed" : "split",
             i.event_idx ? ", event index" : "",
             i.indirect_desc ? ", indirect descriptors" : "");
-    printf ("memory:               %s, %" PRIu64 " MiB shared\n",
+    printf ("memory:               %s, %" PRIu64 " MiB shared, of which "
+            "%" PRIu64 " MiB I/O buffer pool\n",
             i.hugetlb ? "hugetlb (2 MiB pages)" : "normal (4 KiB pages)",
-            i.shared_memory_size >> 20);
+            i.shared_memory_size >> 20, i.pool_size >> 20);
     printf ("serial:               %s\n", serial);
     printf ("features:             ");
     print_features (i.features, vublk_feature_name, " ", false);

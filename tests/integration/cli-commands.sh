@@ -12,6 +12,7 @@ start_qsd "$T/disk.img" "$T/v.sock" num-queues=4 logical-block-size=4096
 grep -q '^size: *33554432 bytes' "$T/info.txt" || fail "info size"
 grep -q '^logical block size: *4096' "$T/info.txt" || fail "info block size"
 grep -q '^serial: *vhost_user_blk' "$T/info.txt" || fail "info serial"
+grep -q '^memory: .* 64 MiB I/O buffer pool' "$T/info.txt" || fail "info pool"
 "$V" info --json "$T/v.sock" >"$T/info.json"
 /usr/bin/python3 - "$T/info.json" <<'PY' || fail "info --json"
 import json, sys
@@ -20,6 +21,7 @@ assert d["size"] == 33554432, d["size"]
 assert d["logical_block_size"] == 4096
 assert d["queues"] == 4 and d["backend_queues"] == 4
 assert "EVENT_IDX" in d["features"] and d["readonly"] is False
+assert d["pool_size"] == 64 << 20, d["pool_size"]
 PY
 
 # copy: file -> device -> file, with a size that is not block aligned,
