@@ -112,10 +112,16 @@ aio_submit_checked (struct vublk *dev, struct vublk_queue *q,
   if (err)
     return err;
   op = op_desc (io->op);             /* known: validated */
-  if (op->no_op_without_feature && !device_has (dev, op->feature)) {
-    /* No volatile cache: every completed write is already stable. */
+  /* Nothing to do, completed through the queue like any request (so
+   * the callback runs where the caller expects it): a flush without a
+   * volatile cache (every completed write is already stable), and a
+   * request for zero bytes, which must not be planned (an unaligned
+   * offset would make it a read-modify-write of a whole block). */
+  if ((op->no_op_without_feature && !device_has (dev, op->feature))
+      || (op->ranged && io->len == 0)) {
     struct vublk_io done = *io;
     done.op = VUBLK_OP_READ;
+    done.offset = 0;
     done.len = 0;
     return aio_submit_to (dev, q, &done);
   }

@@ -76,6 +76,9 @@ timeout 60 "$VUBLK_TESTS/driven_probe" idle-owner "$T/driven.sock" \
 # with ENOMEM after the request timeout instead of waiting for ever.
 timeout 60 "$VUBLK_TESTS/driven_probe" pool-starved "$T/driven.sock" \
   || fail "a request starved of pool memory"
+# Zero-byte writes and write-zeroes at an unaligned offset change nothing.
+timeout 60 "$VUBLK_TESTS/driven_probe" zero-length "$T/driven.sock" \
+  || fail "zero-length requests at an unaligned offset"
 kill "$QSD_PID"; wait "$QSD_PID" 2>/dev/null || true
 
 # A read-only export: reads work, every write fails with EROFS.

@@ -1,5 +1,5 @@
-/* driven_probe — checks of a driven queue's life against a real backend,
- * one per mode; exit 0 if it holds.
+/* driven_probe — checks of a request's and a driven queue's life against
+ * a real backend, one per mode; exit 0 if it holds.
  *
  *   driven_probe close-wakes SOCKET
  *       A thread waits in vublk_tq_process with nothing in flight, once
@@ -24,6 +24,10 @@
  *       needs a bounce buffer: the read must fail with ENOMEM within 5 s
  *       instead of waiting for ever, from a driven queue and from the
  *       shared ones; once the pool is free again, reads work.
+ *   driven_probe zero-length SOCKET
+ *       Writes and write-zeroes of zero bytes at an unaligned offset, on a
+ *       driven queue and on the shared ones, succeed and change nothing
+ *       (the block they point into keeps its bytes).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -368,6 +372,46 @@ pool_starved (const char *socket)
   return 0;
 }
 
+static int
+zero_length (const char *socket)
+{
+  struct vublk *dev = open_device (socket, true, 0);
+  unsigned char want[512], got[512];
+  int failed = 0;
+
+  if (!dev)
+    return 1;
+  memset (want, 0xaa, sizeof want);
+  if (vublk_pwrite (dev, want, sizeof want, 0, 0) != sizeof want) {
+    fprintf (stderr, "driven_probe: %s\n", vublk_get_error ());
+    return 1;
+  }
+  /* thread_queues: this thread's calls drive a queue of their own. */
+  for (int round = 0; round < 2; round++) {
+    if (vublk_pwrite (dev, want, 0, 100, 0) != 0
+        || vublk_write_zeroes (dev, 100, 0, 0) != 0
+        || vublk_pread (dev, got, 0, 100) != 0) {
+      fprintf (stderr, "driven_probe: zero bytes at offset 100 failed: "
+               "%s\n", vublk_get_error ());
+      failed = 1;
+    }
+    if (vublk_pread (dev, got, sizeof got, 0) != sizeof got
+        || memcmp (got, want, sizeof got)) {
+      fprintf (stderr, "driven_probe: a request for zero bytes at offset "
+               "100 changed block 0\n");
+      failed = 1;
+    }
+    vublk_close (dev);
+    /* Again on the shared queues. */
+    if (round == 0 && !(dev = open_device (socket, false, 0)))
+      return 1;
+  }
+  if (!failed)
+    printf ("zero-length requests at an unaligned offset change nothing: "
+            "ok\n");
+  return failed;
+}
+
 int
 main (int argc, char **argv)
 {
@@ -379,8 +423,10 @@ main (int argc, char **argv)
     return idle_owner (argv[2]);
   if (argc == 3 && !strcmp (argv[1], "pool-starved"))
     return pool_starved (argv[2]);
+  if (argc == 3 && !strcmp (argv[1], "zero-length"))
+    return zero_length (argv[2]);
   fprintf (stderr, "usage: driven_probe close-wakes SOCKET"
            " | claim-race SOCKET ROUNDS | idle-owner SOCKET"
-           " | pool-starved SOCKET\n");
+           " | pool-starved SOCKET | zero-length SOCKET\n");
   return 2;
 }
