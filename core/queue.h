@@ -247,8 +247,8 @@ unsigned queue_process (struct vublk_queue *q);
 
 /* Marks slots submitted before deadline_ns as timed out (abandoned on
  * the second time) and returns true if any was found.  While the used
- * ring holds answers nobody has harvested yet, marks nothing and returns
- * false: the backend is answering. */
+ * ring holds answers nobody has harvested yet, marks nothing, wakes
+ * whoever harvests q and returns false: the backend is answering. */
 bool queue_scan_timeouts (struct vublk_queue *q, uint64_t deadline_ns);
 
 /* Disarms q and polls its used ring without the lock until an entry

@@ -90,11 +90,17 @@ queue_scan_timeouts (struct vublk_queue *q, uint64_t deadline_ns)
   bool hung = false;
 
   pthread_mutex_lock (&q->lock);
-  /* Answers nobody has harvested yet (a driving thread busy elsewhere)
-   * are not a hung backend: its requests wait for their owner, and a
-   * reconnect would drop a backend that did its job. */
+  /* Answers nobody has harvested yet are not a hung backend: a driving
+   * thread busy elsewhere will take them, and a reconnect would drop a
+   * backend that did its job.  Whoever harvests is woken for them, in
+   * case the backend answered without signalling (a lost interrupt) and
+   * the completion thread or the owner sleeps on the call eventfd. */
   if (!q->broken && ring_has_used (&q->ring)) {
     pthread_mutex_unlock (&q->lock);
+    if (atomic_load (&q->driven))
+      eventfd_signal (q->call_fd);
+    else
+      queue_wake (q);
     return false;
   }
   for (unsigned i = 0; i < q->nslots; i++) {

@@ -50,6 +50,8 @@
  *   ioerr-status         complete with VIRTIO_BLK_S_IOERR
  *   stall                never complete the request
  *   stall-forever        never complete any request on any connection
+ *   lost-interrupt       (split) from the AFTER-th request on, complete
+ *                        requests without signalling the call eventfd
  *
  * On packed rings: not-in-flight and complete-twice wait until the chain
  * after the faulty one is available, take it (it is never served) and
@@ -788,7 +790,7 @@ serve_queue (struct vq *v)
       return false;
     any = true;
   }
-  if (any)
+  if (any && !(is ("lost-interrupt") && requests >= fault_after))
     notify (v);
   return true;
 }
