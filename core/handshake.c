@@ -379,14 +379,22 @@ handshake_backend_message (struct vublk *dev)
 {
   struct vhost_user_header hdr;
   uint8_t payload[VHOST_USER_MAX_PAYLOAD];
-  ssize_t r;
+  /* A message started is finished within the handshake's deadline: a
+   * backend that sends part of one must not hold the control thread
+   * (request timeouts, reconnects, vublk_close) for ever. */
+  int err = vu_recv_message (dev->backend_fd, &hdr, payload, sizeof payload,
+                             (int) (dev->opts.connect_timeout * 1000));
 
-  r = recv (dev->backend_fd, &hdr, sizeof hdr, MSG_WAITALL);
-  if (r != (ssize_t) sizeof hdr || hdr.size > sizeof payload
-      || (hdr.size && recv (dev->backend_fd, payload, hdr.size, MSG_WAITALL)
-          != (ssize_t) hdr.size)) {
-    /* Closed or garbage: stop listening; the main socket tells us if the
-     * backend is gone. */
+  if (err) {
+    /* Closed, cut short or garbage: stop listening; the main socket
+     * tells us if the backend is gone. */
+    if (err == -ETIMEDOUT)
+      device_log (dev, VUBLK_LOG_WARNING, "backend channel: a message was "
+                  "cut short (nothing more within %g s); no longer "
+                  "listening to it", dev->opts.connect_timeout);
+    else if (err != -ECONNRESET && err != -ECANCELED)
+      device_log (dev, VUBLK_LOG_WARNING, "backend channel: %s; no longer "
+                  "listening to it", vublk_get_error ());
     close (dev->backend_fd);
     dev->backend_fd = -1;
     return;
@@ -399,8 +407,12 @@ handshake_backend_message (struct vublk *dev)
       { hdr.request, VHOST_USER_VERSION | VHOST_USER_REPLY_MASK, 8 },
       hdr.request == VHOST_USER_BACKEND_CONFIG_CHANGE_MSG ? 0 : 1,
     };
-    if (send (dev->backend_fd, &reply, sizeof reply, MSG_NOSIGNAL) < 0) {
-      /* the backend is going away; the main socket reports it */
+    /* Never blocks: a backend that does not read its replies loses the
+     * rest of them, not our control thread. */
+    if (send (dev->backend_fd, &reply, sizeof reply,
+              MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
+      /* the backend is going away (the main socket reports it) or not
+       * reading */
     }
   }
   if (hdr.request == VHOST_USER_BACKEND_CONFIG_CHANGE_MSG)

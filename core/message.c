@@ -215,6 +215,23 @@ read_exact (int sock, void *buf, size_t len, int *timeout_ms,
 }
 
 int
+vu_recv_message (int sock, struct vhost_user_header *hdr, void *payload,
+                 size_t payload_size, int timeout_ms)
+{
+  int err = read_exact (sock, hdr, sizeof *hdr, &timeout_ms, 0);
+
+  if (err)
+    return err;
+  if (hdr->size > payload_size)
+    return set_error (EPROTO, "vhost-user backend message %u: payload of "
+                      "%u bytes, at most %zu expected", hdr->request,
+                      hdr->size, payload_size);
+  return hdr->size ? read_exact (sock, payload, hdr->size, &timeout_ms,
+                                 hdr->request)
+                   : 0;
+}
+
+int
 vu_recv_reply (int sock, uint32_t request, void *payload,
                uint32_t expected_size, uint32_t payload_size, uint32_t *got,
                int timeout_ms)

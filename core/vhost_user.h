@@ -119,6 +119,14 @@ int vu_check_reply_header (const struct vhost_user_header *hdr,
                            uint32_t request, uint32_t expected_size,
                            uint32_t max_size);
 
+/* Receives one message the backend sent on its own (the backend channel)
+ * within timeout_ms: its header into *hdr, its payload into payload
+ * (capacity payload_size), closing any fds the peer attached.  Returns 0
+ * or -errno (-ETIMEDOUT, -ECANCELED, -ECONNRESET, -EPROTO for a payload
+ * larger than payload_size). */
+int vu_recv_message (int sock, struct vhost_user_header *hdr, void *payload,
+                     size_t payload_size, int timeout_ms);
+
 /* Receives a reply to `request` within timeout_ms into payload (capacity
  * payload_size), closing any fds the peer attached.  expected_size 0 means
  * "any size up to payload_size"; the actual size is stored in *got.

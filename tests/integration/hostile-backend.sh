@@ -262,6 +262,19 @@ wait_for_file "$S.ready"
 kill -USR1 "$HB_PID"
 wait $probe || fail "core did not see the new size: $(cat "$T/probe.out")"
 echo "ok: config-change -> libvublk reports the new size"
+# Half a message on the backend channel: the control thread gives up on
+# it within the handshake deadline, so the probe (which then never sees
+# the new size) still closes the device and exits.
+start_backend backend-partial
+rm -f "$S.ready"
+timeout 40 "$PROBE" wait-resize "$S" $((2 * SIZE)) >"$T/probe.out" 2>&1 &
+probe=$!
+wait_for_file "$S.ready"
+kill -USR1 "$HB_PID"
+rc=0; wait $probe || rc=$?
+[[ $rc != 124 ]] || fail "backend-partial: vublk_close hung behind half a message"
+[[ $rc != 0 ]] || fail "backend-partial: the size changed on half a message"
+echo "ok: backend-partial -> the channel is dropped, close does not hang"
 if [[ -x $VUBLK_FUSE_BIN ]] && command -v fusermount3 >/dev/null; then
   start_backend none
   touch "$T/file"

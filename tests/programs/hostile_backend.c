@@ -52,6 +52,9 @@
  *   stall-forever        never complete any request on any connection
  *   lost-interrupt       (split) from the AFTER-th request on, complete
  *                        requests without signalling the call eventfd
+ *   backend-partial      on SIGUSR1, send only 6 of the 12 header bytes of
+ *                        the config-change message and keep the channel
+ *                        open
  *
  * On packed rings: not-in-flight and complete-twice wait until the chain
  * after the faulty one is available, take it (it is never served) and
@@ -381,7 +384,9 @@ send_config_change (void)
   free (disk);
   disk = bigger;
   disk_size *= 2;
-  if (backend_fd >= 0 && send (backend_fd, &h, sizeof h, MSG_NOSIGNAL) < 0) {
+  if (backend_fd >= 0
+      && send (backend_fd, &h, is ("backend-partial") ? 6 : sizeof h,
+               MSG_NOSIGNAL) < 0) {
     /* client gone */
   }
 }
