@@ -83,7 +83,10 @@ handshake_read_config (struct vublk *dev)
   pthread_mutex_lock (&dev->info_lock);
   dev->cfg = parsed;
   pthread_mutex_unlock (&dev->info_lock);
-  atomic_store (&dev->size, parsed.capacity * SECTOR_SIZE);
+  /* A last partial logical block cannot be read or written (requests
+   * are whole blocks): the device ends before it, as in Linux. */
+  atomic_store (&dev->size, parsed.capacity * SECTOR_SIZE
+                            / parsed.blk_size * parsed.blk_size);
   return 0;
 }
 

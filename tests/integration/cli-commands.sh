@@ -64,6 +64,21 @@ for rw in randread randwrite read write randrw; do
   grep -q '^client CPU: [0-9.]* us per request' "$T/bench" || fail "bench cpu line"
 done
 
+# A device whose size is not a whole number of its logical blocks ends
+# before the partial block (which no request can reach): info reports it
+# so and a copy of the whole device succeeds.
+head -c $((1048576 + 512)) /dev/urandom >"$T/odd.img"
+QSD_MAIN=$QSD_PID
+start_qsd "$T/odd.img" "$T/odd.sock" logical-block-size=4096
+"$V" info --json "$T/odd.sock" | /usr/bin/python3 -c '
+import json, sys; assert json.load(sys.stdin)["size"] == 1048576' \
+  || fail "a 1 MiB + 512 B device with 4 KiB blocks is not 1 MiB"
+"$V" copy "vhost-user:$T/odd.sock" "$T/odd.out" || fail "copy of the odd-sized device"
+[[ $(stat -c %s "$T/odd.out") == 1048576 ]] \
+  && cmp -n 1048576 "$T/odd.out" "$T/odd.img" || fail "odd-sized device copy differs"
+kill "$QSD_PID"; wait "$QSD_PID" 2>/dev/null || true
+QSD_PID=$QSD_MAIN
+
 # Bad input: one line naming the problem, non-zero exit.
 expect_error() {
   local code=$1 pattern=$2; shift 2
