@@ -39,9 +39,11 @@ blk_config_parse (struct blk_config *cfg, const uint8_t *d, uint32_t len,
     return set_error (EPROTO, "virtio-blk config of %u bytes has no capacity",
                       len);
   cfg->capacity = le64_at (d);
-  if (cfg->capacity > UINT64_MAX / SECTOR_SIZE)
-    return set_error (EPROTO, "virtio-blk capacity %llu sectors overflows",
-                      (unsigned long long) cfg->capacity);
+  /* Sizes are signed 64-bit numbers in files (off_t) and NBD exports. */
+  if (cfg->capacity > INT64_MAX / SECTOR_SIZE)
+    return set_error (EPROTO, "virtio-blk capacity %llu sectors is more "
+                      "than 2^63 bytes, larger than a file or an NBD export "
+                      "can be", (unsigned long long) cfg->capacity);
 
   cfg->blk_size = SECTOR_SIZE;
   if (has (features, VIRTIO_BLK_F_SIZE_MAX) && len >= 12)

@@ -131,6 +131,14 @@ test_absurd_values (void **state)
   sample (d);
   memcpy (d, &huge, 8);
   assert_int_equal (blk_config_parse (&c, d, sizeof d, 0), -EPROTO);
+  /* The largest size an off_t holds, and one sector more. */
+  huge = INT64_MAX / 512;
+  sample (d);
+  memcpy (d, &huge, 8);
+  assert_int_equal (blk_config_parse (&c, d, sizeof d, 0), 0);
+  huge++;
+  memcpy (d, &huge, 8);
+  assert_int_equal (blk_config_parse (&c, d, sizeof d, 0), -EPROTO);
   sample (d);
   d[34] = d[35] = 0;
   assert_int_equal (blk_config_parse (&c, d, sizeof d, F (VIRTIO_BLK_F_MQ)),
