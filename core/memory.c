@@ -158,10 +158,11 @@ find_run (const struct pool *pool, size_t from, size_t to, size_t need)
 void *
 pool_alloc (struct pool *pool, size_t len)
 {
-  size_t need = (len + POOL_PAGE - 1) / POOL_PAGE, first;
+  size_t need, first;
 
-  if (need == 0)
-    need = 1;
+  if (len > pool->pages * POOL_PAGE)   /* also before rounding can wrap */
+    return NULL;
+  need = len ? (len + POOL_PAGE - 1) / POOL_PAGE : 1;
   if (need > pool->pages || need > UINT32_MAX)
     return NULL;
   pthread_mutex_lock (&pool->lock);

@@ -59,6 +59,10 @@ test_alloc_bounds_and_reuse (void **state)
   uint8_t *blocks[PAGES];
   unsigned n = 0;
 
+  /* Sizes past the pool are refused, also where rounding up would wrap. */
+  assert_null (pool_alloc (pool, SIZE_MAX));
+  assert_null (pool_alloc (pool, SIZE_MAX - 10));
+  assert_null (pool_alloc (pool, PAGES * POOL_PAGE + 1));
   /* Every one-byte allocation takes a whole, distinct, aligned page. */
   while (n < PAGES && (blocks[n] = pool_alloc (pool, 1)))
     n++;
