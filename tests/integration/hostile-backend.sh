@@ -70,7 +70,7 @@ expect_open_error wrong-flags "reply has flags"
 expect_open_error refuse-features "VIRTIO_F_VERSION_1"
 expect_open_error queues-0 "0 queues"
 expect_open_error blk-size-3 "blk_size 3 is not a power of two"
-expect_open_error capacity-huge "overflows"
+expect_open_error capacity-huge "more than 2^63 bytes"
 
 # 2. Odd but legal answers: fds nobody asked for are closed (none leak),
 #    an absurd queue count is capped, an empty device is empty.
