@@ -145,3 +145,21 @@ write_pidfile (const char *path)
   }
   return fclose (f) == 0 ? 0 : -errno;
 }
+
+char *
+absolute_path (const char *path)
+{
+  char *cwd, *abs;
+
+  if (path[0] == '/') {
+    if (!(abs = strdup (path)))
+      die (1, "out of memory");
+    return abs;
+  }
+  if (!(cwd = getcwd (NULL, 0)))
+    die (1, "the current directory: %s", strerror (errno));
+  if (asprintf (&abs, "%s/%s", cwd, path) < 0)
+    die (1, "out of memory");
+  free (cwd);
+  return abs;
+}

@@ -96,4 +96,10 @@ bool daemon_parent_lost (void);
 /* Writes this process's pid to path.  Returns 0 or -errno. */
 int write_pidfile (const char *path);
 
+/* path made absolute against the current directory (a daemon changes to
+ * "/" once ready, and a relative path would then name another file), in
+ * memory the caller keeps; symbolic links are left as they are.  Dies
+ * if out of memory or the current directory is gone. */
+char *absolute_path (const char *path);
+
 #endif /* VUBLK_FRONTEND_H */

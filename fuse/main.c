@@ -173,7 +173,7 @@ parse_args (int argc, char **argv, struct config *cfg)
     case OPT_FILENAME: cfg->filename = optarg; break;
     case 'o': add_fuse_opts (cfg, optarg); break;
     case 'd': cfg->daemon = true; break;
-    case OPT_PIDFILE: cfg->pidfile = optarg; break;
+    case OPT_PIDFILE: cfg->pidfile = absolute_path (optarg); break;
     case OPT_THREADS:
       cfg->threads = parse_size ("--threads", optarg, 1, 256);
       break;
@@ -215,7 +215,9 @@ parse_args (int argc, char **argv, struct config *cfg)
     die (EXIT_USAGE, "expected SOCKET and MOUNTPOINT, got %d argument%s",
          argc - optind, argc - optind == 1 ? "" : "s");
   }
-  cfg->socket = argv[optind];
+  /* Both are used again after -d changed to "/": reconnecting, and
+   * removing the pid file at exit. */
+  cfg->socket = absolute_path (argv[optind]);
   if (!*cfg->filename || strchr (cfg->filename, '/')
       || !strcmp (cfg->filename, ".") || !strcmp (cfg->filename, "..")
       || strlen (cfg->filename) > 255)

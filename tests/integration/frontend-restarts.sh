@@ -72,10 +72,16 @@ fi
 if command -v fusermount3 >/dev/null; then
   make_random_image "$T/data" 64M
   touch "$T/file"
-  mount_fuse "$S" "$T/file"
-  with_restarts "vublk-fuse (dd)" \
+  # Relative SOCKET and --pidfile: the daemon changes to "/" once ready,
+  # and must still reconnect to the same socket and remove its pid file.
+  (cd "$T" && "$VUBLK_FUSE_BIN" -d --pidfile rel.pid "$(basename "$S")" file) \
+    || fail "vublk-fuse -d with a relative socket"
+  FUSE_PID=$(cat "$T/rel.pid")
+  on_exit "fusermount3 -u '$T/file'; kill -9 $FUSE_PID"
+  with_restarts "vublk-fuse (dd, relative socket path)" \
     dd if="$T/data" of="$T/file" bs=1M oflag=direct conv=notrunc,fsync status=none
   unmount_fuse "$T/file" "$FUSE_PID"
+  [[ ! -e $T/rel.pid ]] || fail "vublk-fuse -d left its relative --pidfile behind"
   cmp "$T/data" "$T/disk.img" || fail "vublk-fuse: backing image differs from the data"
   if command -v fio >/dev/null; then
     mount_fuse "$S" "$T/file"
