@@ -10,6 +10,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "vublkfs.h"
 
@@ -147,6 +148,15 @@ vublkfs_read (fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
   io_submit (c, VUBLK_OP_READ, 0, off, size, read_done);
 }
 
+void
+vublkfs_note_modified (struct vublkfs *fs)
+{
+  struct timespec ts;
+
+  clock_gettime (CLOCK_REALTIME_COARSE, &ts);
+  atomic_store (&fs->modified_ns, ts.tv_sec * 1000000000ll + ts.tv_nsec);
+}
+
 static void
 write_done (void *opaque, int result)
 {
@@ -154,8 +164,10 @@ write_done (void *opaque, int result)
 
   if (result < 0)
     fuse_reply_err (c->req, -result);
-  else
+  else {
+    vublkfs_note_modified (c->fs);
     fuse_reply_write (c->req, c->len);
+  }
   io_ctx_free (c);
 }
 
@@ -211,6 +223,17 @@ status_done (void *opaque, int result)
   io_ctx_free (c);
 }
 
+/* Completion of a write-zeroes: a status, and the disk changed. */
+static void
+zeroed_done (void *opaque, int result)
+{
+  struct io_ctx *c = opaque;
+
+  if (result >= 0)
+    vublkfs_note_modified (c->fs);
+  status_done (opaque, result);
+}
+
 /* fsync and fdatasync flush the device's volatile cache. */
 void
 vublkfs_fsync (fuse_req_t req, fuse_ino_t ino, int datasync,
@@ -261,6 +284,8 @@ zero_fill_next (void *opaque, int result)
     if (result == 0)
       return;
   }
+  if (result >= 0)
+    vublkfs_note_modified (c->fs);
   fuse_reply_err (c->req, result < 0 ? -result : 0);
   io_ctx_free (c);
   free (z);
@@ -342,5 +367,5 @@ vublkfs_fallocate (fuse_req_t req, fuse_ino_t ino, int mode, off_t offset,
   if (!(c = io_ctx_new (fs, req, 0)))
     return;
   io_submit (c, VUBLK_OP_WRITE_ZEROES, flags, offset, end - offset,
-             status_done);
+             zeroed_done);
 }

@@ -6,6 +6,7 @@
 #include <linux/fuse.h>
 #include <stddef.h>
 #include <stdlib.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <sys/statvfs.h>
 #include <sys/uio.h>
@@ -40,6 +41,15 @@ fill_stat (struct vublkfs *fs, fuse_ino_t ino, struct stat *st)
   st->st_mtim = fs->mtime;
   st->st_ctim = fs->ctime;
   if (vublkfs_is_disk (fs, ino)) {
+    int64_t m = atomic_load (&fs->modified_ns);
+    struct timespec t = { m / 1000000000, m % 1000000000 };
+
+    if (m && (t.tv_sec > st->st_mtim.tv_sec || (t.tv_sec == st->st_mtim.tv_sec
+                                              && t.tv_nsec > st->st_mtim.tv_nsec)))
+      st->st_mtim = t;
+    if (m && (t.tv_sec > st->st_ctim.tv_sec || (t.tv_sec == st->st_ctim.tv_sec
+                                              && t.tv_nsec > st->st_ctim.tv_nsec)))
+      st->st_ctim = t;
     uint64_t size = vublk_get_size (fs->dev);
 
     st->st_ino = ino;
@@ -251,8 +261,10 @@ vublkfs_setattr (fuse_req_t req, fuse_ino_t ino, struct stat *attr,
     fs->gid = attr->st_gid;
   if (to_set & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_ATIME_NOW))
     fs->atime = chosen_time (to_set, FUSE_SET_ATTR_ATIME_NOW, &attr->st_atim);
-  if (to_set & (FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_MTIME_NOW))
+  if (to_set & (FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_MTIME_NOW)) {
     fs->mtime = chosen_time (to_set, FUSE_SET_ATTR_MTIME_NOW, &attr->st_mtim);
+    atomic_store (&fs->modified_ns, 0);   /* the time set wins, until a write */
+  }
   clock_gettime (CLOCK_REALTIME, &fs->ctime);
   pthread_mutex_unlock (&fs->attr_lock);
   vublkfs_getattr (req, ino, fi);

@@ -30,6 +30,10 @@ struct vublkfs {
    * edge blocks the library needs, so a request never waits for memory
    * that only our own waiting requests hold. */
   _Atomic uint64_t pool_held;
+  /* When a write or fallocate last changed the disk (CLOCK_REALTIME ns,
+   * 0: not since the times were last set): its mtime and ctime follow,
+   * so tools that compare times (cp -u, rsync, make) see the change. */
+  _Atomic int64_t modified_ns;
 
   pthread_mutex_t attr_lock;      /* protects the fields below */
   mode_t mode;                    /* permission bits of the disk file */
@@ -38,6 +42,10 @@ struct vublkfs {
   gid_t gid;
   struct timespec atime, mtime, ctime;
 };
+
+/* Notes that the disk's contents changed just now (io.c, on writes and
+ * fallocate that succeeded). */
+void vublkfs_note_modified (struct vublkfs *fs);
 
 /* Makes the calling loop thread submit its requests on tq, a queue it
  * drives (NULL: the shared queues). */

@@ -145,6 +145,32 @@ PY
 unmount_fuse "$T/file" "$FUSE_PID"
 cmp "$T/disk.img" "$T/shadow.img" || fail "without write-zeroes: backing image differs"
 
+# Writes and fallocate move the file's mtime and ctime (cp -u, rsync and
+# make compare them); a time set with utimens holds until the next write.
+mount_fuse "$T/v.sock" "$T/file"
+/usr/bin/python3 - "$T/file" <<'PY' || fail "mtime and ctime after writes"
+import os, sys, time
+path = sys.argv[1]
+os.utime(path, (1e9, 1e9))
+assert os.stat(path).st_mtime == 1e9, os.stat(path).st_mtime
+fd = os.open(path, os.O_RDWR)
+data = os.pread(fd, 4096, 0)
+start = time.time()
+os.pwrite(fd, data, 0)
+time.sleep(1.2)      # the kernel keeps attributes for up to a second
+st = os.stat(path)
+assert st.st_mtime >= start - 1 and st.st_ctime >= start - 1, (st.st_mtime, st.st_ctime, start)
+os.utime(path, (1e9, 1e9))
+assert os.stat(path).st_mtime == 1e9, "utimens after a write did not hold"
+print("writes move mtime and ctime; utimens holds until the next write")
+PY
+fallocate -z -o 0 -l 4096 "$T/file"
+sleep 1.2
+(( $(stat -c %Y "$T/file") > 1000000000 )) || fail "fallocate did not move mtime"
+dd if="$T/shadow.img" of="$T/file" bs=4096 count=1 conv=notrunc status=none
+unmount_fuse "$T/file" "$FUSE_PID"
+cmp "$T/disk.img" "$T/shadow.img" || fail "after the mtime checks: backing image differs"
+
 # A 1 MiB pool: 1 MiB unaligned reads and writes, and many at once, still
 # complete and match (the request buffers leave room for the library's
 # bounce buffers and edge blocks).
