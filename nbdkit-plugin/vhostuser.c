@@ -48,7 +48,11 @@ vhostuser_log (void *opaque, int level, const char *msg)
 {
   const char *name = vublk_log_level_name (level);
 
-  nbdkit_debug ("%s: %s", name, msg);
+  /* nbdkit_debug says "debug:" itself; other levels say what they are. */
+  if (level >= VUBLK_LOG_DEBUG)
+    nbdkit_debug ("%s", msg);
+  else
+    nbdkit_debug ("%s: %s", name, msg);
   /* nbdkit_error says "error:" itself; a warning says what it is. */
   if (level <= VUBLK_LOG_ERROR)
     nbdkit_error ("%s", msg);
