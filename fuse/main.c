@@ -31,12 +31,12 @@
 #include "vublkfs.h"
 
 struct config {
-  const char *socket;
+  char *socket;               /* absolute */
   char *mountpoint;           /* absolute */
   struct stat mount_st;       /* the mountpoint before mounting */
   const char *filename;
   char *fuse_opts;            /* comma-joined -o values, or NULL */
-  const char *pidfile;
+  char *pidfile;              /* absolute, or NULL */
   bool daemon;
   bool verbose;               /* -v: keeps stderr open when daemonized */
   bool readonly;
@@ -173,7 +173,10 @@ parse_args (int argc, char **argv, struct config *cfg)
     case OPT_FILENAME: cfg->filename = optarg; break;
     case 'o': add_fuse_opts (cfg, optarg); break;
     case 'd': cfg->daemon = true; break;
-    case OPT_PIDFILE: cfg->pidfile = absolute_path (optarg); break;
+    case OPT_PIDFILE:
+      free (cfg->pidfile);
+      cfg->pidfile = absolute_path (optarg);
+      break;
     case OPT_THREADS:
       cfg->threads = parse_size ("--threads", optarg, 1, 256);
       break;
@@ -537,5 +540,7 @@ main (int argc, char **argv)
   fuse_opt_free_args (&args);
   free (cfg.fuse_opts);
   free (cfg.mountpoint);
+  free (cfg.socket);
+  free (cfg.pidfile);
   return r;
 }
