@@ -252,17 +252,16 @@ block_termination_signals (sigset_t *old)
   pthread_sigmask (SIG_BLOCK, &block, old);
 }
 
-/* Opens the device with the termination signals blocked, so that the
- * library's threads never take them and SIGINT reaches the FUSE loop. */
+/* Opens the device, or exits with the library's message.  The signals
+ * stay as they are: the library's threads block every signal themselves
+ * (thread.c), and SIGINT or SIGTERM during a long open (a busy or silent
+ * backend, up to the connect timeout) end the process at once, with
+ * nothing mounted yet to undo. */
 static struct vublk *
-open_device_quietly (const struct config *cfg)
+open_device_or_fail (const struct config *cfg)
 {
-  sigset_t old;
-  struct vublk *dev;
+  struct vublk *dev = vublk_open (cfg->socket, &cfg->dev_opts);
 
-  block_termination_signals (&old);
-  dev = vublk_open (cfg->socket, &cfg->dev_opts);
-  pthread_sigmask (SIG_SETMASK, &old, NULL);
   if (!dev)
     startup_fail ("%s", vublk_get_error ());
   return dev;
@@ -474,7 +473,7 @@ main (int argc, char **argv)
   keep_stderr = cfg.verbose;
   if (cfg.daemon)
     daemon_start ();
-  dev = open_device_quietly (&cfg);
+  dev = open_device_or_fail (&cfg);
   if (!daemon_release ()) {
     vublk_close (dev);
     exit (1);

@@ -119,6 +119,18 @@ grep -qi "busy" "$T/err" || fail "-d against a busy backend: $(cat "$T/err")"
 grep -q " $T/busy fuse.vublk" /proc/mounts && fail "mounted on a busy backend"
 echo "ok: busy backend -> exit $rc after $((SECONDS - start)) s: $(head -1 "$T/err")"
 
+# SIGTERM while vublk-fuse (foreground) waits for a busy backend, with a
+# long connect timeout: it ends at once, mounting nothing.
+"$F" --connect-timeout 20 "$T/v.sock" "$T/busy" 2>"$T/err" &
+waiting=$!
+sleep 0.5
+kill -TERM "$waiting"
+for ((i = 0; i < 40; i++)); do kill -0 "$waiting" 2>/dev/null || break; sleep 0.05; done
+kill -0 "$waiting" 2>/dev/null && { kill -9 "$waiting"; fail "SIGTERM while opening the device was held back"; }
+wait "$waiting" 2>/dev/null || true
+grep -q " $T/busy fuse.vublk" /proc/mounts && fail "mounted after SIGTERM"
+echo "ok: SIGTERM while waiting for a busy backend -> ended within 2 s"
+
 # A daemonizing vublk-fuse whose parent is killed while the child waits
 # for the busy backend must not mount once the backend is free again.
 "$F" -d --pidfile "$T/orphan.pid" "$T/v.sock" "$T/busy" 2>"$T/err" &
