@@ -90,7 +90,13 @@ static int
 vhostuser_config (const char *key, const char *value)
 {
   if (!strcmp (key, "socket")) {
-    free (socket_path);
+    /* One export, one backend: a second socket is a mistake, not an
+     * override. */
+    if (socket_path) {
+      nbdkit_error ("socket= given twice (%s, then %s): one backend per "
+                    "nbdkit", socket_path, value);
+      return -1;
+    }
     socket_path = nbdkit_absolute_path (value);
     return socket_path ? 0 : -1;
   }

@@ -107,4 +107,11 @@ for kv in memory=bogus memory= ring=bogus ring=SPLIT connect-timeout=0 \
   grep -q "${kv%%=*}: '${kv#*=}'" "$T/bad.err" || fail "$kv: message does not name it: $(cat "$T/bad.err")"
   [[ ! -e $T/bad.nbd ]] || fail "$kv: NBD socket left behind"
 done
+# Two sockets: refused, both named.
+rc=0
+timeout 30 nbdkit -f -U "$T/bad.nbd" "$P" socket="$T/v.sock" socket="$T/other.sock" \
+  2>"$T/bad.err" || rc=$?
+[[ $rc == 1 ]] || fail "socket= twice: exit status $rc, expected 1: $(cat "$T/bad.err")"
+grep -q "socket= given twice" "$T/bad.err" || fail "socket= twice: $(cat "$T/bad.err")"
+[[ ! -e $T/bad.nbd ]] || fail "socket= twice: NBD socket left behind"
 echo "nbdkit start-up checks passed (silent listener failed in ${elapsed}s, with connect-timeout=1 in $ms ms: $(head -c 300 "$T/silent1.err"))"
