@@ -147,12 +147,13 @@ vu_wait (int fd, short events, int *timeout_ms, const char *what)
   return 0;
 }
 
-/* Waits for sock to become readable within *timeout_ms (updated).  Returns
- * 0, -ETIMEDOUT, -ECANCELED or -errno. */
+/* Waits for sock to become readable within *timeout_ms (updated), part
+ * of a wait of total_ms in all (named in the message).  Returns 0,
+ * -ETIMEDOUT, -ECANCELED or -errno. */
 static int
-wait_readable (int sock, int *timeout_ms, uint32_t request)
+wait_readable (int sock, int *timeout_ms, int total_ms, uint32_t request)
 {
-  int waited = *timeout_ms;
+  int waited = total_ms;
   int err = vu_wait (sock, POLLIN, timeout_ms, vu_request_name (request));
 
   if (err == -ETIMEDOUT)
@@ -165,9 +166,10 @@ wait_readable (int sock, int *timeout_ms, uint32_t request)
   return err;
 }
 
-/* Reads exactly len bytes, closing any fds that come with them. */
+/* Reads exactly len bytes within *timeout_ms (updated; part of total_ms
+ * in all), closing any fds that come with them. */
 static int
-read_exact (int sock, void *buf, size_t len, int *timeout_ms,
+read_exact (int sock, void *buf, size_t len, int *timeout_ms, int total_ms,
             uint32_t request)
 {
   uint8_t *p = buf;
@@ -183,7 +185,7 @@ read_exact (int sock, void *buf, size_t len, int *timeout_ms,
     ssize_t r;
     int err;
 
-    err = wait_readable (sock, timeout_ms, request);
+    err = wait_readable (sock, timeout_ms, total_ms, request);
     if (err)
       return err;
     do
@@ -218,7 +220,8 @@ int
 vu_recv_message (int sock, struct vhost_user_header *hdr, void *payload,
                  size_t payload_size, int timeout_ms)
 {
-  int err = read_exact (sock, hdr, sizeof *hdr, &timeout_ms, 0);
+  int total_ms = timeout_ms;
+  int err = read_exact (sock, hdr, sizeof *hdr, &timeout_ms, total_ms, 0);
 
   if (err)
     return err;
@@ -227,7 +230,7 @@ vu_recv_message (int sock, struct vhost_user_header *hdr, void *payload,
                       "%u bytes, at most %zu expected", hdr->request,
                       hdr->size, payload_size);
   return hdr->size ? read_exact (sock, payload, hdr->size, &timeout_ms,
-                                 hdr->request)
+                                 total_ms, hdr->request)
                    : 0;
 }
 
@@ -237,16 +240,18 @@ vu_recv_reply (int sock, uint32_t request, void *payload,
                int timeout_ms)
 {
   struct vhost_user_header hdr;
+  int total_ms = timeout_ms;
   int err;
 
-  err = read_exact (sock, &hdr, sizeof hdr, &timeout_ms, request);
+  err = read_exact (sock, &hdr, sizeof hdr, &timeout_ms, total_ms, request);
   if (err)
     return err;
   err = vu_check_reply_header (&hdr, request, expected_size, payload_size);
   if (err)
     return err;
   if (hdr.size > 0) {
-    err = read_exact (sock, payload, hdr.size, &timeout_ms, request);
+    err = read_exact (sock, payload, hdr.size, &timeout_ms, total_ms,
+                      request);
     if (err)
       return err;
   }

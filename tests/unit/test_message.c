@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <setjmp.h>
 #include <errno.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -147,6 +148,31 @@ test_no_reply_times_out (void **state)
   assert_non_null (strstr (vublk_get_error (), "no reply"));
 }
 
+static void *
+header_late (void *arg)
+{
+  (void) arg;
+  usleep (150000);
+  peer_reply (VHOST_USER_GET_FEATURES, 0x5, 8, NULL, 0, NULL, 0);
+  return NULL;
+}
+
+/* A header that comes 150 ms late, then a payload that never does: the
+ * message names the whole deadline, not what was left of it. */
+static void
+test_payload_times_out_naming_the_deadline (void **state)
+{
+  uint64_t out;
+  pthread_t t;
+
+  (void) state;
+  assert_int_equal (pthread_create (&t, NULL, header_late, NULL), 0);
+  assert_int_equal (vu_recv_reply (sv[0], VHOST_USER_GET_FEATURES, &out, 8,
+                                   8, NULL, 400), -ETIMEDOUT);
+  pthread_join (t, NULL);
+  assert_non_null (strstr (vublk_get_error (), "no reply within 400 ms"));
+}
+
 static void
 test_stray_fds_are_closed (void **state)
 {
@@ -190,6 +216,8 @@ main (void)
     cmocka_unit_test_setup_teardown (test_oversize_size_field, setup, teardown),
     cmocka_unit_test_setup_teardown (test_short_reply_then_close, setup, teardown),
     cmocka_unit_test_setup_teardown (test_no_reply_times_out, setup, teardown),
+    cmocka_unit_test_setup_teardown (test_payload_times_out_naming_the_deadline,
+                                     setup, teardown),
     cmocka_unit_test_setup_teardown (test_stray_fds_are_closed, setup, teardown),
     cmocka_unit_test_setup_teardown (test_refused_ack, setup, teardown),
   };
