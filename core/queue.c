@@ -91,6 +91,15 @@ queue_wake (struct vublk_queue *q)
   eventfd_signal (q->wake_fd);
 }
 
+void
+queue_wake_harvester (struct vublk_queue *q)
+{
+  if (atomic_load (&q->driven))
+    eventfd_signal (q->call_fd);
+  else
+    queue_wake (q);
+}
+
 /* Puts slot s's chain (header, data or segment, status) on the ring.
  * Header and status are always descriptors of their own: every backend
  * accepts that, and SPDK insists. */
@@ -182,8 +191,7 @@ queue_phase_end_locked (struct vublk_queue *q, struct request *req)
 }
 
 /* Parks a finished request for whoever harvests q: its completion
- * thread, or the owner of a driven queue, which sleeps on the call
- * eventfd and is woken through it. */
+ * thread, or the owner of a driven queue. */
 static void
 park_done_locked (struct vublk_queue *q, struct request *req)
 {
@@ -191,25 +199,30 @@ park_done_locked (struct vublk_queue *q, struct request *req)
   req->next = q->done_list;
   /* Atomic: queue_process peeks at it without the lock. */
   __atomic_store_n (&q->done_list, req, __ATOMIC_RELAXED);
-  if (atomic_load (&q->driven))
-    eventfd_signal (q->call_fd);
-  else
-    queue_wake (q);
+  queue_wake_harvester (q);
+}
+
+/* Takes the request at the head of q's pending list off it and fails it
+ * with err (unless it already failed): at once if nothing of it is in
+ * flight, else when its last chunk completes. */
+static void
+fail_pending_head_locked (struct vublk_queue *q, int err)
+{
+  struct request *req = q->pending_head;
+
+  pending_pop_locked (q);
+  if (!req->error)
+    req->error = err;
+  req->generated_all = true;
+  if (req->outstanding == 0)
+    park_done_locked (q, req);
 }
 
 void
 queue_fail_pending_locked (struct vublk_queue *q, int err)
 {
-  while (q->pending_head) {
-    struct request *req = q->pending_head;
-
-    pending_pop_locked (q);
-    if (!req->error)
-      req->error = err;
-    req->generated_all = true;
-    if (req->outstanding == 0)
-      park_done_locked (q, req);
-  }
+  while (q->pending_head)
+    fail_pending_head_locked (q, err);
 }
 
 /* Notes that req, at the head of q's pending list, found the pool short.
@@ -234,12 +247,7 @@ pool_starved_locked (struct vublk_queue *q, struct request *req)
                 "with ENOMEM (a larger pool-size, or fewer buffers held "
                 "with vublk_buf_alloc, avoids this)", dev->opts.pool_size,
                 dev->opts.request_timeout);
-  pending_pop_locked (q);
-  if (!req->error)
-    req->error = -ENOMEM;
-  req->generated_all = true;
-  if (req->outstanding == 0)
-    park_done_locked (q, req);
+  fail_pending_head_locked (q, -ENOMEM);
   return true;
 }
 

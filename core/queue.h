@@ -261,6 +261,10 @@ bool queue_poll_used (struct vublk_queue *q, uint64_t until,
 /* Writes to the queue's wake fd so its thread re-checks state. */
 void queue_wake (struct vublk_queue *q);
 
+/* Wakes whoever harvests q to look at it: the owner of a driven queue,
+ * which sleeps on the call eventfd, else the completion thread. */
+void queue_wake_harvester (struct vublk_queue *q);
+
 /* request.c */
 
 /* A new request for io (already validated) that will run on q, in its

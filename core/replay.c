@@ -97,10 +97,7 @@ queue_scan_timeouts (struct vublk_queue *q, uint64_t deadline_ns)
    * the completion thread or the owner sleeps on the call eventfd. */
   if (!q->broken && ring_has_used (&q->ring)) {
     pthread_mutex_unlock (&q->lock);
-    if (atomic_load (&q->driven))
-      eventfd_signal (q->call_fd);
-    else
-      queue_wake (q);
+    queue_wake_harvester (q);
     return false;
   }
   for (unsigned i = 0; i < q->nslots; i++) {
