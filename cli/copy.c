@@ -123,6 +123,16 @@ settle_slot (struct slot *s)
   return result;
 }
 
+/* Exits with an error naming the write of slot s to dst if result (its
+ * last request's, 0 or -errno) says it failed. */
+static void
+check_write (const struct endpoint *dst, const struct slot *s, int result)
+{
+  if (result)
+    die (1, "%s: write at offset %" PRIu64 ": %s", dst->name, s->off,
+         strerror (-result));
+}
+
 static void
 open_endpoint (struct endpoint *e, const char *spec, bool output,
                const struct vublk_options *o)
@@ -327,9 +337,7 @@ cmd_copy (int argc, char **argv)
         break;
       /* A device write that failed is reported before its slot is reused
        * (a failed read never gets here: the writer stops on it). */
-      if (last_write)
-        die (1, "%s: write at offset %" PRIu64 ": %s", dst.name, s->off,
-             strerror (-last_write));
+      check_write (&dst, s, last_write);
       s->off = read_off;
       s->result = 0;
       if (src.dev) {
@@ -366,10 +374,8 @@ cmd_copy (int argc, char **argv)
       /* Every slot holds a device write in flight: wait for the one the
        * reader needs next. */
       struct slot *next = &ring[read_idx % RING];
-      int next_result = settle_slot (next);
-      if (next_result)
-        die (1, "%s: write at offset %" PRIu64 ": %s", dst.name, next->off,
-             strerror (-next_result));
+
+      check_write (&dst, next, settle_slot (next));
       continue;
     }
     /* Write the oldest slot once its data is in. */
@@ -398,12 +404,8 @@ cmd_copy (int argc, char **argv)
     if (show_progress)
       progress (written, src.size, false);
   }
-  for (unsigned i = 0; i < RING; i++) {
-    int r = settle_slot (&ring[i]);
-    if (r)
-      die (1, "%s: write at offset %" PRIu64 ": %s", dst.name, ring[i].off,
-           strerror (-r));
-  }
+  for (unsigned i = 0; i < RING; i++)
+    check_write (&dst, &ring[i], settle_slot (&ring[i]));
   if (dst.dev && vublk_flush (dst.dev) < 0)
     die (1, "%s", vublk_get_error ());
   if (!dst.dev && dst.fd != STDOUT_FILENO && close (dst.fd) == -1)

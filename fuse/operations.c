@@ -29,6 +29,15 @@ vublkfs_is_disk (const struct vublkfs *fs, fuse_ino_t ino)
   return fs->root_is_file ? ino == FUSE_ROOT_ID : ino == VUBLKFS_DIR_DISK_INO;
 }
 
+/* Sets *time to t if t is later. */
+static void
+keep_later (struct timespec *time, struct timespec t)
+{
+  if (t.tv_sec > time->tv_sec
+      || (t.tv_sec == time->tv_sec && t.tv_nsec > time->tv_nsec))
+    *time = t;
+}
+
 /* Fills *st for ino; returns false if ino is unknown. */
 static bool
 fill_stat (struct vublkfs *fs, fuse_ino_t ino, struct stat *st)
@@ -42,14 +51,13 @@ fill_stat (struct vublkfs *fs, fuse_ino_t ino, struct stat *st)
   st->st_ctim = fs->ctime;
   if (vublkfs_is_disk (fs, ino)) {
     int64_t m = atomic_load (&fs->modified_ns);
-    struct timespec t = { m / 1000000000, m % 1000000000 };
 
-    if (m && (t.tv_sec > st->st_mtim.tv_sec || (t.tv_sec == st->st_mtim.tv_sec
-                                              && t.tv_nsec > st->st_mtim.tv_nsec)))
-      st->st_mtim = t;
-    if (m && (t.tv_sec > st->st_ctim.tv_sec || (t.tv_sec == st->st_ctim.tv_sec
-                                              && t.tv_nsec > st->st_ctim.tv_nsec)))
-      st->st_ctim = t;
+    if (m) {
+      struct timespec t = { m / 1000000000, m % 1000000000 };
+
+      keep_later (&st->st_mtim, t);
+      keep_later (&st->st_ctim, t);
+    }
     uint64_t size = vublk_get_size (fs->dev);
 
     st->st_ino = ino;
