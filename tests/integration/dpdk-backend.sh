@@ -185,19 +185,23 @@ run_ring() {
   rm -f "$T/fed"
   (for ((i = 0; i < 64; i++)); do
      dd if="$T/data" bs=1M skip=$i count=1 status=none
-     echo "$i" >"$T/fed"
+     echo "$i" >"$T/fed.new" && mv "$T/fed.new" "$T/fed"   # never seen half written
      sleep 0.05
-   done) | "$VUBLK_BIN" copy "${OPTS[@]}" "${RING[@]}" - "vhost-user:$S" \
+   done) | "$VUBLK_BIN" copy -v "${OPTS[@]}" "${RING[@]}" - "vhost-user:$S" \
     >"$T/copy.out" 2>&1 &
   local copy=$!
   on_exit "kill -9 $copy"
   # The copy keeps 8 MiB ahead of its writes: after 20 MiB fed, 12 are
   # written.  (The example accepts its first client up to ~1 s late.)
+  local fed=0
   for ((i = 0; i < 300; i++)); do
-    [[ $(cat "$T/fed" 2>/dev/null) -ge 20 ]] 2>/dev/null && break
+    fed=$(cat "$T/fed" 2>/dev/null || true)
+    [[ $fed =~ ^[0-9]+$ ]] || fed=0
+    ((fed >= 20)) && break
     sleep 0.05
   done
-  [[ $(cat "$T/fed" 2>/dev/null) -ge 20 ]] || fail "copy from a pipe: no progress in 15 s"
+  ((fed >= 20)) || fail "copy from a pipe: $fed MiB fed in 15 s; copy said:" \
+    "$(cat "$T/copy.out"); backend: $(tail -5 "$D/dpdk.log")"
   kill_dpdk_blk
   sleep 0.5
   start_dpdk_blk "$D"

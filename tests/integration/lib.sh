@@ -212,12 +212,14 @@ reserve_hugepages() {
 # output goes to DIR/dpdk.log.  DPDK_PID is its pid; it is killed at exit
 # and its EAL runtime directory (/var/run/dpdk/PREFIX) removed.
 start_dpdk_blk() {
-  local dir=$1 mode=${2:-} prefix i
+  local dir=$1 mode=${2:-} prefix i bound
   local -a mem=(--no-huge -m 512)
   dpdk_blk_binary
   [[ $mode == huge ]] && mem=(--in-memory)
   mkdir -p "$dir"
   rm -f "$dir/vhost.socket"
+  # dpdk.log is appended to across restarts: wait for one line more.
+  bound=$(grep -c "binding succeeded" "$dir/dpdk.log" 2>/dev/null || true)
   prefix=vublk-$$-$RANDOM
   # stdbuf: the example prints with stdio, which a file would buffer.
   (cd "$dir" && exec stdbuf -oL -eL "$DPDK_BLK_BIN" "${mem[@]}" --no-pci -l 0 \
@@ -228,7 +230,8 @@ start_dpdk_blk() {
   # The socket exists from bind(); "binding succeeded" is logged just
   # before listen(), so wait for both and give listen() a moment.
   for ((i = 0; i < 200; i++)); do
-    [[ -S $dir/vhost.socket ]] && grep -q "binding succeeded" "$dir/dpdk.log" && break
+    [[ -S $dir/vhost.socket ]] \
+      && (($(grep -c "binding succeeded" "$dir/dpdk.log") > ${bound:-0})) && break
     kill -0 "$DPDK_PID" 2>/dev/null || fail "DPDK vhost_blk exited: $(tail -5 "$dir/dpdk.log")"
     sleep 0.05
   done
