@@ -102,6 +102,9 @@ void thread_set_driven_queue (const struct vublk_queue *q);
 /* True if the calling thread drives q. */
 bool thread_drives (const struct vublk_queue *q);
 
+/* The queue the calling thread drives, or NULL. */
+const struct vublk_queue *thread_driven_queue (void);
+
 /* log.c */
 
 /* Things noted once per device in the log. */

@@ -374,12 +374,17 @@ queue_for_current_thread (struct vublk *dev)
   if (thread_id == UINT32_MAX)
     thread_id = atomic_fetch_add (&next_thread_id, 1);
   /* Other threads' queues are theirs: completions there wait for their
-   * owner.  Only if every queue is driven does a request go to one. */
+   * owner.  Only if every queue is driven does a request go to one: the
+   * caller's own if it drives one of dev's (its vublk_tq_process then
+   * completes the request), else one picked by thread. */
   for (unsigned i = 0; i < dev->nqueues; i++) {
     struct vublk_queue *q = &dev->queues[(thread_id + i) % dev->nqueues];
     if (!atomic_load_explicit (&q->driven, memory_order_relaxed))
       return q;
   }
+  const struct vublk_queue *own = thread_driven_queue ();
+  if (own && own->dev == dev)
+    return &dev->queues[own->index];
   return &dev->queues[thread_id % dev->nqueues];
 }
 

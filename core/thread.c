@@ -35,3 +35,9 @@ thread_drives (const struct vublk_queue *q)
 {
   return tls_driven_queue == q;
 }
+
+const struct vublk_queue *
+thread_driven_queue (void)
+{
+  return tls_driven_queue;
+}

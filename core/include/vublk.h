@@ -328,7 +328,12 @@ int vublk_aio_completion_fd (struct vublk *dev);
  * handed to the owner's next vublk_tq_process.  A thread drives at most
  * one queue; its synchronous calls (vublk_pread, ...) use it too, while
  * what it submits with vublk_aio_submit goes to the shared queues (the
- * library's threads complete it). */
+ * library's threads complete it).  Once every queue is driven (a
+ * single-queue backend whose queue one thread claimed), there are no
+ * shared queues: an owner's vublk_aio_submit requests go to its own
+ * queue and complete in its vublk_tq_process, and other threads'
+ * requests go to some owner's queue and complete when that owner
+ * processes. */
 struct vublk_tq;
 
 /* Claims a queue no other thread drives.  Returns the handle, or NULL

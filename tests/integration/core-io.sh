@@ -76,6 +76,10 @@ timeout 60 "$VUBLK_TESTS/driven_probe" idle-owner "$T/driven.sock" \
 # with ENOMEM after the request timeout instead of waiting for ever.
 timeout 60 "$VUBLK_TESTS/driven_probe" pool-starved "$T/driven.sock" \
   || fail "a request starved of pool memory"
+# Every queue driven: an owner's vublk_aio_submit request goes to its own
+# queue, not to an idle owner's.
+timeout 60 "$VUBLK_TESTS/driven_probe" all-driven "$T/driven.sock" \
+  || fail "a request of an owner with every queue driven"
 # Zero-byte writes and write-zeroes at an unaligned offset change nothing.
 timeout 60 "$VUBLK_TESTS/driven_probe" zero-length "$T/driven.sock" \
   || fail "zero-length requests at an unaligned offset"

@@ -22,12 +22,22 @@
  *       With a 1 MiB pool and a 1 s request timeout, the caller holds the
  *       whole pool (vublk_buf_alloc) and reads into its own memory, which
  *       needs a bounce buffer: the read must fail with ENOMEM within 5 s
- *       instead of waiting for ever, from a driven queue and from the
+ *       instead of waiting for ever, from a driven queue and (the queue
+ *       let go, so a single-queue backend has a shared one) from the
  *       shared ones; once the pool is free again, reads work.
+ *   driven_probe all-driven SOCKET
+ *       Every queue driven: idle threads claim all queues but one, then
+ *       in each of 6 rounds a new thread claims the last, submits a read
+ *       with vublk_aio_submit and processes its own queue: the read must
+ *       complete there within 3 s (it must not wait on an idle owner's
+ *       queue).  On a single-queue backend: no idle owners, same check.
  *   driven_probe zero-length SOCKET
  *       Writes and write-zeroes of zero bytes at an unaligned offset, on a
  *       driven queue and on the shared ones, succeed and change nothing
- *       (the block they point into keeps its bytes).
+ *       (the block they point into keeps its bytes).  Write-zeroes only if
+ *       the device offers it.
+ *
+ * VUBLK_PROBE_RING=split|packed in the environment picks the ring.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -60,6 +70,13 @@ open_device_pool (const char *socket, bool thread_queues,
   struct vublk *dev;
 
   vublk_options_init (&o);
+  /* VUBLK_PROBE_RING=split|packed picks the ring layout (dpdk-backend.sh
+   * runs every check with both). */
+  const char *ring = getenv ("VUBLK_PROBE_RING");
+  if (ring && *ring && vublk_options_set (&o, "ring", ring)) {
+    fprintf (stderr, "driven_probe: %s\n", vublk_get_error ());
+    return NULL;
+  }
   if (pool_size)
     o.pool_size = pool_size;
   o.thread_queues = thread_queues;
@@ -351,6 +368,7 @@ pool_starved (const char *socket)
   while (n < 1024 && (held[n] = vublk_buf_alloc (dev, 4096)))
     n++;
   driven = bounced_read (dev, tq);
+  vublk_tq_close (tq);
   shared = bounced_read (dev, NULL);
   if (driven != -ENOMEM || shared != -ENOMEM) {
     fprintf (stderr, "driven_probe: pool starved: a read needing a bounce "
@@ -361,7 +379,8 @@ pool_starved (const char *socket)
   }
   while (n)
     vublk_buf_free (dev, held[--n]);
-  if (bounced_read (dev, tq) || bounced_read (dev, NULL)) {
+  if (bounced_read (dev, NULL) || !(tq = vublk_tq_open (dev))
+      || bounced_read (dev, tq)) {
     fprintf (stderr, "driven_probe: pool starved: reads failed after the "
              "pool was freed\n");
     return 1;
@@ -372,10 +391,119 @@ pool_starved (const char *socket)
   return 0;
 }
 
+struct idle_owner {
+  struct vublk *dev;
+  _Atomic int state;       /* 0 starting, 1 claimed, -1 failed */
+  _Atomic bool stop;
+};
+
+/* Claims a queue and leaves it idle until told to stop. */
+static void *
+claim_and_idle (void *arg)
+{
+  struct idle_owner *o = arg;
+  struct vublk_tq *tq = vublk_tq_open (o->dev);
+
+  o->state = tq ? 1 : -1;
+  while (tq && !o->stop)
+    usleep (1000);
+  vublk_tq_close (tq);
+  return NULL;
+}
+
+/* A new thread claims the last undriven queue, reads with
+ * vublk_aio_submit and processes its own queue for up to 3 s; *result
+ * is 0 if the read completed there. */
+struct own_read {
+  struct vublk *dev;
+  int result;
+};
+
+static void *
+read_on_own_queue (void *arg)
+{
+  struct own_read *r = arg;
+  struct vublk_tq *tq = vublk_tq_open (r->dev);
+  void *buf = vublk_buf_alloc (r->dev, 4096);
+  _Atomic int done = 0;
+  double t0;
+
+  r->result = 1;
+  if (!tq || !buf)
+    goto out;
+  struct vublk_io io = {
+    .op = VUBLK_OP_READ, .offset = 0, .buf = buf, .len = 4096,
+    .cb = set_flag, .opaque = (void *) &done,
+  };
+  if (vublk_aio_submit (r->dev, &io) < 0)
+    goto out;
+  for (t0 = now (); !done && now () - t0 < 3;)
+    if (vublk_tq_process (tq, 1, 100000000) < 0)
+      break;
+  r->result = done == 1 ? 0 : 1;
+ out:
+  vublk_buf_free (r->dev, buf);
+  vublk_tq_close (tq);
+  return NULL;
+}
+
+static int
+all_driven (const char *socket)
+{
+  struct vublk *dev = open_device (socket, false, 0);
+  struct idle_owner owners[16];
+  pthread_t idle[16];
+  struct vublk_info info;
+  unsigned nidle;
+  int failed = 0;
+
+  if (!dev)
+    return 1;
+  vublk_get_info (dev, &info);
+  nidle = info.num_queues - 1;
+  if (nidle > 16)
+    nidle = 16;
+  for (unsigned i = 0; i < nidle; i++) {
+    owners[i] = (struct idle_owner) { .dev = dev };
+    if (pthread_create (&idle[i], NULL, claim_and_idle, &owners[i]))
+      return 1;
+    while (owners[i].state == 0)
+      usleep (1000);
+    if (owners[i].state < 0) {
+      fprintf (stderr, "driven_probe: %s\n", vublk_get_error ());
+      return 1;
+    }
+  }
+  for (int round = 0; round < 6 && !failed; round++) {
+    struct own_read r = { .dev = dev };
+    pthread_t t;
+
+    if (pthread_create (&t, NULL, read_on_own_queue, &r))
+      return 1;
+    pthread_join (t, NULL);
+    if (r.result) {
+      fprintf (stderr, "driven_probe: all driven: round %d: a read the "
+               "owner of the last queue submitted with vublk_aio_submit "
+               "did not complete in its own vublk_tq_process within 3 s "
+               "(%u idle owners)\n", round, nidle);
+      return 1;      /* the read may still sit on an idle owner's queue */
+    }
+  }
+  for (unsigned i = 0; i < nidle; i++) {
+    owners[i].stop = true;
+    pthread_join (idle[i], NULL);
+  }
+  vublk_close (dev);
+  printf ("all driven: an owner's vublk_aio_submit read completed on its "
+          "own queue in 6 rounds (%u idle owners): ok\n", nidle);
+  return 0;
+}
+
 static int
 zero_length (const char *socket)
 {
   struct vublk *dev = open_device (socket, true, 0);
+  struct vublk_info info;
   unsigned char want[512], got[512];
   int failed = 0;
 
@@ -386,10 +514,11 @@ zero_length (const char *socket)
     fprintf (stderr, "driven_probe: %s\n", vublk_get_error ());
     return 1;
   }
+  vublk_get_info (dev, &info);
   /* thread_queues: this thread's calls drive a queue of their own. */
   for (int round = 0; round < 2; round++) {
     if (vublk_pwrite (dev, want, 0, 100, 0) != 0
-        || vublk_write_zeroes (dev, 100, 0, 0) != 0
+        || (info.can_write_zeroes && vublk_write_zeroes (dev, 100, 0, 0) != 0)
         || vublk_pread (dev, got, 0, 100) != 0) {
       fprintf (stderr, "driven_probe: zero bytes at offset 100 failed: "
                "%s\n", vublk_get_error ());
@@ -423,10 +552,13 @@ main (int argc, char **argv)
     return idle_owner (argv[2]);
   if (argc == 3 && !strcmp (argv[1], "pool-starved"))
     return pool_starved (argv[2]);
+  if (argc == 3 && !strcmp (argv[1], "all-driven"))
+    return all_driven (argv[2]);
   if (argc == 3 && !strcmp (argv[1], "zero-length"))
     return zero_length (argv[2]);
   fprintf (stderr, "usage: driven_probe close-wakes SOCKET"
            " | claim-race SOCKET ROUNDS | idle-owner SOCKET"
-           " | pool-starved SOCKET | zero-length SOCKET\n");
+           " | pool-starved SOCKET | all-driven SOCKET"
+           " | zero-length SOCKET\n");
   return 2;
 }
