@@ -100,6 +100,18 @@ run_ring() {
     echo "ok: bench $rw: $(grep -i iops "$T/out" | head -1)"
   done
 
+  # The driven-queue checks of core-io.sh, on a backend with one queue:
+  # the caller's claim takes the only one.
+  local probe
+  for probe in close-wakes idle-owner pool-starved all-driven zero-length \
+               "claim-race 50"; do
+    # shellcheck disable=SC2086  # "claim-race 50": mode and rounds
+    VUBLK_PROBE_RING=${RING[1]:-} bounded 60 "driven_probe $probe" \
+      "$VUBLK_TESTS/driven_probe" ${probe%% *} "$S" ${probe#"${probe%% *}"}
+  done
+  echo "ok: driven_probe close-wakes, idle-owner, pool-starved, all-driven," \
+       "zero-length, claim-race"
+
   # The core's shadow-checked random I/O on a fresh (zeroed) disk.
   fresh_backend
   truncate -s "$DEV_SIZE" "$T/shadow"
