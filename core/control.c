@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <stdio.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -94,9 +95,11 @@ drop_connection (struct vublk *dev)
   }
 }
 
-/* Logs why we reconnect. */
+/* Logs why we reconnect; unasked is how many bytes the control socket
+ * held when it was dropped (a backend never speaks there unasked). */
 static void
-log_reconnect_reason (struct vublk *dev, enum reconnect_reason why)
+log_reconnect_reason (struct vublk *dev, enum reconnect_reason why,
+                      int unasked)
 {
   switch (why) {
   case RECONNECT_VIOLATION:
@@ -117,8 +120,13 @@ log_reconnect_reason (struct vublk *dev, enum reconnect_reason why)
                 "%g s; reconnecting", dev->opts.request_timeout);
     break;
   case RECONNECT_CLOSED:
-    device_log (dev, VUBLK_LOG_WARNING, "backend closed the connection; "
-                "reconnecting");
+    if (unasked > 0)
+      device_log (dev, VUBLK_LOG_WARNING, "backend sent %d bytes on the "
+                  "control socket that no request asked for (a protocol "
+                  "violation); reconnecting", unasked);
+    else
+      device_log (dev, VUBLK_LOG_WARNING, "backend closed the connection; "
+                  "reconnecting");
     break;
   }
 }
@@ -134,13 +142,15 @@ static void
 reconnect (struct vublk *dev, enum reconnect_reason why)
 {
   uint64_t deadline;
-  int backoff = BACKOFF_MIN_MS;
+  int backoff = BACKOFF_MIN_MS, unasked = 0;
 
   if (atomic_load (&dev->state) == DEV_CONNECTED)
     atomic_store (&dev->state, DEV_RECONNECTING);
   atomic_store (&dev->violation, false);
+  if (dev->sock < 0 || ioctl (dev->sock, FIONREAD, &unasked) == -1)
+    unasked = 0;
   drop_connection (dev);
-  log_reconnect_reason (dev, why);
+  log_reconnect_reason (dev, why, unasked);
   if (dev->last_reconnect_ns
       && now_ns () - dev->last_reconnect_ns < RECONNECT_CALM_NS) {
     dev->reconnect_backoff_ms = dev->reconnect_backoff_ms

@@ -275,6 +275,21 @@ rc=0; wait $probe || rc=$?
 [[ $rc != 124 ]] || fail "backend-partial: vublk_close hung behind half a message"
 [[ $rc != 0 ]] || fail "backend-partial: the size changed on half a message"
 echo "ok: backend-partial -> the channel is dropped, close does not hang"
+# Bytes on the front-end socket that nothing asked for: the log names
+# them (not "closed"), and the bench reconnects and finishes.
+start_backend front-unasked
+"$VUBLK_BIN" bench -v --time 3 --rw randread --qd 4 "$S" >"$T/out" 2>&1 &
+bench=$!
+on_exit "kill -9 $bench"
+sleep 1
+kill -USR1 "$HB_PID"
+rc=0; timeout 30 tail --pid=$bench -f /dev/null || rc=124
+((rc == 0)) || fail "front-unasked: the bench hung: $(tail -5 "$T/out")"
+wait $bench || fail "front-unasked: the bench failed: $(tail -5 "$T/out")"
+grep -q "backend sent 12 bytes on the control socket that no request asked for" "$T/out" \
+  || fail "front-unasked: the log does not name the unasked bytes: $(grep -i reconnect "$T/out")"
+grep -q "reconnected" "$T/out" || fail "front-unasked: no reconnect: $(tail -5 "$T/out")"
+echo "ok: front-unasked -> named in the log, reconnected"
 if [[ -x $VUBLK_FUSE_BIN ]] && command -v fusermount3 >/dev/null; then
   start_backend none
   touch "$T/file"

@@ -55,6 +55,8 @@
  *   backend-partial      on SIGUSR1, send only 6 of the 12 header bytes of
  *                        the config-change message and keep the channel
  *                        open
+ *   front-unasked        on SIGUSR1, also send a 12-byte message header on
+ *                        the front-end socket, where nothing was asked
  *
  * On packed rings: not-in-flight and complete-twice wait until the chain
  * after the faulty one is available, take it (it is never served) and
@@ -989,6 +991,13 @@ serve_connection (int sock)
       return;
     if (resize_requested) {
       resize_requested = 0;
+      if (is ("front-unasked")) {
+        struct vhost_user_header h = { VHOST_USER_GET_FEATURES,
+                                       VHOST_USER_VERSION, 0 };
+        if (send (sock, &h, sizeof h, MSG_NOSIGNAL) < 0) {
+          /* client gone */
+        }
+      }
       send_config_change ();
       fprintf (stderr, "hostile_backend: capacity now %llu bytes\n",
                (unsigned long long) disk_size);
