@@ -158,6 +158,25 @@ choose_ring_layout (struct vublk *dev, uint64_t offered)
   return 0;
 }
 
+/* Fails a reconnect to a backend that no longer offers every feature
+ * negotiated at the first connect, naming the missing ones.  Returns
+ * -EPROTO with the error set. */
+static int
+refuse_fewer_features (struct vublk *dev, uint64_t offered,
+                       uint64_t proto_offered)
+{
+  char virtio[256], protocol[256];
+
+  feature_list (dev->features & ~offered, false, virtio, sizeof virtio);
+  feature_list (dev->protocol_features & ~proto_offered, true, protocol,
+                sizeof protocol);
+  return set_error (EPROTO, "%s: backend came back without features "
+                    "negotiated at the first connect: %s%s%s%s",
+                    dev->socket_path, virtio,
+                    *virtio && *protocol ? "; " : "",
+                    *protocol ? "vhost-user protocol " : "", protocol);
+}
+
 /* Negotiates features; on a reconnect the backend must still offer what
  * was negotiated the first time (rings and memory are laid out for it). */
 static int
@@ -181,10 +200,7 @@ negotiate (struct vublk *dev, bool first, int timeout)
   if (!first && ((offered & dev->features) != dev->features
                  || (proto_offered & dev->protocol_features)
                     != dev->protocol_features))
-    return set_error (EPROTO, "%s: backend came back offering fewer "
-                      "features (0x%llx) than negotiated (0x%llx)",
-                      dev->socket_path, (unsigned long long) offered,
-                      (unsigned long long) dev->features);
+    return refuse_fewer_features (dev, offered, proto_offered);
   pthread_mutex_lock (&dev->info_lock);
   dev->backend_features = offered;
   dev->backend_protocol_features = proto_offered;

@@ -1,5 +1,6 @@
 /* info.c — what a device is and what was negotiated (vublk_get_info),
  * its size, and the names of feature bits for people. */
+#include <stdio.h>
 #include <string.h>
 
 #include "internal.h"
@@ -99,4 +100,29 @@ vublk_protocol_feature_name (unsigned bit)
     [16] = "STATUS",
   };
   return bit < 64 ? names[bit] : NULL;
+}
+
+void
+feature_list (uint64_t bits, bool protocol, char *buf, size_t len)
+{
+  size_t used = 0;
+
+  if (len)
+    buf[0] = '\0';
+  for (unsigned bit = 0; bit < 64 && used < len; bit++) {
+    const char *name;
+    int n;
+
+    if (!(bits & (1ull << bit)))
+      continue;
+    name = protocol ? vublk_protocol_feature_name (bit)
+                    : vublk_feature_name (bit);
+    n = name ? snprintf (buf + used, len - used, "%s%s", used ? ", " : "",
+                         name)
+             : snprintf (buf + used, len - used, "%sbit %u",
+                         used ? ", " : "", bit);
+    if (n < 0)
+      break;
+    used += (size_t) n;
+  }
 }

@@ -68,6 +68,12 @@
  * error message) stay plain __thread. */
 #define HOT_THREAD_LOCAL __thread __attribute__ ((tls_model ("initial-exec")))
 
+/* info.c: writes the names of the feature bits set in bits, comma
+ * separated ("FLUSH, MQ"; unnamed ones as "bit N"), vhost-user protocol
+ * names if protocol, into buf (always terminated, cut short if len is
+ * too small). */
+void feature_list (uint64_t bits, bool protocol, char *buf, size_t len);
+
 /* clock.c */
 
 /* Monotonic clock in nanoseconds. */

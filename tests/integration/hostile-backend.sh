@@ -243,6 +243,16 @@ for ring in split packed; do
   echo "ok: stall-forever ($ring) -> EIO after $((SECONDS - start)) s"
 done
 
+# 5a. A backend that comes back without features negotiated at the first
+#     connect (FLUSH, protocol CONFIG): not reconnected to; the copy fails
+#     with EIO after the reconnect timeout, and the log names both.
+start_backend fewer-on-reconnect 10
+run_bounded 30 "$VUBLK_BIN" copy -v "${OPTS[@]}" "$T/data" "vhost-user:$S"
+[[ $rc == 1 ]] || fail "fewer-on-reconnect: copy exit $rc: $(tail -5 "$T/out")"
+grep -q "backend came back without features negotiated at the first connect: FLUSH; vhost-user protocol CONFIG" "$T/out" \
+  || fail "fewer-on-reconnect: the missing features are not named: $(grep -i "came back" "$T/out" | head -2)"
+echo "ok: fewer-on-reconnect -> refused, the missing features named"
+
 # 5b. Completions without an interrupt (split ring, from request 3 on):
 #     the answers are taken anyway (the timeout scan wakes the harvester),
 #     the copy completes without a reconnect and the data is intact.

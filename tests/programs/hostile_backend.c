@@ -27,6 +27,9 @@
  *   none                 behave
  *   drop-mid-message     close halfway through the GET_FEATURES reply
  *   drop-mid-request     close the connection with a request in flight
+ *   fewer-on-reconnect   as drop-mid-request, and from the second
+ *                        connection on offer no VIRTIO_BLK_F_FLUSH and no
+ *                        protocol feature CONFIG
  *   wrong-request-code   answer GET_FEATURES with another request code
  *   wrong-size           answer GET_FEATURES with a 4-byte payload
  *   wrong-flags          answer GET_FEATURES without the reply flag
@@ -281,6 +284,16 @@ queue_count (void)
   return is ("queues-0") ? 0 : is ("queues-65535") ? 65535 : NQUEUES;
 }
 
+/* Connections accepted so far (the one being served included). */
+static unsigned connections;
+
+/* True once fewer-on-reconnect offers less (after the first connection). */
+static bool
+offering_fewer (void)
+{
+  return is ("fewer-on-reconnect") && connections > 1;
+}
+
 /* The virtio features offered: ours, or the rte_vhost family's. */
 static uint64_t
 offered_features (void)
@@ -290,7 +303,8 @@ offered_features (void)
            | (1ull << VIRTIO_F_NOTIFY_ON_EMPTY)
            | (1ull << VIRTIO_F_RING_PACKED)
            | (1ull << VIRTIO_BLK_F_SIZE_MAX) | (1ull << VIRTIO_BLK_F_SEG_MAX);
-  return (1ull << VIRTIO_F_VERSION_1) | (1ull << VIRTIO_BLK_F_FLUSH)
+  return (1ull << VIRTIO_F_VERSION_1)
+         | (offering_fewer () ? 0 : 1ull << VIRTIO_BLK_F_FLUSH)
          | (1ull << VIRTIO_BLK_F_BLK_SIZE) | (1ull << VIRTIO_BLK_F_SEG_MAX)
          | (1ull << VIRTIO_BLK_F_MQ) | (1ull << VIRTIO_F_RING_PACKED)
          | (1ull << VHOST_USER_F_PROTOCOL_FEATURES);
@@ -475,7 +489,7 @@ serve_request (const struct chain *c, bool can_fire, bool *fire,
     fault_done = true;
     fprintf (stderr, "hostile_backend: fault %s fired on request %u (%s ring)\n",
              fault, requests, packed_rings () ? "packed" : "split");
-    if (is ("drop-mid-request"))
+    if (is ("drop-mid-request") || is ("fewer-on-reconnect"))
       return DROP;
     if (is ("stall"))
       return NO_ANSWER;
@@ -859,7 +873,7 @@ handle_message (int sock)
   case VHOST_USER_GET_PROTOCOL_FEATURES:
     send_u64 (sock, h.request, (1ull << VHOST_USER_PROTOCOL_F_MQ)
               | (1ull << VHOST_USER_PROTOCOL_F_REPLY_ACK)
-              | (1ull << VHOST_USER_PROTOCOL_F_CONFIG)
+              | (offering_fewer () ? 0 : 1ull << VHOST_USER_PROTOCOL_F_CONFIG)
               | (1ull << VHOST_USER_PROTOCOL_F_BACKEND_REQ));
     break;
   case VHOST_USER_SET_PROTOCOL_FEATURES:
@@ -1056,8 +1070,6 @@ main (int argc, char **argv)
   }
   for (;;) {
     int sock = accept4 (lsock, NULL, NULL, SOCK_CLOEXEC);
-
-    static unsigned connections;
 
     if (sock < 0)
       continue;
