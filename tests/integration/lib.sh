@@ -157,9 +157,44 @@ start_nbdkit() {
   NBDKIT_PID=$!
   on_exit "kill $NBDKIT_PID; wait $NBDKIT_PID"
   wait_for_socket "$T/$name.nbd"
+  # The socket exists before the plugin has opened the device (nbdkit
+  # accepts only after that): a client that gets an answer proves it.
+  if command -v nbdinfo >/dev/null; then
+    timeout 30 nbdinfo --size "nbd+unix:///?socket=$T/$name.nbd" >/dev/null 2>&1 \
+      || fail "nbdkit ($name) did not answer within 30 s: $(tail -5 "$T/$name.log")"
+  fi
 }
 
 stop_nbdkit() { kill "$NBDKIT_PID"; wait "$NBDKIT_PID" || true; }
+
+# start_nbdkit_tcp NAME URI ARGS...: nbdkit ARGS on 127.0.0.1 at a random
+# port below the kernel's ephemeral range (32768 up), which client
+# sockets of parallel tests take; URI, with PORT in place of the port
+# number, is what a client that proves it serves asks (nbdinfo --size).
+# A port already taken (nbdkit exits) is retried with another, five
+# times.  Sets TCP_PORT, TCP_URI and TCP_PID; output in $T/NAME.log.
+start_nbdkit_tcp() {
+  local name=$1 uri=$2 try i
+  shift 2
+  for try in 1 2 3 4 5; do
+    TCP_PORT=$((10000 + RANDOM % 20000))
+    TCP_URI=${uri//PORT/$TCP_PORT}
+    nbdkit -f -i 127.0.0.1 -p "$TCP_PORT" "$@" >"$T/$name.log" 2>&1 &
+    TCP_PID=$!
+    for ((i = 0; i < 300; i++)); do
+      nbdinfo --size "$TCP_URI" >/dev/null 2>&1 && break
+      kill -0 "$TCP_PID" 2>/dev/null || break
+      sleep 0.1
+    done
+    kill -0 "$TCP_PID" 2>/dev/null && break
+    wait "$TCP_PID" 2>/dev/null || true
+  done
+  kill -0 "$TCP_PID" 2>/dev/null \
+    || fail "nbdkit on TCP ($name) did not start: $(tail -5 "$T/$name.log")"
+  on_exit "kill $TCP_PID; wait $TCP_PID"
+  nbdinfo --size "$TCP_URI" >/dev/null 2>&1 \
+    || fail "nbdkit on TCP ($name) did not answer within 30 s: $(tail -5 "$T/$name.log")"
+}
 
 # True if the nbdkit plugin is built with a sanitizer.  nbdkit itself is
 # not, so such a plugin cannot be loaded (with the runtime preloaded,

@@ -75,14 +75,11 @@ assert h.pread(1000, 12345) == buf
 cmp -n $((1 << 20)) -i $((16 << 20)):0 "$T/disk.img" /dev/zero || fail "trim did not zero"
 
 # TCP on 127.0.0.1.
-port=$((20000 + RANDOM % 20000))
 kill "$(cat "$T/main.pid")"; sleep 0.3
-run_nbdkit -f -i 127.0.0.1 -p "$port" "$P" "$T/v.sock" >"$T/tcp.log" 2>&1 &
-tcp=$!; on_exit "kill $tcp"
-for i in $(seq 50); do nbdinfo --size "nbd://127.0.0.1:$port" >"$T/tcpsize" 2>/dev/null && break; sleep 0.1; done
-[[ $(cat "$T/tcpsize") == $((64 << 20)) ]] || fail "TCP export size"
-nbdcopy "nbd://127.0.0.1:$port" "$T/tcpcopy" && cmp "$T/tcpcopy" "$T/disk.img" || fail "TCP copy"
-kill $tcp; wait $tcp 2>/dev/null || true
+start_nbdkit_tcp tcp "nbd://127.0.0.1:PORT" "$P" "$T/v.sock"
+[[ $(nbdinfo --size "$TCP_URI") == $((64 << 20)) ]] || fail "TCP export size"
+nbdcopy "$TCP_URI" "$T/tcpcopy" && cmp "$T/tcpcopy" "$T/disk.img" || fail "TCP copy"
+kill $TCP_PID; wait $TCP_PID 2>/dev/null || true
 
 # nbdkit -r refuses writes.
 start_nbdkit ro -r "$P" "$T/v.sock"

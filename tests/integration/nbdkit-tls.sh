@@ -14,21 +14,10 @@ start_qsd "$T/disk.img" "$T/v.sock"
 psktool -u alice -p "$T/keys.psk" >/dev/null
 psktool -u alice -p "$T/wrong.psk" >/dev/null
 
-for try in 1 2 3 4 5; do
-  port=$((20000 + RANDOM % 30000))
-  nbdkit -f -i 127.0.0.1 -p "$port" --tls=require --tls-psk="$T/keys.psk" \
-    "$VUBLK_PLUGIN" socket="$T/v.sock" >"$T/nbdkit.log" 2>&1 &
-  pid=$!
-  for ((i = 0; i < 100; i++)); do
-    nbdinfo --size "nbds://alice@127.0.0.1:$port/?tls-psk-file=$T/keys.psk" \
-      >"$T/size" 2>/dev/null && break
-    kill -0 $pid 2>/dev/null || break
-    sleep 0.1
-  done
-  kill -0 $pid 2>/dev/null && break
-done
-on_exit "kill $pid; wait $pid"
-uri="nbds://alice@127.0.0.1:$port/?tls-psk-file=$T/keys.psk"
+start_nbdkit_tcp nbdkit "nbds://alice@127.0.0.1:PORT/?tls-psk-file=$T/keys.psk" \
+  --tls=require --tls-psk="$T/keys.psk" "$VUBLK_PLUGIN" socket="$T/v.sock"
+port=$TCP_PORT uri=$TCP_URI
+nbdinfo --size "$uri" >"$T/size" 2>/dev/null || true
 [[ $(cat "$T/size") == $((8 << 20)) ]] || fail "size over TLS: $(cat "$T/size"); $(cat "$T/nbdkit.log")"
 nbdcopy "$uri" "$T/copy.raw" || fail "nbdcopy over TLS"
 cmp "$T/disk.img" "$T/copy.raw" || fail "data over TLS differs"
