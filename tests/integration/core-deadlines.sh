@@ -20,8 +20,13 @@ start_qsd "$T/disk.img" "$S"
 "$VUBLK_BIN" bench --time 30 --qd 1 "$S" >"$T/holder.out" 2>&1 &
 HOLDER=$!
 on_exit "kill $HOLDER"
-sleep 1
-kill -0 $HOLDER || fail "the first client did not start: $(cat "$T/holder.out")"
+# Held once another client is told the backend is busy.
+for ((i = 0; i < 100; i++)); do
+  kill -0 $HOLDER 2>/dev/null || fail "the first client did not start: $(cat "$T/holder.out")"
+  [[ $("$VUBLK_BIN" info --connect-timeout 0.2 "$S" 2>&1) == *busy* ]] && break
+  sleep 0.1
+done
+((i < 100)) || fail "the first client never held the backend: $(cat "$T/holder.out")"
 for i in 1 2 3; do
   ( start=$SECONDS rc=0
     timeout 20 "$VUBLK_BIN" info --connect-timeout 2 "$S" >"$T/busy$i.out" 2>&1 || rc=$?

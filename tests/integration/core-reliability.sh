@@ -35,6 +35,9 @@ stress_across_restarts() {
   on_exit "kill $stress"
   for ((i = 0; i < restarts; i++)); do
     sleep "$interval"
+    kill -0 "$stress" 2>/dev/null \
+      || fail "${label}the stress run ended before restart $((i + 1)) of $restarts" \
+              "(give it more --seconds): $(tail -3 "$out")"
     kill -9 "$QSD_PID"; wait "$QSD_PID" 2>/dev/null || true
     sleep 0.2
     start_qsd "$T/disk.img" "$sock" num-queues="$queues"
@@ -70,7 +73,8 @@ frozen_then_thawed() {
 
 # 1. Restarts under load.
 make_random_image "$T/disk.img" 16M
-stress_across_restarts "" vhost 2 4 1.2 8
+# (The stress runs 10 s: 4 restarts take about 6, more on a loaded machine.)
+stress_across_restarts "" vhost 2 4 1.2 10
 
 # 2. The backend goes away for good, then comes back.
 start_qsd "$T/disk.img" "$T/gone.sock"
@@ -91,7 +95,7 @@ frozen_then_thawed "" stall
 # 4. The same with run to completion: stress threads each drive a queue
 # across two restarts; a driven reader gets EIO from a frozen backend and
 # recovers after SIGCONT.
-stress_across_restarts "driven: " driven 4 2 1.5 5 --driven
+stress_across_restarts "driven: " driven 4 2 1.5 7 --driven
 frozen_then_thawed "driven: " dstall driven
 
 echo "all reliability checks passed"

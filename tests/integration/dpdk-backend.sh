@@ -253,19 +253,25 @@ PY
   # resubmits, and everything lands.
   make_random_image "$T/data" 32M
   fresh_backend
-  ready=$(grep -c "virtio is now ready" "$D/dpdk.log" || true)
+  rm -f "$T/fed"
   (for ((i = 0; i < 32; i++)); do
      dd if="$T/data" bs=1M skip=$i count=1 status=none
+     echo "$i" >"$T/fed.new" && mv "$T/fed.new" "$T/fed"
      sleep 0.05
    done) | "$VUBLK_BIN" copy -v --request-timeout 1 --reconnect-timeout 15 \
     "${RING[@]}" - "vhost-user:$S" >"$T/copy.out" 2>&1 &
   copy=$!
   on_exit "kill -9 $copy"
+  # Frozen once 12 MiB are fed: 20 are still to come.
+  fed=0
   for ((i = 0; i < 300; i++)); do
-    [[ $(grep -c "virtio is now ready" "$D/dpdk.log") -gt $ready ]] && break
+    fed=$(cat "$T/fed" 2>/dev/null || true)
+    [[ $fed =~ ^[0-9]+$ ]] || fed=0
+    ((fed >= 12)) && break
     sleep 0.05
   done
-  sleep 0.5
+  ((fed >= 12)) || fail "frozen backend: $fed MiB fed in 15 s: $(tail -5 "$T/copy.out")"
+  kill -0 "$copy" 2>/dev/null || fail "frozen backend: the copy ended early: $(tail -5 "$T/copy.out")"
   kill -STOP "$DPDK_PID"
   sleep 2.5
   kill -CONT "$DPDK_PID"

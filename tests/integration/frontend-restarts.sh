@@ -27,12 +27,14 @@ qsd_throttled() {
 }
 on_exit 'kill -9 $(cat "$T/qsd.pid")'
 
-# restarter: kills and restarts the backend $RESTARTS times, 0.7 s apart;
-# the count reached goes to $T/restarts.
+# restarter: kills and restarts the backend $RESTARTS times, 0.7 s apart
+# (the first after 1.5 s: a frontend's first connect is not retried, and
+# a sanitizer build takes a while to get there); the count reached goes
+# to $T/restarts.
 restarter() {
   local i
   for ((i = 1; i <= RESTARTS; i++)); do
-    sleep 0.7
+    if ((i == 1)); then sleep 1.5; else sleep 0.7; fi
     kill -9 "$(cat "$T/qsd.pid")"
     sleep 0.3
     qsd_throttled
