@@ -80,10 +80,10 @@ timeout 30 dd if="$T/disk" of=/dev/null bs=4k count=1 skip=9 iflag=direct \
 start=$SECONDS
 timeout 10 fusermount3 -u "$T/disk" || fail "fusermount3 -u while frozen failed"
 for ((i = 0; i < 200; i++)); do
-  kill -0 "$FUSE_PID" 2>/dev/null || break
+  running "$FUSE_PID" || break
   sleep 0.05
 done
-kill -0 "$FUSE_PID" 2>/dev/null && fail "vublk-fuse still running 10 s after unmount with the backend frozen"
+running "$FUSE_PID" && fail "vublk-fuse still running 10 s after unmount with the backend frozen"
 echo "ok: unmounted and exited $((SECONDS - start))s after fusermount3 -u, backend frozen"
 kill -CONT "$QSD_PID"
 

@@ -146,7 +146,7 @@ for ((i = 0; i < 80; i++)); do
   grep -q " $T/busy fuse.vublk" /proc/mounts && fail "the orphaned child mounted"
   sleep 0.05
 done
-kill -0 "$child" 2>/dev/null && fail "the orphaned child (pid $child) is still running"
+running "$child" && fail "the orphaned child (pid $child) is still running"
 [[ -e $T/orphan.pid ]] && fail "the orphaned child wrote its pid file"
 echo "ok: an orphaned vublk-fuse -d does not mount"
 

@@ -133,13 +133,22 @@ mount_fuse() {
   grep -q " $mnt fuse.vublk " /proc/mounts || fail "$mnt is not in /proc/mounts"
 }
 
+# running PID: true while process PID exists and is not a zombie.  A
+# daemon's parent is init, which may reap it late (or, in a container,
+# never): kill -0 alone would see an exited daemon as running.
+running() {
+  local state
+  state=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) || return 1
+  [[ -n $state && $state != Z && $state != X ]]
+}
+
 # unmount_fuse MOUNTPOINT PID: fusermount3 -u, then waits up to 20 s for
 # the daemon to flush, close and exit.
 unmount_fuse() {
   local mnt=$1 pid=$2 i
   fusermount3 -u "$mnt" || fail "fusermount3 -u $mnt"
   for ((i = 0; i < 400; i++)); do
-    kill -0 "$pid" 2>/dev/null || return 0
+    running "$pid" || return 0
     sleep 0.05
   done
   fail "vublk-fuse (pid $pid) still running 20 s after unmount"
