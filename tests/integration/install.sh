@@ -37,6 +37,17 @@ if command -v man >/dev/null; then
   done
 fi
 
+# The installed programs look for libvublk where it is installed (no
+# ldconfig needed), unless that is under /usr, which the linker searches.
+full=$libdir
+[[ $full == /* ]] || full=$prefix/$libdir
+if [[ $prefix != /usr ]]; then
+  for b in vublk vublk-fuse; do
+    runpath=$(readelf -d "$P/bin/$b" | sed -n 's/.*R\(UN\)\{0,1\}PATH.*\[\(.*\)\]/\2/p')
+    [[ ":$runpath:" == *":$full:"* ]] \
+      || fail "installed $b does not look for libvublk in $full (runpath '$runpath'): it would need ldconfig"
+  done
+fi
 # The installed programs run (the library found through the build's
 # rpath is replaced by the installed one).
 LD_LIBRARY_PATH=$P/$libdir "$P/bin/vublk" --version | grep -q "^libvublk " || fail "vublk --version"
