@@ -43,8 +43,9 @@ try_reconnect (struct vublk *dev)
   if (err)
     return err;
   if (dev->cfg.blk_size != dev->limits.blk_size)
-    return set_error (EPROTO, "%s: block size changed across reconnect",
-                      dev->socket_path);
+    return set_error (EPROTO, "%s: backend came back with a block size of "
+                      "%u bytes, %u before", dev->socket_path,
+                      dev->cfg.blk_size, dev->limits.blk_size);
   for (unsigned i = 0; i < dev->nqueues; i++)
     failed += queue_replay (&dev->queues[i]);
   err = handshake_rings (dev);

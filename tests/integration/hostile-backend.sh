@@ -252,6 +252,12 @@ run_bounded 30 "$VUBLK_BIN" copy -v "${OPTS[@]}" "$T/data" "vhost-user:$S"
 grep -q "backend came back without features negotiated at the first connect: FLUSH; vhost-user protocol CONFIG" "$T/out" \
   || fail "fewer-on-reconnect: the missing features are not named: $(grep -i "came back" "$T/out" | head -2)"
 echo "ok: fewer-on-reconnect -> refused, the missing features named"
+start_backend block-on-reconnect 10
+run_bounded 30 "$VUBLK_BIN" copy -v "${OPTS[@]}" "$T/data" "vhost-user:$S"
+[[ $rc == 1 ]] || fail "block-on-reconnect: copy exit $rc: $(tail -5 "$T/out")"
+grep -q "backend came back with a block size of 4096 bytes, 512 before" "$T/out" \
+  || fail "block-on-reconnect: the sizes are not named: $(grep -i "came back" "$T/out" | head -2)"
+echo "ok: block-on-reconnect -> refused, both block sizes named"
 
 # 5b. Completions without an interrupt (split ring, from request 3 on):
 #     the answers are taken anyway (the timeout scan wakes the harvester),

@@ -30,6 +30,8 @@
  *   fewer-on-reconnect   as drop-mid-request, and from the second
  *                        connection on offer no VIRTIO_BLK_F_FLUSH and no
  *                        protocol feature CONFIG
+ *   block-on-reconnect   as drop-mid-request, and from the second
+ *                        connection on say blk_size 4096
  *   wrong-request-code   answer GET_FEATURES with another request code
  *   wrong-size           answer GET_FEATURES with a 4-byte payload
  *   wrong-flags          answer GET_FEATURES without the reply flag
@@ -317,6 +319,9 @@ fill_config (uint8_t *cfg)
   uint32_t blk = is ("blk-size-3") ? 3 : 512, seg_max = 64, size_max = 0;
   uint16_t nq = queue_count ();
 
+  if (is ("block-on-reconnect") && connections > 1)
+    blk = 4096;
+
   if (spdk_profile) {
     /* blk_size without VIRTIO_BLK_F_BLK_SIZE, as DPDK's example: ignored. */
     blk = 4096;
@@ -489,7 +494,8 @@ serve_request (const struct chain *c, bool can_fire, bool *fire,
     fault_done = true;
     fprintf (stderr, "hostile_backend: fault %s fired on request %u (%s ring)\n",
              fault, requests, packed_rings () ? "packed" : "split");
-    if (is ("drop-mid-request") || is ("fewer-on-reconnect"))
+    if (is ("drop-mid-request") || is ("fewer-on-reconnect")
+        || is ("block-on-reconnect"))
       return DROP;
     if (is ("stall"))
       return NO_ANSWER;
