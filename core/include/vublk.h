@@ -141,7 +141,8 @@ void vublk_options_init_size (struct vublk_options *opts, size_t size);
  * the names are the long options of vublk and vublk-fuse without their
  * dashes and the nbdkit plugin's keys ("queues" or "num-queues",
  * "queue-size", "poll", "ring", "memory", "pool-size", "connect-timeout",
- * "reconnect-timeout", "request-timeout", "spin", "readonly").  Numbers
+ * "reconnect-timeout", "request-timeout", "spin", "readonly",
+ * "thread-queues").  Numbers
  * are checked against the option's bounds; sizes take k/M/G/T suffixes;
  * booleans on/off, yes/no, true/false, 1/0.  Returns 0, or -EINVAL with
  * a message naming the option and what was wrong (the field unchanged). */

@@ -15,7 +15,8 @@ P=$R$prefix
 for f in bin/vublk bin/vublk-fuse include/vublk.h "$libdir/libvublk.so" \
          "$libdir/libvublk.so.1" "$libdir/pkgconfig/vublk.pc" \
          share/man/man1/vublk.1 share/man/man1/vublk-fuse.1 \
-         share/man/man1/nbdkit-vhostuser-plugin.1 share/man/man3/libvublk.3; do
+         share/man/man1/nbdkit-vhostuser-plugin.1 share/man/man3/libvublk.3 \
+         share/doc/vublk/examples/vublk-fuse@.service; do
   [[ -e $P/$f ]] || fail "not installed: $prefix/$f"
 done
 [[ -e $R$plugindir/nbdkit-vhostuser-plugin.so ]] || fail "plugin not in $plugindir"
