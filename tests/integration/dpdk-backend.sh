@@ -49,6 +49,21 @@ device_equals() {
   cmp "$1" "$T/back" || fail "$2: the device differs from what was written"
 }
 
+# wait_fed N WHAT: waits up to 15 s until a feeder has written N (MiB
+# fed) to $T/fed, which it renames into place whole; fails naming WHAT,
+# with what copy and the backend said, if not.
+wait_fed() {
+  local want=$1 fed=0 i
+  for ((i = 0; i < 300; i++)); do
+    fed=$(cat "$T/fed" 2>/dev/null || true)
+    [[ $fed =~ ^[0-9]+$ ]] || fed=0
+    ((fed >= want)) && return 0
+    sleep 0.05
+  done
+  fail "$2: $fed MiB fed in 15 s; copy said: $(tail -5 "$T/copy.out");" \
+       "backend: $(tail -5 "$D/dpdk.log")"
+}
+
 # Which rings to test: both once vublk has --ring, else its only one.
 if "$VUBLK_BIN" info --help 2>&1 | grep -q -- "--ring"; then
   RINGS=(split packed)
@@ -205,15 +220,7 @@ run_ring() {
   on_exit "kill -9 $copy"
   # The copy keeps 8 MiB ahead of its writes: after 20 MiB fed, 12 are
   # written.  (The example accepts its first client up to ~1 s late.)
-  local fed=0
-  for ((i = 0; i < 300; i++)); do
-    fed=$(cat "$T/fed" 2>/dev/null || true)
-    [[ $fed =~ ^[0-9]+$ ]] || fed=0
-    ((fed >= 20)) && break
-    sleep 0.05
-  done
-  ((fed >= 20)) || fail "copy from a pipe: $fed MiB fed in 15 s; copy said:" \
-    "$(cat "$T/copy.out"); backend: $(tail -5 "$D/dpdk.log")"
+  wait_fed 20 "copy from a pipe"
   kill_dpdk_blk
   sleep 0.5
   start_dpdk_blk "$D"
@@ -263,14 +270,7 @@ PY
   copy=$!
   on_exit "kill -9 $copy"
   # Frozen once 12 MiB are fed: 20 are still to come.
-  fed=0
-  for ((i = 0; i < 300; i++)); do
-    fed=$(cat "$T/fed" 2>/dev/null || true)
-    [[ $fed =~ ^[0-9]+$ ]] || fed=0
-    ((fed >= 12)) && break
-    sleep 0.05
-  done
-  ((fed >= 12)) || fail "frozen backend: $fed MiB fed in 15 s: $(tail -5 "$T/copy.out")"
+  wait_fed 12 "frozen backend"
   kill -0 "$copy" 2>/dev/null || fail "frozen backend: the copy ended early: $(tail -5 "$T/copy.out")"
   kill -STOP "$DPDK_PID"
   sleep 2.5

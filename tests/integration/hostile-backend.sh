@@ -243,21 +243,23 @@ for ring in split packed; do
   echo "ok: stall-forever ($ring) -> EIO after $((SECONDS - start)) s"
 done
 
-# 5a. A backend that comes back without features negotiated at the first
-#     connect (FLUSH, protocol CONFIG): not reconnected to; the copy fails
-#     with EIO after the reconnect timeout, and the log names both.
-start_backend fewer-on-reconnect 10
-run_bounded 30 "$VUBLK_BIN" copy -v "${OPTS[@]}" "$T/data" "vhost-user:$S"
-[[ $rc == 1 ]] || fail "fewer-on-reconnect: copy exit $rc: $(tail -5 "$T/out")"
-grep -q "backend came back without features negotiated at the first connect: FLUSH; vhost-user protocol CONFIG" "$T/out" \
-  || fail "fewer-on-reconnect: the missing features are not named: $(grep -i "came back" "$T/out" | head -2)"
-echo "ok: fewer-on-reconnect -> refused, the missing features named"
-start_backend block-on-reconnect 10
-run_bounded 30 "$VUBLK_BIN" copy -v "${OPTS[@]}" "$T/data" "vhost-user:$S"
-[[ $rc == 1 ]] || fail "block-on-reconnect: copy exit $rc: $(tail -5 "$T/out")"
-grep -q "backend came back with a block size of 4096 bytes, 512 before" "$T/out" \
-  || fail "block-on-reconnect: the sizes are not named: $(grep -i "came back" "$T/out" | head -2)"
-echo "ok: block-on-reconnect -> refused, both block sizes named"
+# 5a. A backend that comes back without what the first connect agreed on
+#     (features: FLUSH and protocol CONFIG; the block size): not
+#     reconnected to; the copy fails with EIO after the reconnect timeout,
+#     and the log says what changed.
+# refused_on_reconnect FAULT LOG-LINE: the copy fails and LOG-LINE is logged.
+refused_on_reconnect() {
+  start_backend "$1" 10
+  run_bounded 30 "$VUBLK_BIN" copy -v "${OPTS[@]}" "$T/data" "vhost-user:$S"
+  [[ $rc == 1 ]] || fail "$1: copy exit $rc: $(tail -5 "$T/out")"
+  grep -qF "$2" "$T/out" \
+    || fail "$1: no '$2' in the log: $(grep -i "came back" "$T/out" | head -2)"
+  echo "ok: $1 -> refused: $2"
+}
+refused_on_reconnect fewer-on-reconnect \
+  "backend came back without features negotiated at the first connect: FLUSH; vhost-user protocol CONFIG"
+refused_on_reconnect block-on-reconnect \
+  "backend came back with a block size of 4096 bytes, 512 before"
 
 # 5b. Completions without an interrupt (split ring, from request 3 on):
 #     the answers are taken anyway (the timeout scan wakes the harvester),
