@@ -296,6 +296,21 @@ for ring in "${RINGS[@]}"; do
   run_ring "$ring"
 done
 
+# A client killed with -9 in mid-I/O: the next client, on the default
+# ring layout (split), is served.  (With packed rings it is not: the
+# example keeps the killed client's wrap lap and never answers the next
+# one; that is why split is the default.)
+fresh_backend
+"$VUBLK_BIN" bench --rw randwrite --qd 32 --time 5 "$S" >/dev/null 2>&1 &
+victim=$!
+on_exit "kill -9 $victim"
+sleep 1.5
+kill -9 "$victim"; wait "$victim" 2>/dev/null || true
+bounded 30 "bench after a client was killed" "$VUBLK_BIN" bench --request-timeout 2 \
+  --reconnect-timeout 3 --rw randread --qd 4 --time 1 "$S"
+grep -q "errors:" "$T/out" && fail "bench after a client was killed: $(cat "$T/out")"
+echo "ok: a client killed with -9; the next one (default ring) is served"
+
 # The backend on 2 MiB hugepages (as SPDK runs): copy both ways and the
 # shadow-checked random I/O; the client's pool on hugepages too when
 # vublk has --memory.
