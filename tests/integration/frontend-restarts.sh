@@ -49,6 +49,7 @@ with_restarts() {
   rm -f "$T/restarts"
   restarter &
   local r=$!
+  on_exit "kill $r"      # a failed test leaves no restarter behind
   "$@" || fail "$name: the write failed across backend restarts"
   wait $r
   [[ $(cat "$T/restarts") == "$RESTARTS" ]] || fail "$name: restarter incomplete"
