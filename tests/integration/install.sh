@@ -38,21 +38,27 @@ if command -v man >/dev/null; then
   done
 fi
 
-# The installed programs look for libvublk where it is installed (no
-# ldconfig needed), unless that is under /usr, which the linker searches.
-full=$libdir
-[[ $full == /* ]] || full=$prefix/$libdir
-if [[ $prefix != /usr ]]; then
+# The installed programs find libvublk where it is installed, with no
+# ldconfig and no LD_LIBRARY_PATH (a runpath relative to the program, so
+# this DESTDIR tree works as the real one would), unless that is under
+# /usr, which the linker searches anyway.
+if [[ $prefix != /usr && $libdir != /* ]]; then
   for b in vublk vublk-fuse; do
     runpath=$(readelf -d "$P/bin/$b" | sed -n 's/.*R\(UN\)\{0,1\}PATH.*\[\(.*\)\]/\2/p')
-    [[ ":$runpath:" == *":$full:"* ]] \
-      || fail "installed $b does not look for libvublk in $full (runpath '$runpath'): it would need ldconfig"
+    [[ $runpath == *'$ORIGIN'* ]] \
+      || fail "installed $b has no runpath relative to itself ('$runpath'): it would need ldconfig"
+    found=$(env -u LD_LIBRARY_PATH ldd "$P/bin/$b" | awk '/libvublk/ {print $3}')
+    [[ $(realpath -m "$found") == $(realpath -m "$P/$libdir/libvublk.so.1") ]] \
+      || fail "installed $b loads libvublk from '$found', not $P/$libdir"
   done
+  env -u LD_LIBRARY_PATH "$P/bin/vublk" --version | grep -q "^libvublk " || fail "vublk --version"
+  env -u LD_LIBRARY_PATH "$P/bin/vublk-fuse" --version | grep -q "^vublk-fuse " \
+    || fail "vublk-fuse --version"
+else
+  LD_LIBRARY_PATH=$P/$libdir "$P/bin/vublk" --version | grep -q "^libvublk " || fail "vublk --version"
+  LD_LIBRARY_PATH=$P/$libdir "$P/bin/vublk-fuse" --version | grep -q "^vublk-fuse " \
+    || fail "vublk-fuse --version"
 fi
-# The installed programs run (the library found through the build's
-# rpath is replaced by the installed one).
-LD_LIBRARY_PATH=$P/$libdir "$P/bin/vublk" --version | grep -q "^libvublk " || fail "vublk --version"
-LD_LIBRARY_PATH=$P/$libdir "$P/bin/vublk-fuse" --version | grep -q "^vublk-fuse " || fail "vublk-fuse --version"
 
 # A program built against pkg-config vublk reads a real device.
 cat >"$T/tiny.c" <<'C'
