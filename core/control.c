@@ -42,10 +42,6 @@ try_reconnect (struct vublk *dev)
   err = handshake_features_and_memory (dev, false);
   if (err)
     return err;
-  if (dev->cfg.blk_size != dev->limits.blk_size)
-    return set_error (EPROTO, "%s: backend came back with a block size of "
-                      "%u bytes, %u before", dev->socket_path,
-                      dev->cfg.blk_size, dev->limits.blk_size);
   for (unsigned i = 0; i < dev->nqueues; i++)
     failed += queue_replay (&dev->queues[i]);
   err = handshake_rings (dev);
@@ -123,8 +119,8 @@ log_reconnect_reason (struct vublk *dev, enum reconnect_reason why,
   case RECONNECT_CLOSED:
     if (unasked > 0)
       device_log (dev, VUBLK_LOG_WARNING, "backend sent %d bytes on the "
-                  "control socket that no request asked for (a protocol "
-                  "violation); reconnecting", unasked);
+                  "control socket that no request was waiting for (unasked, "
+                  "or a reply after its deadline); reconnecting", unasked);
     else
       device_log (dev, VUBLK_LOG_WARNING, "backend closed the connection; "
                   "reconnecting");

@@ -80,6 +80,13 @@ handshake_read_config (struct vublk *dev)
   err = blk_config_parse (&parsed, cfg.data, cfg.size, dev->features);
   if (err)
     return err;
+  /* Requests are cut in the first block size: it may not change (after a
+   * reconnect, or announced by a config change), and the one in use is
+   * kept for vublk_get_info. */
+  if (dev->limits.blk_size && parsed.blk_size != dev->limits.blk_size)
+    return set_error (EPROTO, "%s: backend now reports a block size of %u "
+                      "bytes, %u before", dev->socket_path, parsed.blk_size,
+                      dev->limits.blk_size);
   pthread_mutex_lock (&dev->info_lock);
   dev->cfg = parsed;
   pthread_mutex_unlock (&dev->info_lock);

@@ -259,7 +259,7 @@ refused_on_reconnect() {
 refused_on_reconnect fewer-on-reconnect \
   "backend came back without features negotiated at the first connect: FLUSH; vhost-user protocol CONFIG"
 refused_on_reconnect block-on-reconnect \
-  "backend came back with a block size of 4096 bytes, 512 before"
+  "backend now reports a block size of 4096 bytes, 512 before"
 
 # 5b. Completions without an interrupt (split ring, from request 3 on):
 #     the answers are taken anyway (the timeout scan wakes the harvester),
@@ -304,7 +304,7 @@ kill -USR1 "$HB_PID"
 rc=0; timeout 30 tail --pid=$bench -f /dev/null || rc=124
 ((rc == 0)) || fail "front-unasked: the bench hung: $(tail -5 "$T/out")"
 wait $bench || fail "front-unasked: the bench failed: $(tail -5 "$T/out")"
-grep -q "backend sent 12 bytes on the control socket that no request asked for" "$T/out" \
+grep -q "backend sent 12 bytes on the control socket that no request was waiting for" "$T/out" \
   || fail "front-unasked: the log does not name the unasked bytes: $(grep -i reconnect "$T/out")"
 grep -q "reconnected" "$T/out" || fail "front-unasked: no reconnect: $(tail -5 "$T/out")"
 echo "ok: front-unasked -> named in the log, reconnected"

@@ -60,8 +60,9 @@
  *   backend-partial      on SIGUSR1, send only 6 of the 12 header bytes of
  *                        the config-change message and keep the channel
  *                        open
- *   front-unasked        on SIGUSR1, also send a 12-byte message header on
- *                        the front-end socket, where nothing was asked
+ *   front-unasked        on SIGUSR1, send a 12-byte message header on the
+ *                        front-end socket, where nothing was asked, instead
+ *                        of the config change
  *
  * On packed rings: not-in-flight and complete-twice wait until the chain
  * after the faulty one is available, take it (it is never served) and
@@ -1014,11 +1015,14 @@ serve_connection (int sock)
     if (resize_requested && vqs[0].ready) {
       resize_requested = 0;
       if (is ("front-unasked")) {
+        /* Nothing else: a config change would make the client ask, and
+         * these bytes could then pass for its answer. */
         struct vhost_user_header h = { VHOST_USER_GET_FEATURES,
                                        VHOST_USER_VERSION, 0 };
         if (send (sock, &h, sizeof h, MSG_NOSIGNAL) < 0) {
           /* client gone */
         }
+        continue;
       }
       send_config_change ();
       fprintf (stderr, "hostile_backend: capacity now %llu bytes\n",
