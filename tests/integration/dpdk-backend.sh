@@ -316,6 +316,7 @@ fresh_backend
 victim=$!
 on_exit "kill -9 $victim"
 sleep 1.5
+kill -0 "$victim" 2>/dev/null || fail "the client to kill ended early"
 kill -9 "$victim"; wait "$victim" 2>/dev/null || true
 bounded 30 "bench after a client was killed" "$VUBLK_BIN" bench --request-timeout 2 \
   --reconnect-timeout 3 --rw randread --qd 4 --time 1 "$S"

@@ -13,11 +13,12 @@ RESTARTS=3
 S=$T/v.sock
 
 # qsd_throttled: qemu-storage-daemon on $T/disk.img, writes limited to
-# 24 MiB/s; its pid goes to $T/qsd.pid.
+# 16 MiB/s (a 64 MiB write lasts 4 s, past the restarts); its pid goes to
+# $T/qsd.pid.
 qsd_throttled() {
   rm -f "$S"
   qemu-storage-daemon \
-    --object throttle-group,id=tg0,x-bps-write=25165824 \
+    --object throttle-group,id=tg0,x-bps-write=16777216 \
     --blockdev "driver=file,node-name=file0,filename=$T/disk.img,cache.direct=off" \
     --blockdev "driver=throttle,node-name=thr0,throttle-group=tg0,file=file0" \
     --export "type=vhost-user-blk,id=exp0,node-name=thr0,addr.type=unix,addr.path=$S,writable=on,num-queues=2" \
@@ -27,14 +28,21 @@ qsd_throttled() {
 }
 on_exit 'kill -9 $(cat "$T/qsd.pid")'
 
-# restarter: kills and restarts the backend $RESTARTS times, 0.7 s apart
-# (the first after 1.5 s: a frontend's first connect is not retried, and
-# a sanitizer build takes a while to get there); the count reached goes
-# to $T/restarts.
+# restarter CMD-PID: once the first write reached the image (the frontend
+# is connected and writing), kills and restarts the backend $RESTARTS
+# times, 0.7 s apart, while CMD-PID runs; the count reached goes to
+# $T/restarts.
 restarter() {
-  local i
+  local cmd=$1 i
+  for ((i = 0; i < 400; i++)); do
+    [[ $T/disk.img -nt $T/started ]] && break
+    kill -0 "$cmd" 2>/dev/null || return 0
+    sleep 0.05
+  done
+  echo 0 >"$T/restarts"
   for ((i = 1; i <= RESTARTS; i++)); do
-    if ((i == 1)); then sleep 1.5; else sleep 0.7; fi
+    sleep 0.7
+    kill -0 "$cmd" 2>/dev/null || return 0
     kill -9 "$(cat "$T/qsd.pid")"
     sleep 0.3
     qsd_throttled
@@ -43,16 +51,24 @@ restarter() {
 }
 
 # with_restarts NAME CMD...: runs CMD (which must succeed) while the
-# backend restarts; checks all restarts happened during it.
+# backend restarts; checks that all restarts came while it ran.
 with_restarts() {
-  local name=$1; shift
+  local name=$1 cmd r rc=0; shift
   rm -f "$T/restarts"
-  restarter &
-  local r=$!
+  touch "$T/started"
+  sleep 0.01                 # the image's next write is newer than this
+  "$@" &
+  cmd=$!
+  on_exit "kill $cmd"
+  restarter "$cmd" &
+  r=$!
   on_exit "kill $r"      # a failed test leaves no restarter behind
-  "$@" || fail "$name: the write failed across backend restarts"
-  wait $r
-  [[ $(cat "$T/restarts") == "$RESTARTS" ]] || fail "$name: restarter incomplete"
+  wait "$cmd" || rc=$?
+  ((rc == 0)) || fail "$name: the write failed across backend restarts (exit $rc)"
+  wait "$r"
+  [[ $(cat "$T/restarts" 2>/dev/null) == "$RESTARTS" ]] \
+    || fail "$name: ended after $(cat "$T/restarts" 2>/dev/null || echo no) of $RESTARTS" \
+            "restarts (the backend is throttled so that it lasts long enough)"
   echo "ok: $name survived $RESTARTS kill -9 restarts"
 }
 

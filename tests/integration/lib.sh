@@ -187,6 +187,8 @@ start_nbdkit_tcp() {
   shift 2
   for try in 1 2 3 4 5; do
     TCP_PORT=$((10000 + RANDOM % 20000))
+    # Taken already (something answers there): another port.
+    (exec 3<>"/dev/tcp/127.0.0.1/$TCP_PORT") 2>/dev/null && continue
     TCP_URI=${uri//PORT/$TCP_PORT}
     nbdkit -f -i 127.0.0.1 -p "$TCP_PORT" "$@" >"$T/$name.log" 2>&1 &
     TCP_PID=$!
@@ -279,7 +281,9 @@ start_dpdk_blk() {
     kill -0 "$DPDK_PID" 2>/dev/null || fail "DPDK vhost_blk exited: $(tail -5 "$dir/dpdk.log")"
     sleep 0.05
   done
-  [[ -S $dir/vhost.socket ]] || fail "DPDK vhost_blk made no socket in 10 s: $(tail -5 "$dir/dpdk.log")"
+  [[ -S $dir/vhost.socket ]] \
+    && (($(grep -c "binding succeeded" "$dir/dpdk.log") > ${bound:-0})) \
+    || fail "DPDK vhost_blk was not listening within 10 s: $(tail -5 "$dir/dpdk.log")"
   sleep 0.1
 }
 
