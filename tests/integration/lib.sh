@@ -276,15 +276,20 @@ start_dpdk_blk() {
   # The socket exists from bind(); "binding succeeded" is logged just
   # before listen(), so wait for both and give listen() a moment.
   for ((i = 0; i < 200; i++)); do
-    [[ -S $dir/vhost.socket ]] \
-      && (($(grep -c "binding succeeded" "$dir/dpdk.log") > ${bound:-0})) && break
+    dpdk_listening "$dir" "${bound:-0}" && break
     kill -0 "$DPDK_PID" 2>/dev/null || fail "DPDK vhost_blk exited: $(tail -5 "$dir/dpdk.log")"
     sleep 0.05
   done
-  [[ -S $dir/vhost.socket ]] \
-    && (($(grep -c "binding succeeded" "$dir/dpdk.log") > ${bound:-0})) \
+  dpdk_listening "$dir" "${bound:-0}" \
     || fail "DPDK vhost_blk was not listening within 10 s: $(tail -5 "$dir/dpdk.log")"
   sleep 0.1
+}
+
+# dpdk_listening DIR BOUND: true once DIR/vhost.socket exists and
+# DIR/dpdk.log has more "binding succeeded" lines than BOUND (the count
+# before this start).
+dpdk_listening() {
+  [[ -S $1/vhost.socket ]] && (($(grep -c "binding succeeded" "$1/dpdk.log") > $2))
 }
 
 # kill_dpdk_blk: kill -9 the running example (as a crash would) and reap it.
