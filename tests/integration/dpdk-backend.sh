@@ -52,6 +52,31 @@ device_equals() {
   cmp "$1" "$T/back" || fail "$2: the device differs from what was written"
 }
 
+# device_equals_prefix FILE WHAT: the device starts with FILE's bytes.
+device_equals_prefix() {
+  bounded 60 "$2: read back" "$VUBLK_BIN" copy "${OPTS[@]}" "${RING[@]}" \
+    "vhost-user:$S" "$T/back"
+  cmp -n "$(stat -c %s "$1")" "$1" "$T/back" || fail "$2: the device differs from what was written"
+}
+
+# start_slow_copy N OPTION...: vublk copy -v OPTION... from stdin to the
+# device in the background (COPY its pid, its output in $T/copy.out), fed
+# the first N MiB of $T/data, 1 MiB every ~50 ms; each MiB fed is counted
+# in $T/fed (renamed into place whole, so a reader never sees it half
+# written; removed first, so wait_fed never reads an earlier count).
+start_slow_copy() {
+  local n=$1
+  shift
+  rm -f "$T/fed"
+  (for ((i = 0; i < n; i++)); do
+     dd if="$T/data" bs=1M skip=$i count=1 status=none
+     echo "$i" >"$T/fed.new" && mv "$T/fed.new" "$T/fed"
+     sleep 0.05
+   done) | "$VUBLK_BIN" copy -v "$@" - "vhost-user:$S" >"$T/copy.out" 2>&1 &
+  COPY=$!
+  on_exit "kill -9 $COPY"
+}
+
 # wait_fed N WHAT: waits up to 15 s until a feeder has written N (MiB
 # fed) to $T/fed, which it renames into place whole; fails naming WHAT,
 # with what copy and the backend said, if not.
@@ -220,15 +245,8 @@ run_ring() {
   # restart (the last 8 MiB at least) landed.
   make_random_image "$T/data" 64M
   fresh_backend
-  rm -f "$T/fed"
-  (for ((i = 0; i < 64; i++)); do
-     dd if="$T/data" bs=1M skip=$i count=1 status=none
-     echo "$i" >"$T/fed.new" && mv "$T/fed.new" "$T/fed"   # never seen half written
-     sleep 0.05
-   done) | "$VUBLK_BIN" copy -v "${OPTS[@]}" "${RING[@]}" - "vhost-user:$S" \
-    >"$T/copy.out" 2>&1 &
-  local copy=$!
-  on_exit "kill -9 $copy"
+  start_slow_copy 64 "${OPTS[@]}" "${RING[@]}"
+  local copy=$COPY
   # The copy keeps 8 MiB ahead of its writes: after 20 MiB fed, 12 are
   # written.  (The example accepts its first client up to ~1 s late.)
   wait_fed 20 "copy from a pipe"
@@ -260,9 +278,7 @@ PY
   make_random_image "$T/data" 16M
   bounded 60 "copy after restart" "$VUBLK_BIN" copy "${OPTS[@]}" "${RING[@]}" \
     "$T/data" "vhost-user:$S"
-  bounded 60 "read back after restart" "$VUBLK_BIN" copy "${OPTS[@]}" "${RING[@]}" \
-    "vhost-user:$S" "$T/back"
-  cmp -n $((16 << 20)) "$T/data" "$T/back" || fail "new writes after the restart"
+  device_equals_prefix "$T/data" "new writes after the restart"
   echo "ok: kill -9 during a copy -> no hang, no error, new writes land"
 
   # The backend frozen (SIGSTOP) for longer than the request timeout
@@ -271,15 +287,8 @@ PY
   # resubmits, and everything lands.
   make_random_image "$T/data" 32M
   fresh_backend
-  rm -f "$T/fed"
-  (for ((i = 0; i < 32; i++)); do
-     dd if="$T/data" bs=1M skip=$i count=1 status=none
-     echo "$i" >"$T/fed.new" && mv "$T/fed.new" "$T/fed"
-     sleep 0.05
-   done) | "$VUBLK_BIN" copy -v --request-timeout 1 --reconnect-timeout 15 \
-    "${RING[@]}" - "vhost-user:$S" >"$T/copy.out" 2>&1 &
-  copy=$!
-  on_exit "kill -9 $copy"
+  start_slow_copy 32 --request-timeout 1 --reconnect-timeout 15 "${RING[@]}"
+  copy=$COPY
   # Frozen once 12 MiB are fed: 20 are still to come.
   wait_fed 12 "frozen backend"
   kill -0 "$copy" 2>/dev/null || fail "frozen backend: the copy ended early: $(tail -5 "$T/copy.out")"
@@ -294,13 +303,6 @@ PY
     || fail "copy across a frozen backend: no reconnect: $(tail -5 "$T/copy.out")"
   device_equals_prefix "$T/data" "frozen backend"
   echo "ok: SIGSTOP past the request timeout during a copy -> reconnected, data intact"
-}
-
-# device_equals_prefix FILE WHAT: the device starts with FILE's bytes.
-device_equals_prefix() {
-  bounded 60 "$2: read back" "$VUBLK_BIN" copy "${OPTS[@]}" "${RING[@]}" \
-    "vhost-user:$S" "$T/back"
-  cmp -n "$(stat -c %s "$1")" "$1" "$T/back" || fail "$2: the device differs from what was written"
 }
 
 for ring in "${RINGS[@]}"; do
