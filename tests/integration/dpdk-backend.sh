@@ -281,10 +281,10 @@ PY
   device_equals_prefix "$T/data" "new writes after the restart"
   echo "ok: kill -9 during a copy -> no hang, no error, new writes land"
 
-  # The backend frozen (SIGSTOP) for longer than the request timeout
-  # during a copy fed slowly (32 x 1 MiB over ~2 s, so writes are in
-  # flight): the copy reconnects to the same process once it runs again,
-  # resubmits, and everything lands.
+  # The backend frozen (SIGSTOP) during a copy fed slowly (32 x 1 MiB
+  # over ~2 s), until a write the copy submitted meanwhile has gone
+  # unanswered past the request timeout: the copy reconnects to the same
+  # process once it runs again, resubmits, and everything lands.
   make_random_image "$T/data" 32M
   fresh_backend
   start_slow_copy 32 --request-timeout 1 --reconnect-timeout 15 "${RING[@]}"
@@ -293,8 +293,13 @@ PY
   wait_fed 12 "frozen backend"
   kill -0 "$copy" 2>/dev/null || fail "frozen backend: the copy ended early: $(tail -5 "$T/copy.out")"
   kill -STOP "$DPDK_PID"
-  sleep 2.5
+  for ((i = 0; i < 300; i++)); do
+    grep -q "got no answer" "$T/copy.out" && break
+    sleep 0.05
+  done
   kill -CONT "$DPDK_PID"
+  grep -q "got no answer" "$T/copy.out" \
+    || fail "frozen backend: no write timed out in 15 s: $(tail -5 "$T/copy.out")"
   timeout 40 tail --pid=$copy -f /dev/null || fail "copy: hung after the backend was frozen"
   rc=0
   wait $copy || rc=$?
