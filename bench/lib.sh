@@ -65,8 +65,10 @@ fio_start() {
   esac
   io=(--ioengine=io_uring --direct=1 --filename="$uri")
   [[ $kind == nbd ]] && io=(--ioengine=nbd --uri="$uri")
+  # fio_rate_iops (optional): cap the rate, to compare CPU per request
+  # at the same rate as another endpoint.
   fio --name=b "${io[@]}" --rw=$rw --bs=$fio_bs --iodepth=$qd --size="$4" \
-      --time_based --runtime="$5" --ramp_time=1 --norandommap \
+      ${fio_rate_iops:+--rate_iops="$fio_rate_iops"} --time_based --runtime="$5" --ramp_time=1 --norandommap \
       --randrepeat=0 --output-format=json --output="$W/fio.json" >"$W/fio.err" 2>&1 &
   fio_pid=$!
 }
