@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# The benchmark scripts still run and still print every row and line the
+# README's performance section quotes: bench/compare (with nbdkit's file
+# plugin paced to the plugin's rate), bench/core (with the 50 ns slower
+# minimal client) and bench/regress.  Tiny sizes and runtimes: this checks
+# that they work, never how fast anything is.
+. "$(dirname "$0")/lib.sh"
+requires qemu-storage-daemon qemu-img fio nbdkit nbdfuse fusermount3
+# nbdkit is not built with sanitizers, so an instrumented plugin cannot
+# be loaded: the benchmarks are for the plain build only.
+plugin_is_instrumented && { echo "SKIP: plugin built with a sanitizer" >&2; exit 77; }
+bench=$(cd "$(dirname "$0")/../../bench" && pwd)
+
+# has FILE PATTERN WHAT: FILE has a line matching the extended regex.
+has() {
+  grep -Eq -- "$2" "$1" || { cat "$1" >&2; fail "$3: no line matching '$2'"; }
+}
+num='[0-9]+(\.[0-9]+)?'
+
+# --- bench/compare ------------------------------------------------------
+VUBLK_BUILD=$VUBLK_BUILD timeout 600 "$bench/compare" --size 16M --runtime 2 \
+  --reps 1 --out "$T/compare.md" >"$T/compare.out" 2>"$T/compare.err" \
+  || { tail -20 "$T/compare.err" >&2; fail "bench/compare failed"; }
+for e in plugin qsd-nbd nbdkit-file vublk-fuse qsd-fuse nbdfuse; do
+  # Throughput row (6 numbers) and CPU row (two sums and two projections).
+  has "$T/compare.md" "^\| $e( \| $num){6} \|$" "compare: $e results"
+  has "$T/compare.md" "^\| $e \| $num = $num \+ $num \+ $num \| $num = .* \| ${num}k \((fio|frontend|backend)\) \|" \
+    "compare: $e CPU per request"
+done
+for r in "plugin / qsd-nbd" "vublk-fuse / qsd-fuse" "vublk-fuse / nbdfuse"; do
+  has "$T/compare.md" "^\| $r( \| ${num}x){6} \|$" "compare: ratio $r"
+done
+has "$T/compare.md" "^\| nbdkit-file paced to the plugin's rate \| $num = $num \+ $num \+ 0\.0 \| $num = " \
+  "compare: the paced file plugin's CPU"
+has "$T/compare.md" "^- nbdkit's CPU per 4k request .* $num us with the plugin; with its file plugin $num us at full speed \(${num}x\).* $num us paced to the plugin's rate \(${num}x\)$" \
+  "compare: nbdkit's CPU at full speed and paced"
+has "$T/compare.md" "estimated ceiling .* measured ${num}x$" "compare: the QD1 ceiling"
+has "$T/compare.md" "^projected = a projection" "compare: the projection's label"
+has "$T/compare.md" "^- sleeping on notifications: .* [0-9]+ IOPS.*backend CPU [0-9]+%$" "compare: core alone"
+# The paced run really was paced: nbdkit-file at about the plugin's rate.
+grep -E "nbdkit-file paced to [0-9]+ IOPS: [0-9]+$" "$T/compare.err" >"$T/paced" \
+  || fail "compare: no paced run in its progress lines"
+while read -r _ _ w _ _ _ want _ got; do
+  ((got <= want + want / 10 + 100)) \
+    || fail "compare: $w paced to $want IOPS ran at $got"
+done <"$T/paced"
+(($(wc -l <"$T/paced") == 2)) || fail "compare: expected 2 paced runs, got $(wc -l <"$T/paced")"
+
+# --- bench/core ---------------------------------------------------------
+timeout 300 "$bench/core" --build "$VUBLK_BUILD" --reps 1 --time 1 \
+  --out "$T/core.md" >/dev/null 2>"$T/core.err" \
+  || { tail -20 "$T/core.err" >&2; fail "bench/core failed"; }
+for c in "eventfd, QD32" "poll, QD32" "eventfd, QD1" "poll, QD1"; do
+  has "$T/core.md" "^\| $c \| [0-9]+( \(.*\))? \| [0-9]+( \(.*\))? \| $num \| $num \| $num \| [0-9]+% / [0-9]+% \| $num / $num \|$" \
+    "core: cell $c"
+done
+has "$T/core.md" "^poll, QD1, the minimal client 50 ns slower per request: [0-9]+ .* of its own rate \(vublk: $num\)" \
+  "core: the 50 ns slower minimal client"
+
+# --- bench/regress (the same build on both sides) ------------------------
+timeout 300 "$bench/regress" "$VUBLK_BUILD" "$VUBLK_BUILD" --size 16M --runtime 2 \
+  --reps 1 --out "$T/regress.md" >/dev/null 2>"$T/regress.err" \
+  || { tail -20 "$T/regress.err" >&2; fail "bench/regress failed"; }
+for f in fuse plugin; do
+  for w in "1M read MiB/s" "1M write MiB/s" "4k QD1 read IOPS" "convert s"; do
+    has "$T/regress.md" "^\| $f \| $w \| $num \| $num \| ${num}x \|$" "regress: $f $w"
+  done
+done
+echo "bench scripts: compare, core and regress printed every row"
