@@ -27,7 +27,7 @@ struct sync_wait {
 /* Completion callback: records the result and wakes the waiter only if
  * it sleeps on the futex.  A thread that drives its queue, or that
  * harvested its own completion while spinning, never sleeps there, and
- * a wake for nobody is a system call per request (a third of the
+ * a wake for nobody is a system call per request (two thirds of the
  * plugin's futex calls at 4k QD32). */
 static void
 sync_complete (void *opaque, int result)
