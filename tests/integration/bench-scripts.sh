@@ -18,7 +18,7 @@ has() {
 num='[0-9]+(\.[0-9]+)?'
 
 # --- bench/compare ------------------------------------------------------
-VUBLK_BUILD=$VUBLK_BUILD timeout 600 "$bench/compare" --size 16M --runtime 2 \
+VUBLK_BUILD=$VUBLK_BUILD timeout 360 "$bench/compare" --size 16M --runtime 2 \
   --reps 1 --out "$T/compare.md" >"$T/compare.out" 2>"$T/compare.err" \
   || { tail -20 "$T/compare.err" >&2; fail "bench/compare failed"; }
 for e in plugin qsd-nbd nbdkit-file vublk-fuse qsd-fuse nbdfuse; do
@@ -47,7 +47,7 @@ done <"$T/paced"
 (($(wc -l <"$T/paced") == 2)) || fail "compare: expected 2 paced runs, got $(wc -l <"$T/paced")"
 
 # --- bench/core ---------------------------------------------------------
-timeout 300 "$bench/core" --build "$VUBLK_BUILD" --reps 1 --time 1 \
+timeout 120 "$bench/core" --build "$VUBLK_BUILD" --reps 1 --time 1 \
   --out "$T/core.md" >/dev/null 2>"$T/core.err" \
   || { tail -20 "$T/core.err" >&2; fail "bench/core failed"; }
 for c in "eventfd, QD32" "poll, QD32" "eventfd, QD1" "poll, QD1"; do
@@ -58,7 +58,7 @@ has "$T/core.md" "^poll, QD1, the minimal client 50 ns slower per request: [0-9]
   "core: the 50 ns slower minimal client"
 
 # --- bench/regress (the same build on both sides) ------------------------
-timeout 300 "$bench/regress" "$VUBLK_BUILD" "$VUBLK_BUILD" --size 16M --runtime 2 \
+timeout 120 "$bench/regress" "$VUBLK_BUILD" "$VUBLK_BUILD" --size 16M --runtime 2 \
   --reps 1 --out "$T/regress.md" >/dev/null 2>"$T/regress.err" \
   || { tail -20 "$T/regress.err" >&2; fail "bench/regress failed"; }
 for f in fuse plugin; do
