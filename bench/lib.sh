@@ -6,6 +6,10 @@
 # waits; the CPU ticks and read calls of processes; and the fio and qemu-img runs every
 # script measures with, so that each measures a workload the same way.
 
+# bench_usage SCRIPT: prints SCRIPT's header comment, from its second
+# line to the end of the block, without the comment marks (its --help).
+bench_usage() { awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$1"; }
+
 # bench_scratch PREFIX: creates W=/dev/shm/PREFIX.XXXXXX, cleaned up at
 # exit (mounts unmounted, pids killed, W removed).
 bench_scratch() {

@@ -17,6 +17,13 @@ has() {
 }
 num='[0-9]+(\.[0-9]+)?'
 
+# --- --help prints each script's whole header comment ---------------------
+for s in compare core regress; do
+  last=$(sed -n '2,/^[^#]/p' "$bench/$s" | grep '^#' | tail -1 | sed 's/^# \{0,1\}//')
+  got=$("$bench/$s" --help | tail -1)
+  [[ $got == "$last" ]] || fail "bench/$s --help ends with '$got', not with its header's last line '$last'"
+done
+
 # --- bench/compare ------------------------------------------------------
 VUBLK_BUILD=$VUBLK_BUILD timeout 360 "$bench/compare" --size 16M --runtime 2 \
   --reps 1 --out "$T/compare.md" >"$T/compare.out" 2>"$T/compare.err" \
