@@ -53,6 +53,10 @@ read_calls() {   # read_calls PID: how many read system calls it made so far
   awk '/^syscr:/ {print $2}' /proc/"$1"/io 2>/dev/null || echo 0
 }
 
+write_calls() {   # write_calls PID: how many write system calls it made so far
+  awk '/^syscw:/ {print $2}' /proc/"$1"/io 2>/dev/null || echo 0
+}
+
 # fio_start KIND URI WORKLOAD SIZE RUNTIME: starts fio in the background
 # (fio_pid) on a file (KIND file: io_uring, O_DIRECT) or an NBD URI (KIND
 # nbd: fio's nbd engine).  Workloads: randread, randwrite (4k, QD32), qd1
