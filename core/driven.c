@@ -275,6 +275,24 @@ spin_budget_ns (const struct vublk_tq *tq, uint64_t now)
   return 0;
 }
 
+/* True if the resubmissions of this pass over the ring are published
+ * together at its end rather than one by one: only when busy polling
+ * (the poll option) with at least POLL_BATCH_MIN_INFLIGHT requests in
+ * flight on this queue, so the backend has plenty left while the pass
+ * runs.  bench/core's cell, qemu-storage-daemon null-co, 4k reads
+ * polling, interleaved in rotated order: at QD32 2.28M IOPS one by one,
+ * 2.48M batched (the minimal client 2.33M).  From 8 in flight it cost
+ * QD8 13% (the backend ran dry while the pass ran); at QD1 a request
+ * waits for nothing but its publish.  Sleeping on the call eventfd the
+ * batch broke the adaptive spin's rhythm: 1.50M to 0.65M at QD32. */
+static bool
+batch_this_pass (const struct vublk_tq *tq)
+{
+  return tq->dev->opts.poll
+         && __atomic_load_n (&tq->q->inflight, __ATOMIC_RELAXED)
+            >= POLL_BATCH_MIN_INFLIGHT;
+}
+
 int
 vublk_tq_spin (struct vublk_tq *tq, uint64_t ns, int fd)
 {
@@ -313,11 +331,14 @@ vublk_tq_process (struct vublk_tq *tq, unsigned min, int64_t timeout_ns)
       return done ? (int) done
                   : set_error (ESHUTDOWN, "%s: device closed",
                                vublk_get_socket_path (tq->dev));
+    bool batch = batch_this_pass (tq) && queue_batch_begin (tq->dev);
+
     got = process_once (q);
     now = now_ns ();
-
     if (got)
       note_completions (tq, got, now);
+    if (batch)
+      vublk_aio_unplug (tq->dev);
     done += got;
     if (done >= min)
       return done;

@@ -52,6 +52,10 @@
 #define SPIN_MAX_INFLIGHT 2u
 /* The window the poll option polls for before sleeping. */
 #define POLL_SPIN_NS 50000ull
+/* Polling with at least this many requests in flight on a driven queue,
+ * the resubmissions of one pass over its ring are published together
+ * (driven.c). */
+#define POLL_BATCH_MIN_INFLIGHT 16u
 /* A driven queue whose completions come closer together than half this
  * polls its ring this long before it sleeps (driven.c). */
 #define GAP_SPIN_NS 5000ull

@@ -319,6 +319,15 @@ vublk_aio_plug (struct vublk *dev)
   tls_plug_bytes = 0;
 }
 
+bool
+queue_batch_begin (struct vublk *dev)
+{
+  if (tls_plug_dev)
+    return false;
+  vublk_aio_plug (dev);
+  return true;
+}
+
 void
 vublk_aio_unplug (struct vublk *dev)
 {

@@ -192,6 +192,12 @@ void queue_finish_chunks (struct vublk_queue *q, struct finished_chunk *f,
  * returns how many. */
 unsigned queue_finish_done_list (struct vublk_queue *q);
 
+/* queue.c: plugs dev for this thread (vublk_aio_plug) unless the thread
+ * has a plug already (its own, on this device or another, stays as it
+ * is).  Returns true if it plugged: the caller then ends the batch with
+ * vublk_aio_unplug. */
+bool queue_batch_begin (struct vublk *dev);
+
 /* Starts / stops the completion thread. */
 int queue_start_thread (struct vublk_queue *q);
 void queue_stop_thread (struct vublk_queue *q);

@@ -355,7 +355,10 @@ int vublk_tq_submit (struct vublk_tq *tq, const struct vublk_io *io);
  * least min have completed or timeout_ns passes (-1: no timeout; 0: just
  * look).  Polls the used ring first — busily with the poll option, for
  * spin_us while at most two requests are in flight on the device — then
- * sleeps on the queue's call eventfd.  Returns how many completed, or
+ * sleeps on the queue's call eventfd.  Busy polling with 16 or more in
+ * flight, what the callbacks of one pass submit is published at the
+ * pass's end (before it returns, polls or sleeps), not one by one.
+ * Returns how many completed, or
  * -ESHUTDOWN after vublk_close().  vublk_close() waits for requests on
  * driven queues: their owners must keep processing. */
 int vublk_tq_process (struct vublk_tq *tq, unsigned min, int64_t timeout_ns);

@@ -4,7 +4,8 @@
 # and 4096 B logical blocks and 1 and 4 queues; then the backing image is
 # compared with the shadow.  Also plugged submission, spinning
 # (vublk_aio_spin), driven queues meeting vublk_close, threads claiming
-# queues at once and an owner that stops processing for a while, a pool
+# queues at once and an owner that stops processing for a while, driven
+# queues kept 32 deep by their callbacks (polling and sleeping), a pool
 # held whole by the caller, and a read-only export refusing writes.
 . "$(dirname "$0")/lib.sh"
 requires qemu-storage-daemon cmp
@@ -57,6 +58,17 @@ echo "plug: small requests batched until unplug, 1 MiB sent at once: ok"
 "$VUBLK_TESTS/vublk_probe" spin "$T/plug.sock" || fail "spin check"
 # The library's threads block signals whatever the caller's mask.
 "$VUBLK_TESTS/vublk_probe" signals "$T/plug.sock" || fail "signals check"
+# Run to completion at depth, callbacks resubmitting with 32 in flight on
+# one driven queue, every block checked: busy polling (each pass's
+# resubmissions published together), polling at a depth below that
+# batching, and sleeping on the call eventfd; also without EVENT_IDX.
+for args in "--poll --qd 32" "--poll --qd 8" "--qd 32"; do
+  timeout 60 "$VUBLK_TESTS/vublk_depth" "$T/plug.sock" $args \
+    || fail "vublk_depth $args (exit $?; 124: hung)"
+done
+VUBLK_TEST_DISABLE_FEATURES=$((1 << 29)) timeout 60 \
+  "$VUBLK_TESTS/vublk_depth" "$T/plug.sock" --poll --qd 32 \
+  || fail "vublk_depth --poll --qd 32 without EVENT_IDX (exit $?; 124: hung)"
 kill "$QSD_PID"; wait "$QSD_PID" 2>/dev/null || true
 echo "spin: completions on the spinning thread, notifications restored: ok"
 
