@@ -314,6 +314,14 @@ queue_pump_locked (struct vublk_queue *q)
 void
 vublk_aio_plug (struct vublk *dev)
 {
+  /* Already plugged here: what waits stays counted for its unplug. */
+  if (tls_plug_dev == dev)
+    return;
+  /* Plugged on another device (a callback plugging inside a batch of
+   * vublk_tq_process, say): its waiting requests are announced now, so
+   * that the switch never strands them. */
+  if (tls_plug_dev)
+    vublk_aio_unplug (tls_plug_dev);
   tls_plug_dev = dev;
   tls_plug_queues = 0;
   tls_plug_bytes = 0;
@@ -333,6 +341,10 @@ vublk_aio_unplug (struct vublk *dev)
 {
   uint64_t queues = tls_plug_queues;
 
+  /* Not this device's plug (none, or another device's): nothing of dev
+   * is waiting on this thread. */
+  if (tls_plug_dev != dev)
+    return;
   tls_plug_dev = NULL;
   tls_plug_queues = 0;
   for (unsigned i = 0; queues && i < dev->nqueues; i++)

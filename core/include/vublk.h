@@ -286,8 +286,10 @@ int vublk_aio_submit (struct vublk *dev, const struct vublk_io *io);
  * the backend.  Once 256 KiB of data is waiting, the backend is told at
  * once, so large requests do not wait for the rest of the burst.  Use it
  * around a burst of submissions (for example, every request a FUSE or NBD
- * loop has ready); unplug before waiting for anything.  Plugs do not
- * nest; they are per thread. */
+ * loop has ready); unplug before waiting for anything.  Plugs are per
+ * thread and do not nest: plugging the same device again changes
+ * nothing, plugging another first announces what waits on the first,
+ * and unplugging a device this thread has not plugged does nothing. */
 void vublk_aio_plug (struct vublk *dev);
 void vublk_aio_unplug (struct vublk *dev);
 

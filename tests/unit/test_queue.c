@@ -3,7 +3,8 @@
  * indirect descriptors and on packed rings: a full ring's pending list,
  * index wrap-around with completions out of order, replay after a reset
  * in submission order, abandoned slots failing once, protocol violations
- * from the device, and the completion thread. */
+ * from the device, the completion thread, and plugs switching between
+ * devices. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -465,6 +466,66 @@ test_completion_thread (void **state)
   fake_env_free (&e);
 }
 
+/* How many kicks q sent since the last look (its kick eventfd). */
+static uint64_t
+kicks (struct vublk_queue *q)
+{
+  uint64_t n = 0;
+
+  if (read (q->kick_fd, &n, sizeof n) != sizeof n)
+    return 0;
+  return n;
+}
+
+/* One plug per thread, and no request left behind by plugging around:
+ * plugging a second device announces what waits on the first, unplugging
+ * a device that is not plugged leaves the plugged one alone, and plugging
+ * the same device again keeps what waits counted for the unplug.  The
+ * device here asks for every notification, so a kick is an announcement
+ * (on packed rings the chain is visible before it: only the kick waits). */
+static void
+test_plug_switch_leaves_nothing_behind (void **state)
+{
+  struct fake_params p = params (layout_of (state), 8);
+  struct fake_env a = fake_env_new (&p), b = fake_env_new (&p);
+  uint8_t buf[4][512];
+  struct fake_done done[4] = { 0 };
+
+  vublk_aio_plug (a.dev);
+  fake_submit (&a, VUBLK_OP_READ, 0, 0, buf[0], 512, &done[0]);
+  assert_int_equal (kicks (a.q), 0);                 /* plugged */
+  vublk_aio_plug (b.dev);
+  assert_int_equal (kicks (a.q), 1);                 /* announced */
+  fake_submit (&b, VUBLK_OP_READ, 0, 512, buf[1], 512, &done[1]);
+  vublk_aio_unplug (a.dev);                          /* not a's plug */
+  assert_int_equal (kicks (b.q), 0);
+  vublk_aio_plug (b.dev);                            /* again: no change */
+  fake_submit (&b, VUBLK_OP_READ, 0, 1024, buf[2], 512, &done[2]);
+  assert_int_equal (kicks (b.q), 0);
+  vublk_aio_unplug (b.dev);
+  assert_int_equal (kicks (b.q), 1);
+  /* Unplugged: a submission is announced at once. */
+  fake_submit (&a, VUBLK_OP_READ, 0, 1536, buf[3], 512, &done[3]);
+  assert_int_equal (kicks (a.q), 1);
+  assert_int_equal (fake_peer_take (a.peer), 2);
+  assert_int_equal (fake_peer_take (b.peer), 2);
+  for (unsigned i = 0; i < 2; i++) {
+    struct fake_env *e = i ? &b : &a;
+
+    while (e->peer->ntaken)
+      fake_peer_complete (e->peer, 0);
+    fake_peer_publish (e->peer);
+    queue_harvest_now (e->q);
+  }
+  for (unsigned i = 0; i < 4; i++) {
+    assert_int_equal (done[i].calls, 1);
+    assert_int_equal (done[i].result, 0);
+    assert_true (is_pattern (buf[i], i * 512, 512));
+  }
+  fake_env_free (&a);
+  fake_env_free (&b);
+}
+
 #define ON(t, layout, name, extra) \
   { #t "/" name, t, NULL, NULL, \
     (void *) (uintptr_t) ((layout) | (extra) << 4) }
@@ -497,6 +558,7 @@ main (void)
     ON (test_violation, LAYOUT_SPLIT_TRIPLE, "V_NOT_CHAIN_HEAD/split",
         V_NOT_CHAIN_HEAD),
     ON_EVERY_LAYOUT (test_completion_thread),
+    ON_EVERY_LAYOUT (test_plug_switch_leaves_nothing_behind),
   };
   return cmocka_run_group_tests (tests, NULL, NULL);
 }
