@@ -3,7 +3,8 @@
 # the library SPDK's vhost target is built on; built by the test from
 # Debian's dpdk-doc): vublk info (one queue: the backend offers no MQ),
 # vublk copy both ways, vublk bench random writes and reads, the core's
-# shadow-checked random I/O (vublk_stress), the driven-queue probes,
+# shadow-checked random I/O (vublk_stress), the driven-queue probes and
+# 32 requests kept in flight by callbacks (vublk_depth),
 # vublk-fuse (two loop threads) with fio verification, mkfs.ext4 and
 # e2fsck, nbdkit vhostuser with qemu-img convert both ways and nbdcopy
 # over four connections.  Then kill -9 of the backend during writes and a
@@ -142,6 +143,16 @@ run_ring() {
     grep -q "errors:" "$T/out" && fail "bench $rw: $(cat "$T/out")"
     echo "ok: bench $rw: $(grep -i iops "$T/out" | head -1)"
   done
+
+  # Callbacks keeping 32 requests in flight on a driven queue, every
+  # block checked: polling (a pass's resubmissions published together)
+  # and sleeping.
+  for mode in --poll ""; do
+    # shellcheck disable=SC2086  # "" or --poll
+    bounded 60 "vublk_depth $mode" "$VUBLK_TESTS/vublk_depth" "$S" $mode \
+      --qd 32 --rounds 100 "${RING[@]}"
+  done
+  echo "ok: vublk_depth, 32 in flight polling and sleeping, every block matched"
 
   # The driven-queue checks of core-io.sh, on a backend with one queue:
   # the caller's claim takes the only one.

@@ -2,7 +2,7 @@
  * completion callback submitting its job's next request, and checks
  * every byte: the shape of `vublk bench`, with data.
  *
- *   vublk_depth SOCKET [--poll] [--qd N] [--rounds N]
+ *   vublk_depth SOCKET [--poll] [--qd N] [--rounds N] [--ring R]
  *
  * Job j owns the 4 KiB block j.  Each round writes a pattern naming the
  * job and the round, reads the block back and compares it.  Busy polling
@@ -133,6 +133,12 @@ main (int argc, char **argv)
       qd = (unsigned) atoi (argv[++i]);
     else if (!strcmp (argv[i], "--rounds") && i + 1 < argc)
       rounds = (unsigned) atoi (argv[++i]);
+    else if (!strcmp (argv[i], "--ring") && i + 1 < argc) {
+      if (vublk_options_set (&opts, "ring", argv[++i]) < 0) {
+        fprintf (stderr, "vublk_depth: %s\n", vublk_get_error ());
+        return 2;
+      }
+    }
     else if (argv[i][0] != '-' && !sock)
       sock = argv[i];
     else
@@ -140,7 +146,7 @@ main (int argc, char **argv)
   }
   if (!sock || qd < 1 || qd > MAX_QD || rounds < 1) {
     fprintf (stderr, "usage: vublk_depth SOCKET [--poll] [--qd 1-%d] "
-             "[--rounds N]\n", MAX_QD);
+             "[--rounds N] [--ring split|packed]\n", MAX_QD);
     return 2;
   }
   struct vublk *dev = vublk_open (sock, &opts);
