@@ -294,7 +294,8 @@ queue_arm_locked (struct vublk_queue *q)
 }
 
 /* Completions are taken one at a time, each finished (its callback run
- * and what that submitted published) before the next is harvested.  A
+ * and what that submitted published, unless the thread is plugged: see
+ * driven.c's batch_this_pass) before the next is harvested.  A
  * backend still working through the ring then finds the resubmission
  * without a kick and never runs dry.  Harvesting a batch and publishing
  * its resubmissions together made this thread and the backend take turns

@@ -282,6 +282,10 @@ vublk_close (struct vublk *dev)
 
   if (!dev)
     return;
+  /* What this thread left plugged on dev is announced first (close waits
+   * for it), and no plug of this thread keeps pointing at dev after it
+   * is freed. */
+  vublk_aio_unplug (dev);
   pthread_mutex_lock (&dev->idle_lock);
   while (atomic_load (&dev->outstanding) > 0)
     pthread_cond_wait (&dev->idle_cond, &dev->idle_lock);

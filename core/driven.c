@@ -331,7 +331,7 @@ vublk_tq_process (struct vublk_tq *tq, unsigned min, int64_t timeout_ns)
       return done ? (int) done
                   : set_error (ESHUTDOWN, "%s: device closed",
                                vublk_get_socket_path (tq->dev));
-    bool batch = batch_this_pass (tq) && queue_batch_begin (tq->dev);
+    bool batch = batch_this_pass (tq) && queue_plug_unless_plugged (tq->dev);
 
     got = process_once (q);
     now = now_ns ();

@@ -328,7 +328,7 @@ vublk_aio_plug (struct vublk *dev)
 }
 
 bool
-queue_batch_begin (struct vublk *dev)
+queue_plug_unless_plugged (struct vublk *dev)
 {
   if (tls_plug_dev)
     return false;

@@ -193,10 +193,10 @@ void queue_finish_chunks (struct vublk_queue *q, struct finished_chunk *f,
 unsigned queue_finish_done_list (struct vublk_queue *q);
 
 /* queue.c: plugs dev for this thread (vublk_aio_plug) unless the thread
- * has a plug already (its own, on this device or another, stays as it
- * is).  Returns true if it plugged: the caller then ends the batch with
- * vublk_aio_unplug. */
-bool queue_batch_begin (struct vublk *dev);
+ * holds a plug already (on this device or another: it stays as it is).
+ * Returns true if it plugged; the caller then unplugs with
+ * vublk_aio_unplug (dev) before it waits for anything. */
+bool queue_plug_unless_plugged (struct vublk *dev);
 
 /* Starts / stops the completion thread. */
 int queue_start_thread (struct vublk_queue *q);

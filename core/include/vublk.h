@@ -289,7 +289,9 @@ int vublk_aio_submit (struct vublk *dev, const struct vublk_io *io);
  * loop has ready); unplug before waiting for anything.  Plugs are per
  * thread and do not nest: plugging the same device again changes
  * nothing, plugging another first announces what waits on the first,
- * and unplugging a device this thread has not plugged does nothing. */
+ * and unplugging a device this thread has not plugged does nothing.
+ * vublk_close() unplugs the calling thread's plug on the device; unplug
+ * on other threads before closing. */
 void vublk_aio_plug (struct vublk *dev);
 void vublk_aio_unplug (struct vublk *dev);
 
@@ -358,8 +360,9 @@ int vublk_tq_submit (struct vublk_tq *tq, const struct vublk_io *io);
  * look).  Polls the used ring first — busily with the poll option, for
  * spin_us while at most two requests are in flight on the device — then
  * sleeps on the queue's call eventfd.  Busy polling with 16 or more in
- * flight, what the callbacks of one pass submit is published at the
- * pass's end (before it returns, polls or sleeps), not one by one.
+ * flight, what the callbacks of one pass submit is announced to the
+ * backend at the pass's end (before it returns, polls or sleeps), not
+ * one by one.
  * Returns how many completed, or
  * -ESHUTDOWN after vublk_close().  vublk_close() waits for requests on
  * driven queues: their owners must keep processing. */
