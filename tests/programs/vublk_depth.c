@@ -6,10 +6,12 @@
  *
  * Job j owns the 4 KiB block j.  Each round writes a pattern naming the
  * job and the round, reads the block back and compares it.  Busy polling
- * at depth (--poll, QD >= 16) the library publishes a pass's
- * resubmissions together: a batch that is never published shows up here
+ * at depth (--poll, QD >= 16) the library announces a pass's
+ * resubmissions together: a batch that is never announced shows up here
  * as requests that never complete (30 s bound), a wrong one as bad data
- * or a protocol error.  Exit 0 only if every round of every job matched.
+ * or a protocol error.  Exit 0 only if every round of every job
+ * matched.  Whether a pass really was batched is not visible from here
+ * (bench/core measures that); this checks that nothing is lost.
  */
 #define _GNU_SOURCE
 #include <stdint.h>
@@ -25,11 +27,12 @@
 
 struct job {
   struct vublk_tq *tq;
-  uint8_t *buf;
-  unsigned index, round;
-  bool reading;
-  int *live, *failed;
-  unsigned rounds;
+  uint8_t *buf;                 /* in the device's shared memory */
+  unsigned index, round;        /* its block; the round being checked */
+  unsigned rounds;              /* rounds to run */
+  bool reading;                 /* the request in flight is the read back */
+  int *live;                    /* jobs still running (main's count) */
+  int *failed;                  /* checks failed so far (main's count) */
 };
 
 /* The byte at offset i of job's block in round round. */
@@ -79,6 +82,9 @@ block_matches (const struct job *j)
   return true;
 }
 
+/* The completion callback of job opaque's request: counts a failure or
+ * a mismatch, ends the job after its last round or on any failure (it
+ * leaves *live then), and otherwise submits its next request. */
 static void
 job_done (void *opaque, int result)
 {
@@ -151,8 +157,9 @@ main (int argc, char **argv)
     return 1;
   }
   for (unsigned i = 0; i < qd; i++) {
-    jobs[i] = (struct job) { .tq = tq, .index = i, .live = &live,
-                             .failed = &failed, .rounds = rounds,
+    jobs[i] = (struct job) { .tq = tq, .index = i,
+                             .live = &live, .failed = &failed,
+                             .rounds = rounds,
                              .buf = vublk_buf_alloc (dev, BLOCK) };
     if (!jobs[i].buf || submit_next (&jobs[i]) < 0) {
       fprintf (stderr, "vublk_depth: starting job %u: %s\n", i,
@@ -178,7 +185,7 @@ main (int argc, char **argv)
   vublk_close (dev);
   if (failed)
     return 1;
-  printf ("vublk_depth: %u jobs x %u rounds, %s: every block matched\n", qd,
-          rounds, opts.poll ? "polling" : "sleeping");
+  printf ("vublk_depth: %u jobs x %u rounds, %s: every block matched\n",
+          qd, rounds, opts.poll ? "polling" : "sleeping");
   return 0;
 }
