@@ -275,7 +275,7 @@ spin_budget_ns (const struct vublk_tq *tq, uint64_t now)
   return 0;
 }
 
-/* True if the resubmissions of this pass over the ring are published
+/* True if the resubmissions of this pass over the ring are announced
  * together at its end rather than one by one: only when busy polling
  * (the poll option) with at least POLL_BATCH_MIN_INFLIGHT requests in
  * flight on this queue, so the backend has plenty left while the pass

@@ -53,7 +53,7 @@
 /* The window the poll option polls for before sleeping. */
 #define POLL_SPIN_NS 50000ull
 /* Polling with at least this many requests in flight on a driven queue,
- * the resubmissions of one pass over its ring are published together
+ * the resubmissions of one pass over its ring are announced together
  * (driven.c). */
 #define POLL_BATCH_MIN_INFLIGHT 16u
 /* A driven queue whose completions come closer together than half this

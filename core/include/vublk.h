@@ -362,10 +362,9 @@ int vublk_tq_submit (struct vublk_tq *tq, const struct vublk_io *io);
  * sleeps on the queue's call eventfd.  Busy polling with 16 or more in
  * flight, what the callbacks of one pass submit is announced to the
  * backend at the pass's end (before it returns, polls or sleeps), not
- * one by one.
- * Returns how many completed, or
- * -ESHUTDOWN after vublk_close().  vublk_close() waits for requests on
- * driven queues: their owners must keep processing. */
+ * one by one.  Returns how many completed, or -ESHUTDOWN after
+ * vublk_close().  vublk_close() waits for requests on driven queues:
+ * their owners must keep processing. */
 int vublk_tq_process (struct vublk_tq *tq, unsigned min, int64_t timeout_ns);
 
 /* The queue's call eventfd, for an event loop's poll/epoll: readable
