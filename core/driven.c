@@ -302,7 +302,8 @@ vublk_tq_spin (struct vublk_tq *tq, uint64_t ns, int fd)
   if (device_is_gone (tq->dev))
     return set_error (ESHUTDOWN, "%s: device closed",
                       vublk_get_socket_path (tq->dev));
-  if (!low_depth_or_poll (tq->dev))
+  if (!tq->dev->opts.poll
+      && atomic_load (&tq->dev->outstanding) > LOOP_SPIN_MAX_INFLIGHT)
     return 0;
   queue_disarm (q);
   do {

@@ -376,7 +376,7 @@ int vublk_tq_fd (struct vublk_tq *tq);
 /* For an event loop about to go idle: polls the queue (running what
  * completes) and fd (if >= 0) for up to ns.  Returns 1 as soon as
  * something completed or fd is readable, 0 when the time ran out — or at
- * once while more than two requests are in flight on the device (then
+ * once while more than eight requests are in flight on the device (then
  * the backend is busy and spinning only takes CPU from it), unless the
  * poll option asks for busy polling.  -ESHUTDOWN after vublk_close(). */
 int vublk_tq_spin (struct vublk_tq *tq, uint64_t ns, int fd);

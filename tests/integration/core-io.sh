@@ -95,6 +95,10 @@ timeout 60 "$VUBLK_TESTS/driven_probe" all-driven "$T/driven.sock" \
 # Zero-byte writes and write-zeroes at an unaligned offset change nothing.
 timeout 60 "$VUBLK_TESTS/driven_probe" zero-length "$T/driven.sock" \
   || fail "zero-length requests at an unaligned offset"
+# An event loop's thread polls with up to 8 requests in flight, not with
+# more (the backend stopped, so the depth holds still).
+timeout 60 "$VUBLK_TESTS/driven_probe" spin-bound "$T/driven.sock" "$QSD_PID" \
+  || { kill -CONT "$QSD_PID"; fail "vublk_tq_spin's depth bound"; }
 kill "$QSD_PID"; wait "$QSD_PID" 2>/dev/null || true
 
 # A read-only export: reads work, every write fails with EROFS.

@@ -36,12 +36,21 @@
  *       driven queue and on the shared ones, succeed and change nothing
  *       (the block they point into keeps its bytes).  Write-zeroes only if
  *       the device offers it.
+ *   driven_probe spin-bound SOCKET BACKEND-PID
+ *       With the backend stopped (SIGSTOP to BACKEND-PID), a thread keeps
+ *       8, then 9 reads in flight on its driven queue and asks
+ *       vublk_tq_spin to poll for 300 ms: with 8 it must poll the whole
+ *       time (an event loop's thread polls up to that depth), with 9
+ *       return at once (under 100 ms: the backend is busy and polling
+ *       would only take CPU from it).  Then the backend runs again and
+ *       every read completes.
  *
  * VUBLK_PROBE_RING=split|packed in the environment picks the ring.
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -541,6 +550,102 @@ zero_length (const char *socket)
   return failed;
 }
 
+/* Counts a completed read of spin_bound's. */
+static void
+count_completion (void *opaque, int result)
+{
+  int *done = opaque;
+
+  if (result >= 0)
+    ++*done;
+  else
+    *done = -1000;   /* any failure makes the count wrong */
+}
+
+/* How long vublk_tq_spin (300 ms) polls with `depth` reads in flight on
+ * tq against a stopped backend; -1 on error. */
+static double
+spin_time (struct vublk_tq *tq, unsigned depth, void *buf, int *done)
+{
+  double t;
+  int r;
+
+  for (unsigned i = 0; i < depth; i++) {
+    struct vublk_io io = { .op = VUBLK_OP_READ, .offset = 4096ull * i,
+                           .buf = (char *) buf + 4096 * i, .len = 4096,
+                           .cb = count_completion, .opaque = done };
+
+    if (vublk_tq_submit (tq, &io) < 0) {
+      fprintf (stderr, "driven_probe: submit: %s\n", vublk_get_error ());
+      return -1;
+    }
+  }
+  t = now ();
+  r = vublk_tq_spin (tq, 300000000, -1);
+  t = now () - t;
+  if (r != 0) {
+    fprintf (stderr, "driven_probe: vublk_tq_spin returned %d with the "
+             "backend stopped\n", r);
+    return -1;
+  }
+  return t;
+}
+
+static int
+spin_bound (const char *socket, pid_t backend)
+{
+  struct vublk *dev = open_device (socket, false, 0);
+  struct vublk_tq *tq;
+  void *buf;
+  int done = 0, failed = 0;
+  double with8, with9;
+
+  if (!dev)
+    return 1;
+  tq = vublk_tq_open (dev);
+  buf = vublk_buf_alloc (dev, 17 * 4096);
+  if (!tq || !buf) {
+    fprintf (stderr, "driven_probe: no driven queue or buffer: %s\n",
+             vublk_get_error ());
+    return 1;
+  }
+  if (kill (backend, SIGSTOP)) {
+    perror ("driven_probe: SIGSTOP");
+    return 1;
+  }
+  with8 = spin_time (tq, 8, buf, &done);
+  with9 = with8 < 0 ? -1 : spin_time (tq, 1, (char *) buf + 8 * 4096, &done);
+  kill (backend, SIGCONT);
+  if (with8 < 0 || with9 < 0)
+    failed = 1;
+  else if (with8 < 0.25) {
+    fprintf (stderr, "driven_probe: with 8 reads in flight vublk_tq_spin "
+             "polled %.0f ms of 300: it should poll the whole time\n",
+             with8 * 1e3);
+    failed = 1;
+  }
+  else if (with9 > 0.1) {
+    fprintf (stderr, "driven_probe: with 9 reads in flight vublk_tq_spin "
+             "polled %.0f ms: it should return at once\n", with9 * 1e3);
+    failed = 1;
+  }
+  for (double t = now (); done >= 0 && done < 9 && now () - t < 10; )
+    if (vublk_tq_process (tq, 1, 1000000000) < 0)
+      break;
+  if (done != 9) {
+    fprintf (stderr, "driven_probe: %d of 9 reads completed after the "
+             "backend ran again\n", done < 0 ? 0 : done);
+    failed = 1;
+  }
+  vublk_buf_free (dev, buf);
+  vublk_tq_close (tq);
+  vublk_close (dev);
+  if (!failed)
+    printf ("vublk_tq_spin polls with 8 in flight (%.0f ms), not with 9 "
+            "(%.1f ms): ok\n", with8 * 1e3, with9 * 1e3);
+  return failed;
+}
+
 int
 main (int argc, char **argv)
 {
@@ -556,9 +661,11 @@ main (int argc, char **argv)
     return all_driven (argv[2]);
   if (argc == 3 && !strcmp (argv[1], "zero-length"))
     return zero_length (argv[2]);
+  if (argc == 4 && !strcmp (argv[1], "spin-bound"))
+    return spin_bound (argv[2], (pid_t) strtol (argv[3], NULL, 10));
   fprintf (stderr, "usage: driven_probe close-wakes SOCKET"
            " | claim-race SOCKET ROUNDS | idle-owner SOCKET"
            " | pool-starved SOCKET | all-driven SOCKET"
-           " | zero-length SOCKET\n");
+           " | zero-length SOCKET | spin-bound SOCKET BACKEND-PID\n");
   return 2;
 }
