@@ -59,13 +59,15 @@ write_calls() {   # write_calls PID: how many write system calls it made so far
 
 # fio_start KIND URI WORKLOAD SIZE RUNTIME: starts fio in the background
 # (fio_pid) on a file (KIND file: io_uring, O_DIRECT) or an NBD URI (KIND
-# nbd: fio's nbd engine).  Workloads: randread, randwrite (4k, QD32), qd1
-# (4k random reads, QD1), seqread, seqwrite (1 MiB, QD8).
+# nbd: fio's nbd engine).  Workloads: randread, randwrite (4k, QD32),
+# randread@D, randwrite@D (4k at queue depth D), qd1 (4k random reads,
+# QD1), seqread, seqwrite (1 MiB, QD8).
 fio_start() {
   local kind=$1 uri=$2 rw qd io
   case $3 in
     randread) rw=randread fio_bs=4k qd=32 ;;
     randwrite) rw=randwrite fio_bs=4k qd=32 ;;
+    randread@[1-9]*|randwrite@[1-9]*) rw=${3%@*} fio_bs=4k qd=${3#*@} ;;
     qd1) rw=randread fio_bs=4k qd=1 ;;
     seqread) rw=read fio_bs=1M qd=8 ;;
     seqwrite) rw=write fio_bs=1M qd=8 ;;

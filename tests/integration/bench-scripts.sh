@@ -2,8 +2,8 @@
 # The benchmark scripts still run and still print every row and line the
 # README's performance section quotes: bench/compare (with nbdkit's file
 # plugin paced to the plugin's rate), bench/core (with the minimal
-# client polling both with the backend's signals off and left on) and
-# bench/regress.  Tiny sizes and runtimes: this checks
+# client polling both with the backend's signals off and left on),
+# bench/regress and bench/depth.  Tiny sizes and runtimes: this checks
 # that they work, never how fast anything is.
 . "$(dirname "$0")/lib.sh"
 requires qemu-storage-daemon qemu-img fio nbdkit nbdfuse fusermount3
@@ -19,7 +19,7 @@ has() {
 num='[0-9]+(\.[0-9]+)?'
 
 # --- --help prints each script's whole header comment ---------------------
-for s in compare core regress; do
+for s in compare core regress depth; do
   last=$(sed -n '2,/^[^#]/p' "$bench/$s" | grep '^#' | tail -1 | sed 's/^# \{0,1\}//')
   got=$("$bench/$s" --help | tail -1)
   [[ $got == "$last" ]] || fail "bench/$s --help ends with '$got', not with its header's last line '$last'"
@@ -82,4 +82,18 @@ for f in fuse plugin; do
     has "$T/regress.md" "^\| $f \| $w \| $num \| $num \| ${num}x \|$" "regress: $f $w"
   done
 done
-echo "bench scripts: compare, core and regress printed every row"
+# --- bench/depth (with an old build: the same one) -------------------------
+timeout 120 "$bench/depth" --build "$VUBLK_BUILD" --old "$VUBLK_BUILD" \
+  --depths "1 4" --size 16M --runtime 1 --reps 1 --out "$T/depth.md" \
+  >/dev/null 2>"$T/depth.err" \
+  || { tail -20 "$T/depth.err" >&2; fail "bench/depth failed"; }
+for w in "4k random read" "4k random write"; do
+  for d in 1 4; do
+    has "$T/depth.md" "^\| $w \| $d \| [0-9]+ \| [0-9]+ \| [0-9]+ \| ${num}x \| ${num}x \|$" \
+      "depth: $w at QD$d"
+  done
+done
+"$bench/depth" --depths "1 0" >/dev/null 2>"$T/depth-bad.err" \
+  && fail "depth: accepted queue depth 0"
+has "$T/depth-bad.err" "--depths takes queue depths 1..1024, not '0'" "depth: names a bad depth"
+echo "bench scripts: compare, core, regress and depth printed every row"
