@@ -100,7 +100,8 @@ struct vublk_options {
   size_t struct_size;        /* set by vublk_options_init */
   unsigned num_queues;       /* queues to use; 0 = min(backend's, 4) */
   unsigned queue_size;       /* ring entries, power of two <= 1024; 0 = 256 */
-  bool poll;                 /* busy-poll (adaptively) before sleeping */
+  bool poll;                 /* busy-poll; sleep only after 1 ms with
+                                requests in flight and none completing */
   bool readonly;             /* refuse writes even if the device allows them */
   size_t pool_size;          /* bytes of shared I/O buffer pool; 0 = 64 MiB */
   double connect_timeout;    /* seconds to wait for each handshake reply */
