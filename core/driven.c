@@ -302,8 +302,14 @@ vublk_tq_spin (struct vublk_tq *tq, uint64_t ns, int fd)
   if (device_is_gone (tq->dev))
     return set_error (ESHUTDOWN, "%s: device closed",
                       vublk_get_socket_path (tq->dev));
+  unsigned outstanding = atomic_load (&tq->dev->outstanding);
+
+  /* Requests in flight only on other queues are the completion
+   * threads' to answer: polling would take their CPU. */
   if (!tq->dev->opts.poll
-      && atomic_load (&tq->dev->outstanding) > LOOP_SPIN_MAX_INFLIGHT)
+      && (outstanding > LOOP_SPIN_MAX_INFLIGHT
+          || (outstanding > 0
+              && __atomic_load_n (&q->inflight, __ATOMIC_RELAXED) == 0)))
     return 0;
   queue_disarm (q);
   do {

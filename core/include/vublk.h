@@ -378,8 +378,10 @@ int vublk_tq_fd (struct vublk_tq *tq);
  * completes) and fd (if >= 0) for up to ns.  Returns 1 as soon as
  * something completed or fd is readable, 0 when the time ran out — or at
  * once while more than eight requests are in flight on the device (then
- * the backend is busy and spinning only takes CPU from it), unless the
- * poll option asks for busy polling.  -ESHUTDOWN after vublk_close(). */
+ * the backend is busy and spinning only takes CPU from it) or while all
+ * that is in flight is on other queues (the completion threads answer
+ * those), unless the poll option asks for busy polling.  -ESHUTDOWN
+ * after vublk_close(). */
 int vublk_tq_spin (struct vublk_tq *tq, uint64_t ns, int fd);
 
 /* Prepares to sleep on vublk_tq_fd: empties it and asks the backend to

@@ -43,7 +43,9 @@
  *       time (an event loop's thread polls up to that depth), with 9
  *       return at once (under 100 ms: the backend is busy and polling
  *       would only take CPU from it).  Then the backend runs again and
- *       every read completes.
+ *       every read completes.  Last, with one read in flight from
+ *       another thread (on a shared queue, the completion threads'),
+ *       vublk_tq_spin must return at once too.
  *
  * VUBLK_PROBE_RING=split|packed in the environment picks the ring.
  */
@@ -591,6 +593,34 @@ spin_time (struct vublk_tq *tq, unsigned depth, void *buf, int *done)
   return t;
 }
 
+struct other_read {
+  struct vublk *dev;
+  void *buf;
+  _Atomic int done;
+  int submitted;
+};
+
+/* Counts the completion of another_thread_reads' read. */
+static void
+other_read_done (void *opaque, int result)
+{
+  struct other_read *o = opaque;
+
+  o->done = result >= 0 ? 1 : -1;
+}
+
+/* Submits one read from a thread that drives no queue. */
+static void *
+another_thread_reads (void *arg)
+{
+  struct other_read *o = arg;
+  struct vublk_io io = { .op = VUBLK_OP_READ, .buf = o->buf, .len = 4096,
+                         .cb = other_read_done, .opaque = o };
+
+  o->submitted = vublk_aio_submit (o->dev, &io);
+  return NULL;
+}
+
 static int
 spin_bound (const char *socket, pid_t backend)
 {
@@ -637,12 +667,42 @@ spin_bound (const char *socket, pid_t backend)
              "backend ran again\n", done < 0 ? 0 : done);
     failed = 1;
   }
+  /* One read in flight on a shared queue only. */
+  struct other_read o = { .dev = dev, .buf = (char *) buf + 9 * 4096 };
+  pthread_t t;
+  double other = -1;
+
+  if (!failed && kill (backend, SIGSTOP) == 0) {
+    if (pthread_create (&t, NULL, another_thread_reads, &o) == 0) {
+      pthread_join (t, NULL);
+      if (o.submitted == 0) {
+        other = now ();
+        vublk_tq_spin (tq, 300000000, -1);
+        other = now () - other;
+      }
+    }
+    kill (backend, SIGCONT);
+    for (double t0 = now (); o.submitted == 0 && !o.done && now () - t0 < 10; )
+      usleep (1000);
+    if (o.submitted != 0 || o.done != 1) {
+      fprintf (stderr, "driven_probe: the other thread's read failed or "
+               "did not complete\n");
+      failed = 1;
+    }
+    else if (other > 0.1) {
+      fprintf (stderr, "driven_probe: with a read in flight only on a "
+               "shared queue vublk_tq_spin polled %.0f ms: it should "
+               "return at once\n", other * 1e3);
+      failed = 1;
+    }
+  }
   vublk_buf_free (dev, buf);
   vublk_tq_close (tq);
   vublk_close (dev);
   if (!failed)
     printf ("vublk_tq_spin polls with 8 in flight (%.0f ms), not with 9 "
-            "(%.1f ms): ok\n", with8 * 1e3, with9 * 1e3);
+            "(%.1f ms) nor for another queue's read (%.1f ms): ok\n",
+            with8 * 1e3, with9 * 1e3, other * 1e3);
   return failed;
 }
 
