@@ -238,12 +238,20 @@ note_completions (struct vublk_tq *tq, unsigned n, uint64_t now)
 
 /* True if a thread may poll for completions without taking a core from
  * a busy backend: with the poll option (busy polling asked for), or
- * while at most SPIN_MAX_INFLIGHT requests are in flight on the device. */
+ * while at most max_inflight requests are in flight on the device. */
 static bool
-low_depth_or_poll (const struct vublk *dev)
+low_depth_or_poll (const struct vublk *dev, unsigned max_inflight)
 {
-  return dev->opts.poll
-         || atomic_load (&dev->outstanding) <= SPIN_MAX_INFLIGHT;
+  return dev->opts.poll || atomic_load (&dev->outstanding) <= max_inflight;
+}
+
+/* True if requests are in flight on the device but none on tq's queue:
+ * the completion threads answer those, and need the CPU. */
+static bool
+only_other_queues_busy (const struct vublk_tq *tq)
+{
+  return atomic_load (&tq->dev->outstanding) > 0
+         && __atomic_load_n (&tq->q->inflight, __ATOMIC_RELAXED) == 0;
 }
 
 /* How long this thread may poll its ring before sleeping:
@@ -267,7 +275,7 @@ spin_budget_ns (const struct vublk_tq *tq, uint64_t now)
 
   if (dev->opts.poll)
     return POLL_SPIN_NS;
-  if (dev->opts.spin_us && low_depth_or_poll (dev))
+  if (dev->opts.spin_us && low_depth_or_poll (dev, SPIN_MAX_INFLIGHT))
     return (uint64_t) dev->opts.spin_us * 1000;
   if (tq->completion_gap_ns < GAP_SPIN_NS / 2
       && now - tq->last_completion_ns < GAP_SPIN_NS)
@@ -302,14 +310,8 @@ vublk_tq_spin (struct vublk_tq *tq, uint64_t ns, int fd)
   if (device_is_gone (tq->dev))
     return set_error (ESHUTDOWN, "%s: device closed",
                       vublk_get_socket_path (tq->dev));
-  unsigned outstanding = atomic_load (&tq->dev->outstanding);
-
-  /* Requests in flight only on other queues are the completion
-   * threads' to answer: polling would take their CPU. */
-  if (!tq->dev->opts.poll
-      && (outstanding > LOOP_SPIN_MAX_INFLIGHT
-          || (outstanding > 0
-              && __atomic_load_n (&q->inflight, __ATOMIC_RELAXED) == 0)))
+  if (!low_depth_or_poll (tq->dev, LOOP_SPIN_MAX_INFLIGHT)
+      || (!tq->dev->opts.poll && only_other_queues_busy (tq)))
     return 0;
   queue_disarm (q);
   do {
