@@ -600,22 +600,13 @@ struct other_read {
   int submitted;
 };
 
-/* Counts the completion of another_thread_reads' read. */
-static void
-other_read_done (void *opaque, int result)
-{
-  struct other_read *o = opaque;
-
-  o->done = result >= 0 ? 1 : -1;
-}
-
 /* Submits one read from a thread that drives no queue. */
 static void *
 another_thread_reads (void *arg)
 {
   struct other_read *o = arg;
   struct vublk_io io = { .op = VUBLK_OP_READ, .buf = o->buf, .len = 4096,
-                         .cb = other_read_done, .opaque = o };
+                         .cb = set_flag, .opaque = &o->done };
 
   o->submitted = vublk_aio_submit (o->dev, &io);
   return NULL;
