@@ -3,8 +3,9 @@
 #
 # A scratch directory W on tmpfs that is removed at exit, together with
 # every mount listed in mounts and every process listed in pids; bounded
-# waits; the CPU ticks and read calls of processes; and the fio and qemu-img runs every
-# script measures with, so that each measures a workload the same way.
+# waits; qemu-storage-daemon over an image; the CPU ticks and read calls
+# of processes; and the fio and qemu-img runs every script measures
+# with, so that each measures a workload the same way.
 
 # bench_usage SCRIPT: prints SCRIPT's header comment, from its second
 # line to the end of the block, without the comment marks (its --help).
@@ -26,6 +27,20 @@ bench_cleanup() {
   sleep 0.5
   for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
   rm -rf "$W"
+}
+
+# qsd_over_image NAME IMAGE AIO ARGS...: starts a qemu-storage-daemon
+# serving IMAGE (raw, through the page cache, aio=AIO) with ARGS (its
+# exports) in the background, logging to $W/NAME.log; its pid goes to
+# pids and to qsd_last_pid.
+qsd_over_image() {
+  local name=$1 image=$2 aio=$3; shift 3
+  qemu-storage-daemon \
+    --blockdev "driver=file,node-name=file0,filename=$image,cache.direct=off,locking=off,aio=$aio" \
+    --blockdev "driver=raw,node-name=disk0,file=file0" \
+    "$@" >"$W/$name.log" 2>&1 &
+  qsd_last_pid=$!
+  pids+=($qsd_last_pid)
 }
 
 wait_for() {   # wait_for TEST-ARGS...: up to 20 s
