@@ -82,17 +82,26 @@ for f in fuse plugin; do
     has "$T/regress.md" "^\| $f \| $w \| $num \| $num \| ${num}x \|$" "regress: $f $w"
   done
 done
-# --- bench/depth (with an old build: the same one) -------------------------
-timeout 120 "$bench/depth" --build "$VUBLK_BUILD" --old "$VUBLK_BUILD" \
-  --depths "1 4" --size 16M --runtime 1 --reps 1 --out "$T/depth.md" \
-  >/dev/null 2>"$T/depth.err" \
-  || { tail -20 "$T/depth.err" >&2; fail "bench/depth failed"; }
-for w in "4k random read" "4k random write"; do
-  for d in 1 4; do
-    has "$T/depth.md" "^\| $w \| $d \| [0-9]+ \| [0-9]+ \| [0-9]+ \| ${num}x \| ${num}x \|$" \
-      "depth: $w at QD$d"
+# --- bench/depth, both paths (with an old build: the same one) -------------
+for path in fuse nbd; do
+  timeout 120 "$bench/depth" --path $path --build "$VUBLK_BUILD" --old "$VUBLK_BUILD" \
+    --depths "1 4" --size 16M --runtime 1 --reps 1 --out "$T/depth-$path.md" \
+    >/dev/null 2>"$T/depth.err" \
+    || { tail -20 "$T/depth.err" >&2; fail "bench/depth --path $path failed"; }
+  ours=vublk-fuse theirs=qsd-fuse
+  [[ $path == nbd ]] && ours=plugin theirs=qsd-nbd
+  has "$T/depth-$path.md" "^\| workload \| depth \| $ours IOPS \| old $ours IOPS \| $theirs IOPS \|" \
+    "depth: $path names its endpoints"
+  for w in "4k random read" "4k random write"; do
+    for d in 1 4; do
+      has "$T/depth-$path.md" "^\| $w \| $d \| [0-9]+ \| [0-9]+ \| [0-9]+ \| ${num}x \| ${num}x \|$" \
+        "depth: $path $w at QD$d"
+    done
   done
 done
+"$bench/depth" --path scsi >/dev/null 2>"$T/depth-bad.err" \
+  && fail "depth: accepted --path scsi"
+has "$T/depth-bad.err" "--path is fuse or nbd, not 'scsi'" "depth: names a bad path"
 "$bench/depth" --depths "1 0" >/dev/null 2>"$T/depth-bad.err" \
   && fail "depth: accepted queue depth 0"
 has "$T/depth-bad.err" "--depths takes queue depths 1..1024, not '0'" "depth: names a bad depth"
