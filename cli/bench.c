@@ -10,6 +10,7 @@
 #include <inttypes.h>
 #include <math.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -220,17 +221,61 @@ cpu_seconds (void)
          + ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
 }
 
-/* Sleeps for s seconds (up to a day: a useconds_t holds 71 minutes). */
+/* Blocks SIGINT, SIGTERM and SIGHUP in the calling thread, and so in
+ * the driving threads it starts afterwards: the run's wait (below) takes
+ * them instead.  Fills *set with them, leaving out any the process
+ * ignores (a shell starts background jobs with SIGINT ignored: the user
+ * meant it to pass them by, and a blocked signal is kept even so). */
 static void
-sleep_seconds (double s)
+block_stop_signals (sigset_t *set)
 {
-  struct timespec left = {
-    .tv_sec = (time_t) s,
-    .tv_nsec = (long) ((s - (double) (time_t) s) * 1e9),
-  };
+  static const int stop[] = { SIGINT, SIGTERM, SIGHUP };
 
-  while (nanosleep (&left, &left) == -1 && errno == EINTR)
-    ;
+  sigemptyset (set);
+  for (unsigned i = 0; i < sizeof stop / sizeof stop[0]; i++) {
+    struct sigaction sa;
+
+    if (sigaction (stop[i], NULL, &sa) == 0 && sa.sa_handler != SIG_IGN)
+      sigaddset (set, stop[i]);
+  }
+  pthread_sigmask (SIG_BLOCK, set, NULL);
+}
+
+/* Waits s seconds (up to a day, parse_seconds' bound) or until one of
+ * the signals in set arrives.  Returns that signal, or 0 when the time
+ * ran out.  Unblocks them on the way out, so that a second
+ * Ctrl-C while the run drains ends the process at once. */
+static int
+wait_run (double s, const sigset_t *set)
+{
+  struct timespec end, now, left;
+  int sig = 0;
+
+  clock_gettime (CLOCK_MONOTONIC, &end);
+  end.tv_sec += (time_t) s;
+  end.tv_nsec += (long) ((s - (double) (time_t) s) * 1e9);
+  if (end.tv_nsec >= 1000000000) {
+    end.tv_sec++;
+    end.tv_nsec -= 1000000000;
+  }
+  for (;;) {
+    clock_gettime (CLOCK_MONOTONIC, &now);
+    if (now.tv_sec > end.tv_sec
+        || (now.tv_sec == end.tv_sec && now.tv_nsec >= end.tv_nsec))
+      break;
+    left.tv_sec = end.tv_sec - now.tv_sec;
+    left.tv_nsec = end.tv_nsec - now.tv_nsec;
+    if (left.tv_nsec < 0) {
+      left.tv_sec--;
+      left.tv_nsec += 1000000000;
+    }
+    sig = sigtimedwait (set, NULL, &left);
+    if (sig > 0)
+      break;
+    sig = 0;            /* EAGAIN: time is up; EINTR: look again */
+  }
+  pthread_sigmask (SIG_UNBLOCK, set, NULL);
+  return sig;
 }
 
 static void
@@ -244,7 +289,9 @@ usage (FILE *f)
            "  --bs N                   block size (default 4k; k/M suffixes)\n"
            "  --qd N                   requests in flight per queue "
            "(default 32)\n"
-           "  --time S                 seconds to run (default 5)\n"
+           "  --time S                 seconds to run (default 5; Ctrl-C ends "
+           "it early\n"
+           "                           with the figures so far)\n"
            "  --size N                 limit I/O to the first N bytes\n"
            "  --completion-thread      completions on the library's threads "
            "(default:\n"
@@ -265,6 +312,8 @@ cmd_bench (int argc, char **argv)
   struct driver *drivers = NULL;
   unsigned total;
   bool driven = true;
+  sigset_t stop_signals;
+  int interrupted;
 
   device_options_init (&o);
   for (int a = 1; a < argc; a++) {
@@ -354,6 +403,7 @@ cmd_bench (int argc, char **argv)
       die (1, "bench: %s (lower --qd or --bs)", vublk_get_error ());
     memset (jobs[i].buf, 0x5a, b.bs);
   }
+  block_stop_signals (&stop_signals);
   cpu0 = cpu_seconds ();
   t0 = now_ns () / 1e9;
   atomic_store (&b.live, total);
@@ -373,10 +423,14 @@ cmd_bench (int argc, char **argv)
   else
     for (unsigned i = 0; i < total; i++)
       submit_next (&jobs[i], now_ns ());
-  sleep_seconds (seconds);
+  interrupted = wait_run (seconds, &stop_signals);
   atomic_store (&b.stop, true);
-  while (atomic_load (&b.live) > 0)
+  for (unsigned ms = 0; atomic_load (&b.live) > 0; ms++) {
+    if (interrupted && ms == 1000)
+      fprintf (stderr, "vublk: bench: waiting for the requests in flight "
+               "(interrupt again to quit at once)\n");
     usleep (1000);
+  }
   t1 = now_ns () / 1e9;
   for (unsigned i = 0; drivers && i < info.num_queues; i++) {
     pthread_join (drivers[i].thread, NULL);
@@ -388,6 +442,10 @@ cmd_bench (int argc, char **argv)
   }
   free (drivers);
   cpu1 = cpu_seconds ();
+  if (interrupted)
+    fprintf (stderr, "vublk: bench: stopped by SIG%s after %.1f s: the "
+             "figures below cover that time\n", sigabbrev_np (interrupted),
+             t1 - t0);
 
   printf ("%s bs=%" PRIu64 " qd=%" PRIu64 " queues=%u%s%s: %.0f IOPS, "
           "%.1f MiB/s\n", mode, b.bs, qd, info.num_queues,
@@ -412,5 +470,7 @@ cmd_bench (int argc, char **argv)
     vublk_buf_free (b.dev, jobs[i].buf);
   free (jobs);
   vublk_close (b.dev);
+  if (interrupted)
+    return 128 + interrupted;
   return b.all.errors ? 1 : 0;
 }
