@@ -26,7 +26,7 @@ for s in compare core regress depth; do
 done
 
 # --- bench/compare ------------------------------------------------------
-VUBLK_BUILD=$VUBLK_BUILD timeout 360 "$bench/compare" --size 16M --runtime 2 \
+VUBLK_BUILD=/nonexistent timeout 360 "$bench/compare" --build "$VUBLK_BUILD" --size 16M --runtime 2 \
   --reps 1 --out "$T/compare.md" >"$T/compare.out" 2>"$T/compare.err" \
   || { tail -20 "$T/compare.err" >&2; fail "bench/compare failed"; }
 for e in plugin qsd-nbd nbdkit-file vublk-fuse qsd-fuse nbdfuse; do
