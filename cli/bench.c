@@ -221,23 +221,14 @@ cpu_seconds (void)
          + ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
 }
 
-/* Blocks SIGINT, SIGTERM and SIGHUP in the calling thread, and so in
- * the driving threads it starts afterwards: the run's wait (below) takes
- * them instead.  Fills *set with them, leaving out any the process
- * ignores (a shell starts background jobs with SIGINT ignored: the user
- * meant it to pass them by, and a blocked signal is kept even so). */
+/* Blocks the stop signals the process does not ignore (stop_signals)
+ * in the calling thread, and so in the driving threads it starts
+ * afterwards: the run's wait (below) takes them instead.  Fills *set
+ * with them. */
 static void
 block_stop_signals (sigset_t *set)
 {
-  static const int stop[] = { SIGINT, SIGTERM, SIGHUP };
-
-  sigemptyset (set);
-  for (unsigned i = 0; i < sizeof stop / sizeof stop[0]; i++) {
-    struct sigaction sa;
-
-    if (sigaction (stop[i], NULL, &sa) == 0 && sa.sa_handler != SIG_IGN)
-      sigaddset (set, stop[i]);
-  }
+  stop_signals (set, true);
   pthread_sigmask (SIG_BLOCK, set, NULL);
 }
 

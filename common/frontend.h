@@ -7,6 +7,7 @@
 #define VUBLK_FRONTEND_H
 
 #include <getopt.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -101,5 +102,12 @@ int write_pidfile (const char *path);
  * memory the caller keeps; symbolic links are left as they are.  Dies
  * if out of memory or the current directory is gone. */
 char *absolute_path (const char *path);
+
+/* Fills *set with the signals that ask a frontend to stop: SIGINT,
+ * SIGTERM and SIGHUP.  With skip_ignored, leaves out those the process
+ * ignores: a shell starts its background jobs with SIGINT ignored, and
+ * the user meant them to pass it by (a blocked signal is kept pending
+ * even when ignored, so blocking it would catch it anyway). */
+void stop_signals (sigset_t *set, bool skip_ignored);
 
 #endif /* VUBLK_FRONTEND_H */

@@ -240,18 +240,15 @@ parse_args (int argc, char **argv, struct config *cfg)
   cfg->dev_opts.readonly = cfg->readonly;
 }
 
-/* Blocks SIGINT, SIGTERM and SIGHUP in this thread (and the threads it
- * creates next), saving the previous mask in *old: only the thread
+/* Blocks the stop signals (stop_signals) in this thread and the threads
+ * it creates next, saving the previous mask in *old: only the thread
  * running the FUSE loop should take them. */
 static void
 block_termination_signals (sigset_t *old)
 {
   sigset_t block;
 
-  sigemptyset (&block);
-  sigaddset (&block, SIGINT);
-  sigaddset (&block, SIGTERM);
-  sigaddset (&block, SIGHUP);
+  stop_signals (&block, false);
   pthread_sigmask (SIG_BLOCK, &block, old);
 }
 
