@@ -6,12 +6,16 @@
  * submitted ahead, writes to a device complete behind (the reader waits
  * for one only when every slot holds a write in flight), and the data is
  * written in order.  The copying thread drives a queue of that device
- * itself (vublk_tq_*): completions run on it, no thread hand-off. */
+ * itself (vublk_tq_*): completions run on it, no thread hand-off.
+ * SIGINT, SIGTERM or SIGHUP stops the reading; what was read is still
+ * written (and a device flushed), so the destination holds a whole
+ * prefix of the source, whose length is reported. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -174,8 +178,36 @@ refuse_same_file (const struct endpoint *src, const char *dst)
     die (1, "copy: %s and %s are the same file", src->name, dst);
 }
 
+/* The first stop signal taken, or 0. */
+static volatile sig_atomic_t stop_signal;
+
+static void
+on_stop_signal (int sig)
+{
+  stop_signal = sig;
+}
+
+/* Takes each stop signal the process does not ignore (stop_signals)
+ * once: a second one has the default effect and ends the process.  The
+ * system call it interrupts is not restarted, so that a read blocked on
+ * a pipe returns. */
+static void
+catch_stop_signals (void)
+{
+  struct sigaction sa = { .sa_handler = on_stop_signal,
+                          .sa_flags = SA_RESETHAND };
+  sigset_t set;
+
+  sigemptyset (&sa.sa_mask);
+  stop_signals (&set, true);
+  for (int sig = 1; sig < NSIG; sig++)
+    if (sigismember (&set, sig) == 1)
+      sigaction (sig, &sa, NULL);
+}
+
 /* Reads up to len bytes from fd, retrying short reads; returns the count
- * (less than len only at end of input). */
+ * (less than len only at end of input, or when a stop signal interrupted
+ * the read). */
 static size_t
 read_full (const struct endpoint *e, uint8_t *buf, size_t len)
 {
@@ -186,6 +218,8 @@ read_full (const struct endpoint *e, uint8_t *buf, size_t len)
     if (r == 0)
       break;
     if (r < 0) {
+      if (errno == EINTR && stop_signal)
+        break;
       if (errno == EINTR)
         continue;
       die (1, "%s: read: %s", e->name, strerror (errno));
@@ -242,7 +276,8 @@ usage (FILE *f)
   fprintf (f, "Usage: vublk copy [-p] [OPTIONS] SRC DST\n"
            "Copies SRC to DST; each is a file, - (stdin/stdout) or "
            "vhost-user:SOCKET.\nThe whole source is copied; a device "
-           "destination must be large enough.\n\n"
+           "destination must be large enough.\nCtrl-C stops it after "
+           "writing what was read, and says how far it got.\n\n"
            "  -p, --progress           show progress on a terminal\n%s",
            device_options_help ());
 }
@@ -321,9 +356,14 @@ cmd_copy (int argc, char **argv)
     ring[i].state = EMPTY;
   }
 
+  catch_stop_signals ();
   for (;;) {
     /* Fill every free slot ahead of the writer. */
     while (!eof) {
+      if (stop_signal) {
+        eof = true;
+        break;
+      }
       struct slot *s = &ring[read_idx % RING];
       bool free_slot;
 
@@ -412,6 +452,10 @@ cmd_copy (int argc, char **argv)
     die (1, "%s: %s", dst.name, strerror (errno));
   if (show_progress)
     progress (written, src.size, true);
+  if (stop_signal)
+    fprintf (stderr, "vublk: copy: stopped by SIG%s: %s holds the first %"
+             PRIu64 " bytes of %s\n", sigabbrev_np (stop_signal), dst.name,
+             written, src.name);
   for (unsigned i = 0; i < RING; i++) {
     if (ring[i].from_pool)
       vublk_buf_free (pool_dev, ring[i].buf);
@@ -421,5 +465,5 @@ cmd_copy (int argc, char **argv)
   vublk_tq_close (tq);
   vublk_close (src.dev);
   vublk_close (dst.dev);
-  return 0;
+  return stop_signal ? 128 + stop_signal : 0;
 }

@@ -53,6 +53,22 @@ head -c 40M /dev/zero >"$T/big"
 if "$V" copy "$T/big" "vhost-user:$T/v.sock" 2>"$T/err"; then fail "oversized copy succeeded"; fi
 grep -q "only 33554432" "$T/err" || fail "oversized copy message: $(cat "$T/err")"
 
+# copy stopped by SIGTERM while its source (a pipe) has stalled: what
+# it read is on the device, flushed, and it says how much; exit 143.
+head -c $((3 * 1048576)) /dev/urandom >"$T/part"
+mkfifo "$T/stalled"
+( cat "$T/part"; exec sleep 30 ) >"$T/stalled" &
+feeder=$!
+rc=0
+timeout -k 20 --preserve-status 2 "$V" copy - "vhost-user:$T/v.sock" \
+  <"$T/stalled" 2>"$T/stop.err" || rc=$?
+kill $feeder 2>/dev/null || true
+[[ $rc == 143 ]] || fail "copy stopped by SIGTERM: exit $rc, not 143: $(cat "$T/stop.err")"
+grep -q "^vublk: copy: stopped by SIGTERM: vhost-user:$T/v.sock holds the first 3145728 bytes of -$" \
+  "$T/stop.err" || fail "copy stopped by SIGTERM did not say how far: $(cat "$T/stop.err")"
+"$V" copy "vhost-user:$T/v.sock" "$T/stop.out"
+cmp -n $((3 * 1048576)) "$T/part" "$T/stop.out" || fail "copy stopped by SIGTERM lost data"
+
 # bench: every mode runs and prints parseable numbers.
 for rw in randread randwrite read write randrw; do
   "$V" bench --rw $rw --time 0.5 --qd 8 --bs 4k "$T/v.sock" >"$T/bench" 2>/dev/null \
