@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -178,19 +179,28 @@ refuse_same_file (const struct endpoint *src, const char *dst)
     die (1, "copy: %s and %s are the same file", src->name, dst);
 }
 
-/* The first stop signal taken, or 0. */
+/* The first stop signal taken, or 0; and a pipe the handler writes to,
+ * so that a read about to block sees the signal even if it came just
+ * before the read began. */
 static volatile sig_atomic_t stop_signal;
+static int stop_pipe[2] = { -1, -1 };
 
 static void
 on_stop_signal (int sig)
 {
+  int saved = errno;
+
   stop_signal = sig;
+  if (write (stop_pipe[1], "", 1) < 0) {
+    /* Full or gone: the flag says it all the same. */
+  }
+  errno = saved;
 }
 
 /* Takes each stop signal the process does not ignore (stop_signals)
  * once: a second one has the default effect and ends the process.  The
- * system call it interrupts is not restarted, so that a read blocked on
- * a pipe returns. */
+ * system call it interrupts is not restarted.  Without a pipe for the
+ * handler the signals keep their default effect. */
 static void
 catch_stop_signals (void)
 {
@@ -198,11 +208,31 @@ catch_stop_signals (void)
                           .sa_flags = SA_RESETHAND };
   sigset_t set;
 
+  if (pipe2 (stop_pipe, O_CLOEXEC | O_NONBLOCK) == -1)
+    return;
   sigemptyset (&sa.sa_mask);
   stop_signals (&set, true);
   for (int sig = 1; sig < NSIG; sig++)
     if (sigismember (&set, sig) == 1)
       sigaction (sig, &sa, NULL);
+}
+
+/* Waits until fd has input or a stop signal came; true for input (or
+ * when there is no stop pipe to watch). */
+static bool
+input_or_stop (int fd)
+{
+  struct pollfd p[2] = {
+    { .fd = fd, .events = POLLIN },
+    { .fd = stop_pipe[0], .events = POLLIN },
+  };
+
+  if (stop_pipe[0] < 0)
+    return true;
+  while (poll (p, 2, -1) < 0)
+    if (errno != EINTR)
+      return true;      /* let read() report what is wrong */
+  return !(p[1].revents & POLLIN);
 }
 
 /* Reads up to len bytes from fd, retrying short reads; returns the count
@@ -214,6 +244,8 @@ read_full (const struct endpoint *e, uint8_t *buf, size_t len)
   size_t got = 0;
 
   while (got < len) {
+    if (!input_or_stop (e->fd))
+      break;
     ssize_t r = read (e->fd, buf + got, len - got);
     if (r == 0)
       break;

@@ -56,12 +56,21 @@ grep -q "only 33554432" "$T/err" || fail "oversized copy message: $(cat "$T/err"
 # copy stopped by SIGTERM while its source (a pipe) has stalled: what
 # it read is on the device, flushed, and it says how much; exit 143.
 head -c $((3 * 1048576)) /dev/urandom >"$T/part"
+# The signal goes once cat is done: copy has then read all but the
+# pipe's last buffer, so it is running (its handler set) however slow
+# the machine.
 mkfifo "$T/stalled"
-( cat "$T/part"; exec sleep 30 ) >"$T/stalled" &
+( cat "$T/part"; touch "$T/fed"; exec sleep 30 ) >"$T/stalled" &
 feeder=$!
+"$V" copy - "vhost-user:$T/v.sock" <"$T/stalled" 2>"$T/stop.err" &
+copier=$!
+for ((i = 0; i < 400; i++)); do [[ -e $T/fed ]] && break; sleep 0.05; done
+[[ -e $T/fed ]] || fail "copy did not take its 3 MiB of input within 20 s"
+sleep 0.3
+kill -TERM $copier
 rc=0
-timeout -k 20 --preserve-status 2 "$V" copy - "vhost-user:$T/v.sock" \
-  <"$T/stalled" 2>"$T/stop.err" || rc=$?
+timeout 20 tail --pid=$copier -f /dev/null || fail "copy did not stop within 20 s of SIGTERM"
+wait $copier || rc=$?
 kill $feeder 2>/dev/null || true
 [[ $rc == 143 ]] || fail "copy stopped by SIGTERM: exit $rc, not 143: $(cat "$T/stop.err")"
 grep -q "^vublk: copy: stopped by SIGTERM: vhost-user:$T/v.sock holds the first 3145728 bytes of -$" \
