@@ -29,6 +29,12 @@ bench_cleanup() {
   rm -rf "$W"
 }
 
+# The queues the plugin's backend exports and the plugin uses: one for
+# each of nbdkit's worker threads (16 by default), which each drive one
+# of their own (thread-queues), and one more to share, as the plugin's
+# man page advises.
+plugin_queues=17
+
 # qsd_over_image NAME IMAGE AIO ARGS...: starts a qemu-storage-daemon
 # serving IMAGE (raw, through the page cache, aio=AIO) with ARGS (its
 # exports) in the background, logging to $W/NAME.log; its pid goes to
