@@ -239,27 +239,13 @@ block_stop_signals (sigset_t *set)
 static int
 wait_run (double s, const sigset_t *set)
 {
-  struct timespec end, now, left;
+  uint64_t end = now_ns () + (uint64_t) (s * 1e9), now;
   int sig = 0;
 
-  clock_gettime (CLOCK_MONOTONIC, &end);
-  end.tv_sec += (time_t) s;
-  end.tv_nsec += (long) ((s - (double) (time_t) s) * 1e9);
-  if (end.tv_nsec >= 1000000000) {
-    end.tv_sec++;
-    end.tv_nsec -= 1000000000;
-  }
-  for (;;) {
-    clock_gettime (CLOCK_MONOTONIC, &now);
-    if (now.tv_sec > end.tv_sec
-        || (now.tv_sec == end.tv_sec && now.tv_nsec >= end.tv_nsec))
-      break;
-    left.tv_sec = end.tv_sec - now.tv_sec;
-    left.tv_nsec = end.tv_nsec - now.tv_nsec;
-    if (left.tv_nsec < 0) {
-      left.tv_sec--;
-      left.tv_nsec += 1000000000;
-    }
+  while ((now = now_ns ()) < end) {
+    struct timespec left = { .tv_sec = (time_t) ((end - now) / 1000000000),
+                             .tv_nsec = (long) ((end - now) % 1000000000) };
+
     sig = sigtimedwait (set, NULL, &left);
     if (sig > 0)
       break;
@@ -303,7 +289,7 @@ cmd_bench (int argc, char **argv)
   struct driver *drivers = NULL;
   unsigned total;
   bool driven = true;
-  sigset_t stop_signals;
+  sigset_t stop_set;
   int interrupted;
 
   device_options_init (&o);
@@ -394,7 +380,7 @@ cmd_bench (int argc, char **argv)
       die (1, "bench: %s (lower --qd or --bs)", vublk_get_error ());
     memset (jobs[i].buf, 0x5a, b.bs);
   }
-  block_stop_signals (&stop_signals);
+  block_stop_signals (&stop_set);
   cpu0 = cpu_seconds ();
   t0 = now_ns () / 1e9;
   atomic_store (&b.live, total);
@@ -414,7 +400,7 @@ cmd_bench (int argc, char **argv)
   else
     for (unsigned i = 0; i < total; i++)
       submit_next (&jobs[i], now_ns ());
-  interrupted = wait_run (seconds, &stop_signals);
+  interrupted = wait_run (seconds, &stop_set);
   atomic_store (&b.stop, true);
   for (unsigned ms = 0; atomic_load (&b.live) > 0; ms++) {
     if (interrupted && ms == 1000)

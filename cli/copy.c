@@ -236,8 +236,8 @@ input_or_stop (int fd)
 }
 
 /* Reads up to len bytes from fd, retrying short reads; returns the count
- * (less than len only at end of input, or when a stop signal interrupted
- * the read). */
+ * (less than len only at end of input, or once a stop signal came: see
+ * input_or_stop). */
 static size_t
 read_full (const struct endpoint *e, uint8_t *buf, size_t len)
 {
@@ -250,8 +250,6 @@ read_full (const struct endpoint *e, uint8_t *buf, size_t len)
     if (r == 0)
       break;
     if (r < 0) {
-      if (errno == EINTR && stop_signal)
-        break;
       if (errno == EINTR)
         continue;
       die (1, "%s: read: %s", e->name, strerror (errno));
