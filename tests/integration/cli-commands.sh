@@ -149,6 +149,38 @@ grep -Eq "^randread bs=4096 qd=4 queues=[0-9]+ driven: [1-9][0-9]* IOPS" "$T/sto
 grep -Eq "^vublk: bench: stopped by SIGTERM after [0-9]\.[0-9] s" "$T/stopped.err" \
   || fail "bench stopped by SIGTERM did not say so: $(cat "$T/stopped.err")"
 grep -q "^errors:" "$T/stopped.out" && fail "bench stopped by SIGTERM counted errors"
+# With the backend frozen the drain waits for requests that do not come
+# back: bench says so within seconds, and a second signal ends it at once.
+# On a backend of its own: qemu-storage-daemon 7.2 aborts (assertion
+# '!server->wait_idle' in vhost_user_server_ref) once it runs again after
+# a client vanished with requests in flight, which is what a second
+# signal does.
+main_qsd=$QSD_PID
+make_random_image "$T/frozen.img" 16M
+start_qsd "$T/frozen.img" "$T/frozen.sock"
+"$V" bench --time 4295 --qd 4 "$T/frozen.sock" >/dev/null 2>"$T/frozen.err" &
+bencher=$!
+for ((i = 0; i < 100; i++)); do
+  [[ $("$V" info --connect-timeout 0.2 "$T/frozen.sock" 2>&1) == *busy* ]] && break
+  sleep 0.1
+done
+((i < 100)) || fail "bench never held the backend: $(cat "$T/frozen.err")"
+sleep 0.5
+kill -STOP "$QSD_PID"
+kill -TERM $bencher
+for ((i = 0; i < 100; i++)); do
+  grep -q "waiting for the requests in flight (interrupt again to quit at once)" \
+    "$T/frozen.err" && break
+  sleep 0.1
+done
+((i < 100)) || { kill -CONT "$QSD_PID"; fail "bench draining a frozen backend said nothing: $(cat "$T/frozen.err")"; }
+kill -TERM $bencher
+timeout 5 tail --pid=$bencher -f /dev/null \
+  || { kill -CONT "$QSD_PID"; fail "bench ignored a second SIGTERM while draining"; }
+rc=0; wait $bencher || rc=$?
+[[ $rc == 143 ]] || fail "bench ended by a second SIGTERM: exit $rc, not 143"
+kill -9 "$QSD_PID" 2>/dev/null; wait "$QSD_PID" 2>/dev/null || true
+QSD_PID=$main_qsd
 # info --json stays valid JSON whatever the socket's name.
 odd=$T/'q"x\y.sock'
 ln -s "$T/v.sock" "$odd"
