@@ -437,6 +437,10 @@ cmd_copy (int argc, char **argv)
       }
       read_off += s->len;
       read_idx++;
+      /* A chunk read from an fd is written at once: the next read may
+       * block on a slow pipe, and the device should not wait for it. */
+      if (!src.dev && dst.dev)
+        break;
     }
     if (write_idx == read_idx) {
       if (eof)

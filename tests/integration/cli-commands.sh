@@ -66,6 +66,14 @@ feeder=$!
 copier=$!
 for ((i = 0; i < 400; i++)); do [[ -e $T/fed ]] && break; sleep 0.05; done
 [[ -e $T/fed ]] || fail "copy did not take its 3 MiB of input within 20 s"
+# Each chunk read is written at once, not held until the ring of 8 is
+# full: while the pipe stalls, the image already has the 3 MiB.
+for ((i = 0; i < 200; i++)); do
+  cmp -s -n $((3 * 1048576)) "$T/part" "$T/disk.img" && break
+  sleep 0.05
+done
+cmp -s -n $((3 * 1048576)) "$T/part" "$T/disk.img" \
+  || fail "copy from a stalled pipe held back the chunks it had read"
 sleep 0.3
 kill -TERM $copier
 rc=0
