@@ -404,8 +404,7 @@ cmd_bench (int argc, char **argv)
   atomic_store (&b.stop, true);
   for (unsigned ms = 0; atomic_load (&b.live) > 0; ms++) {
     if (interrupted && ms == 1000)
-      fprintf (stderr, "vublk: bench: waiting for the requests in flight "
-               "(interrupt again to quit at once)\n");
+      say_still_draining ("bench");
     usleep (1000);
   }
   t1 = now_ns () / 1e9;

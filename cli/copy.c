@@ -91,20 +91,64 @@ slot_reached (struct slot *s, enum slot_state want, bool not)
   return yes;
 }
 
+/* The first stop signal taken, or 0; and a pipe the handler writes to,
+ * so that a read about to block sees the signal even if it came just
+ * before the read began. */
+static volatile sig_atomic_t stop_signal;
+static int stop_pipe[2] = { -1, -1 };
+
+/* When a wait for a request first found a stop signal taken (0: not
+ * yet), and whether the user was told that copy still waits. */
+static struct timespec draining_since;
+static bool said_draining;
+
+/* Called between slices of a wait for a request: once a stop signal has
+ * come and the waiting has lasted a second (a frozen backend answers
+ * only at the request timeout), says so, once. */
+static void
+note_wait_after_stop (void)
+{
+  struct timespec now;
+
+  if (!stop_signal || said_draining)
+    return;
+  clock_gettime (CLOCK_MONOTONIC, &now);
+  if (!draining_since.tv_sec && !draining_since.tv_nsec)
+    draining_since = now;
+  else if ((now.tv_sec - draining_since.tv_sec) * 1000000000ll
+           + (now.tv_nsec - draining_since.tv_nsec) >= 1000000000ll) {
+    say_still_draining ("copy");
+    said_draining = true;
+  }
+}
+
 /* Waits until slot s is in state want (not: leaves it), or failed.  A
- * driving thread runs completions meanwhile; others sleep. */
+ * driving thread runs completions meanwhile; others sleep, in slices of
+ * 100 ms either way so that a long wait after a stop signal is told. */
 static void
 wait_slot (struct slot *s, enum slot_state want, bool not)
 {
   if (tq) {
-    while (!slot_reached (s, want, not))
+    while (!slot_reached (s, want, not)) {
       if (vublk_tq_process (tq, 1, tq_wait_ns) < 0)
         die (1, "%s", vublk_get_error ());
+      note_wait_after_stop ();
+    }
     return;
   }
   pthread_mutex_lock (&lock);
-  while (s->result == 0 && (not ? s->state == want : s->state != want))
-    pthread_cond_wait (&changed, &lock);
+  while (s->result == 0 && (not ? s->state == want : s->state != want)) {
+    struct timespec until;
+
+    clock_gettime (CLOCK_REALTIME, &until);
+    until.tv_nsec += 100000000;
+    if (until.tv_nsec >= 1000000000) {
+      until.tv_sec++;
+      until.tv_nsec -= 1000000000;
+    }
+    pthread_cond_timedwait (&changed, &lock, &until);
+    note_wait_after_stop ();
+  }
   pthread_mutex_unlock (&lock);
 }
 
@@ -178,12 +222,6 @@ refuse_same_file (const struct endpoint *src, const char *dst)
       && in.st_dev == out.st_dev && in.st_ino == out.st_ino)
     die (1, "copy: %s and %s are the same file", src->name, dst);
 }
-
-/* The first stop signal taken, or 0; and a pipe the handler writes to,
- * so that a read about to block sees the signal even if it came just
- * before the read began. */
-static volatile sig_atomic_t stop_signal;
-static int stop_pipe[2] = { -1, -1 };
 
 static void
 on_stop_signal (int sig)
@@ -480,8 +518,19 @@ cmd_copy (int argc, char **argv)
   }
   for (unsigned i = 0; i < RING; i++)
     check_write (&dst, &ring[i], settle_slot (&ring[i]));
-  if (dst.dev && vublk_flush (dst.dev) < 0)
-    die (1, "%s", vublk_get_error ());
+  if (dst.dev) {
+    /* Submitted and waited for like the writes, so that a flush stuck on
+     * a frozen backend after a stop signal is told as well. */
+    struct slot flush = { .state = WRITING };
+    struct vublk_io io = { .op = VUBLK_OP_FLUSH, .cb = io_done,
+                           .opaque = &flush };
+    int r = submit (dst.dev, &io);
+
+    if (r == 0)
+      r = settle_slot (&flush);
+    if (r)
+      die (1, "%s: flush: %s", dst.name, strerror (-r));
+  }
   if (!dst.dev && dst.fd != STDOUT_FILENO && close (dst.fd) == -1)
     die (1, "%s: %s", dst.name, strerror (errno));
   if (show_progress)

@@ -110,4 +110,10 @@ char *absolute_path (const char *path);
  * even when ignored, so blocking it would catch it anyway). */
 void stop_signals (sigset_t *set, bool skip_ignored);
 
+/* Says on stderr that "vublk: command" (bench, copy) took a stop signal
+ * but still waits for its requests in flight, and that a second signal
+ * quits at once.  For a wait that has lasted a second: the backend may
+ * be frozen, and the request timeout is long. */
+void say_still_draining (const char *command);
+
 #endif /* VUBLK_FRONTEND_H */

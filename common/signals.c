@@ -1,7 +1,9 @@
 /* signals.c — which signals ask a frontend to stop: SIGINT (Ctrl-C),
  * SIGTERM and SIGHUP, in one place for vublk bench, vublk copy and
- * vublk-fuse. */
+ * vublk-fuse; and what bench and copy say when the requests they wait
+ * for after one do not come back. */
 #include <signal.h>
+#include <stdio.h>
 
 #include "frontend.h"
 
@@ -19,4 +21,11 @@ stop_signals (sigset_t *set, bool skip_ignored)
       continue;
     sigaddset (set, stop[i]);
   }
+}
+
+void
+say_still_draining (const char *command)
+{
+  fprintf (stderr, "vublk: %s: waiting for the requests in flight "
+           "(interrupt again to quit at once)\n", command);
 }

@@ -188,6 +188,36 @@ timeout 5 tail --pid=$bencher -f /dev/null \
 rc=0; wait $bencher || rc=$?
 [[ $rc == 143 ]] || fail "bench ended by a second SIGTERM: exit $rc, not 143"
 kill -9 "$QSD_PID" 2>/dev/null; wait "$QSD_PID" 2>/dev/null || true
+# copy, the same: stopped while its device destination is frozen (its
+# writes are on the image, its closing flush cannot be answered), it says
+# it waits, and a second signal ends it.
+make_random_image "$T/frozen.img" 16M
+start_qsd "$T/frozen.img" "$T/frozen.sock"
+mkfifo "$T/stalled2"
+( cat "$T/part"; exec sleep 30 ) >"$T/stalled2" &
+feeder=$!
+"$V" copy - "vhost-user:$T/frozen.sock" <"$T/stalled2" 2>"$T/frozen.err" &
+copier=$!
+for ((i = 0; i < 200; i++)); do
+  cmp -s -n $((3 * 1048576)) "$T/part" "$T/frozen.img" && break
+  sleep 0.05
+done
+((i < 200)) || fail "copy did not write its 3 MiB within 10 s: $(cat "$T/frozen.err")"
+kill -STOP "$QSD_PID"
+kill -TERM $copier
+for ((i = 0; i < 100; i++)); do
+  grep -q "^vublk: copy: waiting for the requests in flight (interrupt again to quit at once)$" \
+    "$T/frozen.err" && break
+  sleep 0.1
+done
+((i < 100)) || { kill -CONT "$QSD_PID"; fail "copy stopped with a frozen destination said nothing: $(cat "$T/frozen.err")"; }
+kill -TERM $copier
+timeout 5 tail --pid=$copier -f /dev/null \
+  || { kill -CONT "$QSD_PID"; fail "copy ignored a second SIGTERM while waiting"; }
+rc=0; wait $copier || rc=$?
+[[ $rc == 143 ]] || fail "copy ended by a second SIGTERM: exit $rc, not 143"
+kill $feeder 2>/dev/null || true
+kill -9 "$QSD_PID" 2>/dev/null; wait "$QSD_PID" 2>/dev/null || true
 QSD_PID=$main_qsd
 # info --json stays valid JSON whatever the socket's name.
 odd=$T/'q"x\y.sock'
