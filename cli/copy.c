@@ -182,6 +182,17 @@ check_write (const struct endpoint *dst, const struct slot *s, int result)
          strerror (-result));
 }
 
+/* Asks for a pipe buffer of one chunk (the kernel's default is 64 KiB),
+ * or as much as the system allows: fewer wake-ups per chunk for the
+ * reader or the writer on the other end.  A refusal changes nothing. */
+static void
+grow_pipe (int fd)
+{
+  for (int size = CHUNK; size >= 65536; size /= 2)
+    if (fcntl (fd, F_SETPIPE_SZ, size) >= 0)
+      return;
+}
+
 static void
 open_endpoint (struct endpoint *e, const char *spec, bool output,
                const struct vublk_options *o)
@@ -205,6 +216,8 @@ open_endpoint (struct endpoint *e, const char *spec, bool output,
     if (e->fd == -1)
       die (1, "%s: %s", spec, strerror (errno));
   }
+  if (fstat (e->fd, &st) == 0 && S_ISFIFO (st.st_mode))
+    grow_pipe (e->fd);
   if (!output && fstat (e->fd, &st) == 0 && S_ISREG (st.st_mode))
     e->size = st.st_size;
 }

@@ -36,6 +36,16 @@ cmp -i $((20 * 1048576 + 123)) "$T/out" "$T/disk.img" || fail "copy touched byte
 "$V" copy - "vhost-user:$T/v.sock" <"$T/src"
 "$V" copy "vhost-user:$T/v.sock" - | cat >"$T/piped"
 cmp -n $((20 * 1048576 + 123)) "$T/piped" "$T/src" || fail "copy through pipes"
+# ...whose buffer it grows to one chunk (see the input pipe's, below).
+"$V" copy "vhost-user:$T/v.sock" - | /usr/bin/python3 -c '
+import fcntl, sys
+sys.stdin.buffer.read(1)
+want = min(1 << 20, int(open("/proc/sys/fs/pipe-max-size").read()))
+size = fcntl.fcntl(0, 1032)     # F_GETPIPE_SZ
+while sys.stdin.buffer.read(1 << 20):
+    pass
+assert size >= want, f"pipe buffer {size}, want {want}"' \
+  || fail "copy left its output pipe's buffer small"
 # A pool too small for copy's ring of 1 MiB buffers (it then takes its
 # buffers elsewhere): both directions finish and match.
 timeout 60 "$V" copy --pool-size 1M "$T/src" "vhost-user:$T/v.sock" \
@@ -66,6 +76,15 @@ feeder=$!
 copier=$!
 for ((i = 0; i < 400; i++)); do [[ -e $T/fed ]] && break; sleep 0.05; done
 [[ -e $T/fed ]] || fail "copy did not take its 3 MiB of input within 20 s"
+# copy asked for a pipe buffer of one chunk (1 MiB, or the most the
+# system allows): 64 KiB made it 4x slower through pipes.
+/usr/bin/python3 - "$T/stalled" <<'PY' || fail "copy left its input pipe's buffer small"
+import fcntl, os, sys
+want = min(1 << 20, int(open("/proc/sys/fs/pipe-max-size").read()))
+fd = os.open(sys.argv[1], os.O_WRONLY | os.O_NONBLOCK)
+size = fcntl.fcntl(fd, 1032)    # F_GETPIPE_SZ
+assert size >= want, f"pipe buffer {size}, want {want}"
+PY
 # Each chunk read is written at once, not held until the ring of 8 is
 # full: while the pipe stalls, the image already has the 3 MiB.
 for ((i = 0; i < 200; i++)); do
