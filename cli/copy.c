@@ -9,35 +9,23 @@
  * itself (vublk_tq_*): completions run on it, no thread hand-off.
  * SIGINT, SIGTERM or SIGHUP stops the reading; what was read is still
  * written (and a device flushed), so the destination holds a whole
- * prefix of the source, whose length is reported. */
+ * prefix of the source, whose length is reported.  The endpoints are in
+ * copy_endpoint.c, the stop signals in copy_stop.c. */
 #define _GNU_SOURCE
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
-#include <poll.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
-#include "cli.h"
+#include "copy.h"
 
 #define RING 8
-#define CHUNK (1u << 20)
-#define PREFIX "vhost-user:"
 
 enum slot_state { EMPTY, READING, FULL, WRITING };
-
-struct endpoint {
-  const char *name;
-  struct vublk *dev;     /* or NULL for an fd */
-  int fd;
-  uint64_t size;         /* UINT64_MAX if unknown (a pipe) */
-};
 
 struct slot {
   uint8_t *buf;
@@ -89,37 +77,6 @@ slot_reached (struct slot *s, enum slot_state want, bool not)
   yes = s->result != 0 || (not ? s->state != want : s->state == want);
   pthread_mutex_unlock (&lock);
   return yes;
-}
-
-/* The first stop signal taken, or 0; and a pipe the handler writes to,
- * so that a read about to block sees the signal even if it came just
- * before the read began. */
-static volatile sig_atomic_t stop_signal;
-static int stop_pipe[2] = { -1, -1 };
-
-/* When a wait for a request first found a stop signal taken (0: not
- * yet), and whether the user was told that copy still waits. */
-static struct timespec draining_since;
-static bool said_draining;
-
-/* Called between slices of a wait for a request: once a stop signal has
- * come and the waiting has lasted a second (a frozen backend answers
- * only at the request timeout), says so, once. */
-static void
-note_wait_after_stop (void)
-{
-  struct timespec now;
-
-  if (!stop_signal || said_draining)
-    return;
-  clock_gettime (CLOCK_MONOTONIC, &now);
-  if (!draining_since.tv_sec && !draining_since.tv_nsec)
-    draining_since = now;
-  else if ((now.tv_sec - draining_since.tv_sec) * 1000000000ll
-           + (now.tv_nsec - draining_since.tv_nsec) >= 1000000000ll) {
-    say_still_draining ("copy");
-    said_draining = true;
-  }
 }
 
 /* Waits until slot s is in state want (not: leaves it), or failed.  A
@@ -182,149 +139,6 @@ check_write (const struct endpoint *dst, const struct slot *s, int result)
          strerror (-result));
 }
 
-/* Asks for a pipe buffer of one chunk (the kernel's default is 64 KiB),
- * or as much as the system allows: fewer wake-ups per chunk for the
- * reader or the writer on the other end.  A refusal changes nothing. */
-static void
-grow_pipe (int fd)
-{
-  for (int size = CHUNK; size >= 65536; size /= 2)
-    if (fcntl (fd, F_SETPIPE_SZ, size) >= 0)
-      return;
-}
-
-static void
-open_endpoint (struct endpoint *e, const char *spec, bool output,
-               const struct vublk_options *o)
-{
-  struct stat st;
-
-  e->name = spec;
-  e->dev = NULL;
-  e->size = UINT64_MAX;
-  if (!strncmp (spec, PREFIX, strlen (PREFIX))) {
-    e->dev = open_device (spec + strlen (PREFIX), o);
-    e->size = vublk_get_size (e->dev);
-    return;
-  }
-  if (!strcmp (spec, "-"))
-    e->fd = output ? STDOUT_FILENO : STDIN_FILENO;
-  else {
-    e->fd = output ? open (spec, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
-                           0644)
-                   : open (spec, O_RDONLY | O_CLOEXEC);
-    if (e->fd == -1)
-      die (1, "%s: %s", spec, strerror (errno));
-  }
-  if (fstat (e->fd, &st) == 0 && S_ISFIFO (st.st_mode))
-    grow_pipe (e->fd);
-  if (!output && fstat (e->fd, &st) == 0 && S_ISREG (st.st_mode))
-    e->size = st.st_size;
-}
-
-/* Exits with an error if the output dst names the file src reads (opening
- * it for output would truncate the source before a byte was read). */
-static void
-refuse_same_file (const struct endpoint *src, const char *dst)
-{
-  struct stat in, out;
-
-  if (src->dev || !strcmp (dst, "-") || !strncmp (dst, PREFIX, strlen (PREFIX)))
-    return;
-  if (fstat (src->fd, &in) == 0 && stat (dst, &out) == 0
-      && in.st_dev == out.st_dev && in.st_ino == out.st_ino)
-    die (1, "copy: %s and %s are the same file", src->name, dst);
-}
-
-static void
-on_stop_signal (int sig)
-{
-  int saved = errno;
-
-  stop_signal = sig;
-  if (write (stop_pipe[1], "", 1) < 0) {
-    /* Full or gone: the flag says it all the same. */
-  }
-  errno = saved;
-}
-
-/* Takes each stop signal the process does not ignore (stop_signals)
- * once: a second one has the default effect and ends the process.  The
- * system call it interrupts is not restarted.  Without a pipe for the
- * handler the signals keep their default effect. */
-static void
-catch_stop_signals (void)
-{
-  struct sigaction sa = { .sa_handler = on_stop_signal,
-                          .sa_flags = SA_RESETHAND };
-  sigset_t set;
-
-  if (pipe2 (stop_pipe, O_CLOEXEC | O_NONBLOCK) == -1)
-    return;
-  sigemptyset (&sa.sa_mask);
-  stop_signals (&set, true);
-  for (int sig = 1; sig < NSIG; sig++)
-    if (sigismember (&set, sig) == 1)
-      sigaction (sig, &sa, NULL);
-}
-
-/* Waits until fd has input or a stop signal came; true for input (or
- * when there is no stop pipe to watch). */
-static bool
-input_or_stop (int fd)
-{
-  struct pollfd p[2] = {
-    { .fd = fd, .events = POLLIN },
-    { .fd = stop_pipe[0], .events = POLLIN },
-  };
-
-  if (stop_pipe[0] < 0)
-    return true;
-  while (poll (p, 2, -1) < 0)
-    if (errno != EINTR)
-      return true;      /* let read() report what is wrong */
-  return !(p[1].revents & POLLIN);
-}
-
-/* Reads up to len bytes from fd, retrying short reads; returns the count
- * (less than len only at end of input, or once a stop signal came: see
- * input_or_stop). */
-static size_t
-read_full (const struct endpoint *e, uint8_t *buf, size_t len)
-{
-  size_t got = 0;
-
-  while (got < len) {
-    if (!input_or_stop (e->fd))
-      break;
-    ssize_t r = read (e->fd, buf + got, len - got);
-    if (r == 0)
-      break;
-    if (r < 0) {
-      if (errno == EINTR)
-        continue;
-      die (1, "%s: read: %s", e->name, strerror (errno));
-    }
-    got += r;
-  }
-  return got;
-}
-
-static void
-write_full (const struct endpoint *e, const uint8_t *buf, size_t len)
-{
-  while (len > 0) {
-    ssize_t r = write (e->fd, buf, len);
-    if (r < 0) {
-      if (errno == EINTR)
-        continue;
-      die (1, "%s: write: %s", e->name, strerror (errno));
-    }
-    buf += r;
-    len -= r;
-  }
-}
-
 static void
 progress (uint64_t done, uint64_t total, bool final)
 {
@@ -373,6 +187,7 @@ cmd_copy (int argc, char **argv)
   bool show_progress = false, eof = false;
   uint64_t read_off = 0, written = 0;
   struct vublk *pool_dev;
+  int stopped_by;
 
   device_options_init (&o);
   for (int a = 1; a < argc; a++) {
@@ -424,14 +239,14 @@ cmd_copy (int argc, char **argv)
     struct vublk_info pool_info;
 
     vublk_get_info (pool_dev, &pool_info);
-    if ((uint64_t) RING * CHUNK > pool_info.pool_size / 2)
+    if ((uint64_t) RING * COPY_CHUNK > pool_info.pool_size / 2)
       pool_dev = NULL;
   }
   for (unsigned i = 0; i < RING; i++) {
-    ring[i].buf = pool_dev ? vublk_buf_alloc (pool_dev, CHUNK) : NULL;
+    ring[i].buf = pool_dev ? vublk_buf_alloc (pool_dev, COPY_CHUNK) : NULL;
     ring[i].from_pool = ring[i].buf != NULL;
     if (!ring[i].buf)
-      ring[i].buf = malloc (CHUNK);
+      ring[i].buf = malloc (COPY_CHUNK);
     if (!ring[i].buf)
       die (1, "out of memory");
     ring[i].state = EMPTY;
@@ -441,7 +256,7 @@ cmd_copy (int argc, char **argv)
   for (;;) {
     /* Fill every free slot ahead of the writer. */
     while (!eof) {
-      if (stop_signal) {
+      if (copy_stop_signal ()) {
         eof = true;
         break;
       }
@@ -462,7 +277,7 @@ cmd_copy (int argc, char **argv)
       s->off = read_off;
       s->result = 0;
       if (src.dev) {
-        s->len = src.size - read_off < CHUNK ? src.size - read_off : CHUNK;
+        s->len = src.size - read_off < COPY_CHUNK ? src.size - read_off : COPY_CHUNK;
         if (s->len == 0) {
           eof = true;
           break;
@@ -477,13 +292,13 @@ cmd_copy (int argc, char **argv)
           die (1, "%s", vublk_get_error ());
       }
       else {
-        s->len = read_full (&src, s->buf, CHUNK);
+        s->len = read_full (&src, s->buf, COPY_CHUNK);
         if (s->len == 0) {
           eof = true;
           break;
         }
         s->state = FULL;
-        if (s->len < CHUNK)
+        if (s->len < COPY_CHUNK)
           eof = true;
       }
       read_off += s->len;
@@ -548,9 +363,10 @@ cmd_copy (int argc, char **argv)
     die (1, "%s: %s", dst.name, strerror (errno));
   if (show_progress)
     progress (written, src.size, true);
-  if (stop_signal)
+  stopped_by = copy_stop_signal ();
+  if (stopped_by)
     fprintf (stderr, "vublk: copy: stopped by SIG%s: %s holds the first %"
-             PRIu64 " bytes of %s\n", sigabbrev_np (stop_signal), dst.name,
+             PRIu64 " bytes of %s\n", sigabbrev_np (stopped_by), dst.name,
              written, src.name);
   for (unsigned i = 0; i < RING; i++) {
     if (ring[i].from_pool)
@@ -561,5 +377,5 @@ cmd_copy (int argc, char **argv)
   vublk_tq_close (tq);
   vublk_close (src.dev);
   vublk_close (dst.dev);
-  return stop_signal ? 128 + stop_signal : 0;
+  return stopped_by ? 128 + stopped_by : 0;
 }

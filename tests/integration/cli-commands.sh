@@ -182,6 +182,28 @@ grep -q "^errors:" "$T/stopped.out" && fail "bench stopped by SIGTERM counted er
 # '!server->wait_idle' in vhost_user_server_ref) once it runs again after
 # a client vanished with requests in flight, which is what a second
 # signal does.
+# stop_on_frozen_backend COMMAND PID: freezes the backend ($QSD_PID),
+# sends SIGTERM to vublk COMMAND (PID, stderr in $T/frozen.err), which
+# must say within 10 s that it waits for the requests in flight; a
+# second SIGTERM must then end it within 5 s, with exit 143.  The
+# backend is killed after.
+stop_on_frozen_backend() {
+  local command=$1 pid=$2 i rc=0
+  kill -STOP "$QSD_PID"
+  kill -TERM "$pid"
+  for ((i = 0; i < 100; i++)); do
+    grep -q "^vublk: $command: waiting for the requests in flight (interrupt again to quit at once)$" \
+      "$T/frozen.err" && break
+    sleep 0.1
+  done
+  ((i < 100)) || { kill -CONT "$QSD_PID"; fail "$command stopped on a frozen backend said nothing: $(cat "$T/frozen.err")"; }
+  kill -TERM "$pid"
+  timeout 5 tail --pid="$pid" -f /dev/null \
+    || { kill -CONT "$QSD_PID"; fail "$command ignored a second SIGTERM while waiting"; }
+  wait "$pid" || rc=$?
+  [[ $rc == 143 ]] || fail "$command ended by a second SIGTERM: exit $rc, not 143"
+  kill -9 "$QSD_PID" 2>/dev/null; wait "$QSD_PID" 2>/dev/null || true
+}
 main_qsd=$QSD_PID
 make_random_image "$T/frozen.img" 16M
 start_qsd "$T/frozen.img" "$T/frozen.sock"
@@ -193,20 +215,7 @@ for ((i = 0; i < 100; i++)); do
 done
 ((i < 100)) || fail "bench never held the backend: $(cat "$T/frozen.err")"
 sleep 0.5
-kill -STOP "$QSD_PID"
-kill -TERM $bencher
-for ((i = 0; i < 100; i++)); do
-  grep -q "waiting for the requests in flight (interrupt again to quit at once)" \
-    "$T/frozen.err" && break
-  sleep 0.1
-done
-((i < 100)) || { kill -CONT "$QSD_PID"; fail "bench draining a frozen backend said nothing: $(cat "$T/frozen.err")"; }
-kill -TERM $bencher
-timeout 5 tail --pid=$bencher -f /dev/null \
-  || { kill -CONT "$QSD_PID"; fail "bench ignored a second SIGTERM while draining"; }
-rc=0; wait $bencher || rc=$?
-[[ $rc == 143 ]] || fail "bench ended by a second SIGTERM: exit $rc, not 143"
-kill -9 "$QSD_PID" 2>/dev/null; wait "$QSD_PID" 2>/dev/null || true
+stop_on_frozen_backend bench $bencher
 # copy, the same: stopped while its device destination is frozen (its
 # writes are on the image, its closing flush cannot be answered), it says
 # it waits, and a second signal ends it.
@@ -222,21 +231,8 @@ for ((i = 0; i < 200; i++)); do
   sleep 0.05
 done
 ((i < 200)) || fail "copy did not write its 3 MiB within 10 s: $(cat "$T/frozen.err")"
-kill -STOP "$QSD_PID"
-kill -TERM $copier
-for ((i = 0; i < 100; i++)); do
-  grep -q "^vublk: copy: waiting for the requests in flight (interrupt again to quit at once)$" \
-    "$T/frozen.err" && break
-  sleep 0.1
-done
-((i < 100)) || { kill -CONT "$QSD_PID"; fail "copy stopped with a frozen destination said nothing: $(cat "$T/frozen.err")"; }
-kill -TERM $copier
-timeout 5 tail --pid=$copier -f /dev/null \
-  || { kill -CONT "$QSD_PID"; fail "copy ignored a second SIGTERM while waiting"; }
-rc=0; wait $copier || rc=$?
-[[ $rc == 143 ]] || fail "copy ended by a second SIGTERM: exit $rc, not 143"
+stop_on_frozen_backend copy $copier
 kill $feeder 2>/dev/null || true
-kill -9 "$QSD_PID" 2>/dev/null; wait "$QSD_PID" 2>/dev/null || true
 QSD_PID=$main_qsd
 # info --json stays valid JSON whatever the socket's name.
 odd=$T/'q"x\y.sock'

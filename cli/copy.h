@@ -1,0 +1,59 @@
+/* copy.h — what the parts of `vublk copy` share: its endpoints (copy_endpoint.c)
+ * and how it stops on a signal (copy_stop.c). */
+#ifndef VUBLK_COPY_H
+#define VUBLK_COPY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cli.h"
+
+/* Bytes moved per request and per read or write of a file or pipe. */
+#define COPY_CHUNK (1u << 20)
+
+/* SRC or DST: a device (dev set) or a file, pipe or standard stream. */
+struct endpoint {
+  const char *name;
+  struct vublk *dev;     /* or NULL for an fd */
+  int fd;
+  uint64_t size;         /* UINT64_MAX if unknown (a pipe) */
+};
+
+/* Opens spec ("vhost-user:SOCKET", "-" or a path) for reading, or for
+ * output (a file is created or truncated) into *e, with the device
+ * options o.  A pipe's buffer is grown to a chunk.  Dies with a message
+ * naming spec on failure. */
+void open_endpoint (struct endpoint *e, const char *spec, bool output,
+                    const struct vublk_options *o);
+
+/* Dies if the output dst names the file src reads: opening it for output
+ * would truncate the source before a byte was read. */
+void refuse_same_file (const struct endpoint *src, const char *dst);
+
+/* Reads up to len bytes from e's fd, retrying short reads; returns the
+ * count (less than len only at end of input, or once a stop signal came).
+ * Dies naming e on a read error. */
+size_t read_full (const struct endpoint *e, uint8_t *buf, size_t len);
+
+/* Writes all len bytes to e's fd; dies naming e on a write error. */
+void write_full (const struct endpoint *e, const uint8_t *buf, size_t len);
+
+/* Takes each stop signal the process does not ignore (stop_signals)
+ * once: a second one has the default effect and ends the process.
+ * Without a pipe for the handler the signals keep their default effect. */
+void catch_stop_signals (void);
+
+/* The first stop signal taken, or 0. */
+int copy_stop_signal (void);
+
+/* Waits until fd has input or a stop signal came; true for input (or
+ * when there is no stop signal to watch for). */
+bool input_or_stop (int fd);
+
+/* Called between slices of a wait for a request: once a stop signal has
+ * come and the waiting has lasted a second (a frozen backend answers
+ * only at the request timeout), says so, once. */
+void note_wait_after_stop (void);
+
+#endif

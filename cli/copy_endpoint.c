@@ -1,0 +1,100 @@
+/* copy_endpoint.c — the two ends of `vublk copy`: a device, a file, a pipe
+ * or a standard stream; opening them and moving bytes through an fd. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "copy.h"
+
+#define PREFIX "vhost-user:"
+
+/* Asks for a pipe buffer of one chunk (the kernel's default is 64 KiB),
+ * or as much as the system allows: fewer wake-ups per chunk for the
+ * reader or the writer on the other end.  A refusal changes nothing. */
+static void
+grow_pipe (int fd)
+{
+  for (int size = COPY_CHUNK; size >= 65536; size /= 2)
+    if (fcntl (fd, F_SETPIPE_SZ, size) >= 0)
+      return;
+}
+
+void
+open_endpoint (struct endpoint *e, const char *spec, bool output,
+               const struct vublk_options *o)
+{
+  struct stat st;
+
+  e->name = spec;
+  e->dev = NULL;
+  e->size = UINT64_MAX;
+  if (!strncmp (spec, PREFIX, strlen (PREFIX))) {
+    e->dev = open_device (spec + strlen (PREFIX), o);
+    e->size = vublk_get_size (e->dev);
+    return;
+  }
+  if (!strcmp (spec, "-"))
+    e->fd = output ? STDOUT_FILENO : STDIN_FILENO;
+  else {
+    e->fd = output ? open (spec, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
+                           0644)
+                   : open (spec, O_RDONLY | O_CLOEXEC);
+    if (e->fd == -1)
+      die (1, "%s: %s", spec, strerror (errno));
+  }
+  if (fstat (e->fd, &st) == 0 && S_ISFIFO (st.st_mode))
+    grow_pipe (e->fd);
+  if (!output && fstat (e->fd, &st) == 0 && S_ISREG (st.st_mode))
+    e->size = st.st_size;
+}
+
+void
+refuse_same_file (const struct endpoint *src, const char *dst)
+{
+  struct stat in, out;
+
+  if (src->dev || !strcmp (dst, "-") || !strncmp (dst, PREFIX, strlen (PREFIX)))
+    return;
+  if (fstat (src->fd, &in) == 0 && stat (dst, &out) == 0
+      && in.st_dev == out.st_dev && in.st_ino == out.st_ino)
+    die (1, "copy: %s and %s are the same file", src->name, dst);
+}
+
+size_t
+read_full (const struct endpoint *e, uint8_t *buf, size_t len)
+{
+  size_t got = 0;
+
+  while (got < len) {
+    if (!input_or_stop (e->fd))
+      break;
+    ssize_t r = read (e->fd, buf + got, len - got);
+    if (r == 0)
+      break;
+    if (r < 0) {
+      if (errno == EINTR)
+        continue;
+      die (1, "%s: read: %s", e->name, strerror (errno));
+    }
+    got += r;
+  }
+  return got;
+}
+
+void
+write_full (const struct endpoint *e, const uint8_t *buf, size_t len)
+{
+  while (len > 0) {
+    ssize_t r = write (e->fd, buf, len);
+    if (r < 0) {
+      if (errno == EINTR)
+        continue;
+      die (1, "%s: write: %s", e->name, strerror (errno));
+    }
+    buf += r;
+    len -= r;
+  }
+}
