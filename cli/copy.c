@@ -1,5 +1,5 @@
-/* copy.c — `vublk copy [-p] SRC DST`: SRC and DST are each a file, `-`
- * (stdin/stdout) or `vhost-user:SOCKET`.
+/* copy.c — `vublk copy [-p] [--allocated] SRC DST`: SRC and DST are
+ * each a file, `-` (stdin/stdout) or `vhost-user:SOCKET`.
  *
  * A ring of 1 MiB buffers (in the device's shared pool, so device I/O is
  * zero copy) keeps up to RING requests in flight: reads from a device are
@@ -9,7 +9,9 @@
  * itself (vublk_tq_*): completions run on it, no thread hand-off.
  * SIGINT, SIGTERM or SIGHUP stops the reading; what was read is still
  * written (and a device flushed), so the destination holds a whole
- * prefix of the source, whose length is reported.  The endpoints are in
+ * prefix of the source, whose length is reported.  Chunks of zeroes (holes
+ * of a source file are not even read) become write-zeroes requests or
+ * holes in a file destination, unless --allocated.  The endpoints are in
  * copy_endpoint.c, the stop signals in copy_stop.c. */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -34,6 +36,17 @@ struct slot {
   enum slot_state state;
   int result;
   bool from_pool;
+  bool zero;             /* the chunk is all zero bytes... */
+  bool unread;           /* ...and was never read into buf (a hole) */
+};
+
+/* What copy does with chunks of zeroes (--allocated: keep them
+ * allocated in the destination). */
+struct zero_policy {
+  bool detect;           /* scan chunks read for zeroes: worth it */
+  bool device_zeroes;    /* to a device: write-zeroes requests */
+  uint32_t zero_flags;   /* their flags: VUBLK_F_UNMAP unless --allocated */
+  bool file_holes;       /* to a file: skip them, leaving holes */
 };
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
@@ -165,15 +178,74 @@ progress (uint64_t done, uint64_t total, bool final)
     fputc ('\n', stderr);
 }
 
+/* True if the n bytes at b are all zero (n > 0); stops at the first
+ * that is not, so data costs next to nothing. */
+static bool
+all_zero (const uint8_t *b, size_t n)
+{
+  return n > 0 && b[0] == 0 && memcmp (b, b + 1, n - 1) == 0;
+}
+
+/* Sets the zero policy for copying to dst: holes in a file destination
+ * or write-zeroes requests to a device that takes them (deallocating
+ * unless allocated); with neither, chunks are not scanned. */
+static void
+choose_zero_policy (struct zero_policy *z, const struct endpoint *dst,
+                    bool allocated)
+{
+  struct vublk_info info = { .can_write_zeroes = false };
+
+  if (dst->dev)
+    vublk_get_info (dst->dev, &info);
+  z->device_zeroes = info.can_write_zeroes;
+  z->zero_flags = allocated ? 0 : VUBLK_F_UNMAP;
+  z->file_holes = dst->holes_read_as_zero && !allocated;
+  z->detect = z->device_zeroes || z->file_holes;
+}
+
+/* Starts (to a device) or does (to an fd) the write of slot s to dst: a
+ * chunk of zeroes as a write-zeroes request or a hole if the policy z
+ * says so, else its bytes (zeroed first if a hole was never read). */
+static void
+write_slot (const struct endpoint *dst, struct slot *s,
+            const struct zero_policy *z)
+{
+  bool as_zeroes = s->zero && (dst->dev ? z->device_zeroes : z->file_holes);
+
+  if (s->unread && !as_zeroes)
+    memset (s->buf, 0, s->len);
+  if (!dst->dev) {
+    if (as_zeroes)
+      skip_output (dst, s->len);
+    else
+      write_full (dst, s->buf, s->len);
+    s->state = EMPTY;
+    return;
+  }
+  s->state = WRITING;
+  struct vublk_io io = {
+    .op = as_zeroes ? VUBLK_OP_WRITE_ZEROES : VUBLK_OP_WRITE,
+    .offset = s->off, .buf = as_zeroes ? NULL : s->buf, .len = s->len,
+    .flags = as_zeroes ? z->zero_flags : 0, .cb = io_done, .opaque = s,
+  };
+  int r = submit (dst->dev, &io);
+  if (r)
+    die (1, "%s: %s of %zu bytes at offset %" PRIu64 ": %s", dst->name,
+         as_zeroes ? "write-zeroes" : "write", s->len, s->off, strerror (-r));
+}
+
 static void
 usage (FILE *f)
 {
-  fprintf (f, "Usage: vublk copy [-p] [OPTIONS] SRC DST\n"
+  fprintf (f, "Usage: vublk copy [-p] [--allocated] [OPTIONS] SRC DST\n"
            "Copies SRC to DST; each is a file, - (stdin/stdout) or "
            "vhost-user:SOCKET.\nThe whole source is copied; a device "
            "destination must be large enough.\nCtrl-C stops it after "
            "writing what was read, and says how far it got.\n\n"
-           "  -p, --progress           show progress on a terminal\n%s",
+           "  -p, --progress           show progress on a terminal\n"
+           "      --allocated          write chunks of zeroes out in full: "
+           "no holes in a\n"
+           "                           file, no deallocation on a device\n%s",
            device_options_help ());
 }
 
@@ -184,7 +256,8 @@ cmd_copy (int argc, char **argv)
   struct endpoint src, dst;
   const char *spec[2] = { NULL, NULL };
   unsigned nspec = 0, read_idx = 0, write_idx = 0;
-  bool show_progress = false, eof = false;
+  bool show_progress = false, eof = false, allocated = false;
+  struct zero_policy zeroes;
   uint64_t read_off = 0, written = 0;
   struct vublk *pool_dev;
   int stopped_by;
@@ -197,6 +270,8 @@ cmd_copy (int argc, char **argv)
     }
     if (!strcmp (argv[a], "-p") || !strcmp (argv[a], "--progress"))
       show_progress = true;
+    else if (!strcmp (argv[a], "--allocated"))
+      allocated = true;
     else if (parse_device_flag (&o, argv[a]))
       ;
     else if (argv[a][0] == '-' && argv[a][1] == '-'
@@ -227,6 +302,7 @@ cmd_copy (int argc, char **argv)
       die (1, "%s: device is read-only", dst.name);
   }
 
+  choose_zero_policy (&zeroes, &dst, allocated);
   pool_dev = src.dev ? src.dev : dst.dev;
   if (pool_dev && (tq = vublk_tq_open (pool_dev)))
     driven_dev = pool_dev;
@@ -276,6 +352,7 @@ cmd_copy (int argc, char **argv)
       check_write (&dst, s, last_write);
       s->off = read_off;
       s->result = 0;
+      s->zero = s->unread = false;
       if (src.dev) {
         s->len = src.size - read_off < COPY_CHUNK ? src.size - read_off : COPY_CHUNK;
         if (s->len == 0) {
@@ -291,12 +368,17 @@ cmd_copy (int argc, char **argv)
         if (r)
           die (1, "%s", vublk_get_error ());
       }
+      else if ((s->len = skip_hole (&src, COPY_CHUNK)) > 0) {
+        s->zero = s->unread = true;
+        s->state = FULL;
+      }
       else {
         s->len = read_full (&src, s->buf, COPY_CHUNK);
         if (s->len == 0) {
           eof = true;
           break;
         }
+        s->zero = zeroes.detect && all_zero (s->buf, s->len);
         s->state = FULL;
         if (s->len < COPY_CHUNK)
           eof = true;
@@ -324,21 +406,9 @@ cmd_copy (int argc, char **argv)
     if (s->result)
       die (1, "%s: read at offset %" PRIu64 ": %s", src.name, s->off,
            strerror (-s->result));
-    if (dst.dev) {
-      s->state = WRITING;
-      struct vublk_io io = {
-        .op = VUBLK_OP_WRITE, .offset = s->off, .buf = s->buf, .len = s->len,
-        .cb = io_done, .opaque = s,
-      };
-      int r = submit (dst.dev, &io);
-      if (r)
-        die (1, "%s: write of %zu bytes at offset %" PRIu64 ": %s", dst.name,
-             s->len, s->off, strerror (-r));
-    }
-    else {
-      write_full (&dst, s->buf, s->len);
-      s->state = EMPTY;
-    }
+    if (src.dev)
+      s->zero = zeroes.detect && all_zero (s->buf, s->len);
+    write_slot (&dst, s, &zeroes);
     written += s->len;
     write_idx++;
     if (show_progress)
@@ -359,6 +429,8 @@ cmd_copy (int argc, char **argv)
     if (r)
       die (1, "%s: flush: %s", dst.name, strerror (-r));
   }
+  if (zeroes.file_holes)
+    end_output (&dst, written);
   if (!dst.dev && dst.fd != STDOUT_FILENO && close (dst.fd) == -1)
     die (1, "%s: %s", dst.name, strerror (errno));
   if (show_progress)

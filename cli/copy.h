@@ -18,6 +18,8 @@ struct endpoint {
   struct vublk *dev;     /* or NULL for an fd */
   int fd;
   uint64_t size;         /* UINT64_MAX if unknown (a pipe) */
+  bool holes_read_as_zero; /* output: a regular file copy created or
+                            * truncated, so a range skipped stays zero */
 };
 
 /* Opens spec ("vhost-user:SOCKET", "-" or a path) for reading, or for
@@ -38,6 +40,20 @@ size_t read_full (const struct endpoint *e, uint8_t *buf, size_t len);
 
 /* Writes all len bytes to e's fd; dies naming e on a write error. */
 void write_full (const struct endpoint *e, const uint8_t *buf, size_t len);
+
+/* If the next len bytes at e's read position are a hole of a regular
+ * file (or a hole running to its end), moves past them and returns how
+ * many (len or, at the end, fewer).  Returns 0, the position kept, if
+ * data lies there, at the end, or where holes cannot be asked for. */
+size_t skip_hole (const struct endpoint *e, size_t len);
+
+/* Moves e's output position len bytes on without writing (e must hold
+ * holes_read_as_zero); dies naming e on failure. */
+void skip_output (const struct endpoint *e, size_t len);
+
+/* Sets the size of e's output to size, so that a skipped range at its
+ * end counts (e must hold holes_read_as_zero); dies naming e on failure. */
+void end_output (const struct endpoint *e, uint64_t size);
 
 /* Takes each stop signal the process does not ignore (stop_signals)
  * once: a second one has the default effect and ends the process.

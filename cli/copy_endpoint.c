@@ -3,6 +3,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -31,6 +32,7 @@ open_endpoint (struct endpoint *e, const char *spec, bool output,
   e->name = spec;
   e->dev = NULL;
   e->size = UINT64_MAX;
+  e->holes_read_as_zero = false;
   if (!strncmp (spec, PREFIX, strlen (PREFIX))) {
     e->dev = open_device (spec + strlen (PREFIX), o);
     e->size = vublk_get_size (e->dev);
@@ -47,6 +49,8 @@ open_endpoint (struct endpoint *e, const char *spec, bool output,
   }
   if (fstat (e->fd, &st) == 0 && S_ISFIFO (st.st_mode))
     grow_pipe (e->fd);
+  e->holes_read_as_zero = output && strcmp (spec, "-") != 0
+                          && fstat (e->fd, &st) == 0 && S_ISREG (st.st_mode);
   if (!output && fstat (e->fd, &st) == 0 && S_ISREG (st.st_mode))
     e->size = st.st_size;
 }
@@ -97,4 +101,45 @@ write_full (const struct endpoint *e, const uint8_t *buf, size_t len)
     buf += r;
     len -= r;
   }
+}
+
+size_t
+skip_hole (const struct endpoint *e, size_t len)
+{
+  struct stat st;
+  off_t pos, data;
+
+  if (e->dev || fstat (e->fd, &st) == -1 || !S_ISREG (st.st_mode))
+    return 0;
+  pos = lseek (e->fd, 0, SEEK_CUR);
+  if (pos == -1 || pos >= st.st_size)
+    return 0;
+  if ((uint64_t) (st.st_size - pos) < len)
+    len = st.st_size - pos;
+  data = lseek (e->fd, pos, SEEK_DATA);
+  if (data == -1 && errno != ENXIO)     /* holes cannot be asked for */
+    return 0;
+  if (data != -1 && data < pos + (off_t) len) {
+    if (lseek (e->fd, pos, SEEK_SET) == -1)
+      die (1, "%s: seek: %s", e->name, strerror (errno));
+    return 0;
+  }
+  if (lseek (e->fd, pos + len, SEEK_SET) == -1)
+    die (1, "%s: seek: %s", e->name, strerror (errno));
+  return len;
+}
+
+void
+skip_output (const struct endpoint *e, size_t len)
+{
+  if (lseek (e->fd, len, SEEK_CUR) == -1)
+    die (1, "%s: seek: %s", e->name, strerror (errno));
+}
+
+void
+end_output (const struct endpoint *e, uint64_t size)
+{
+  if (ftruncate (e->fd, size) == -1)
+    die (1, "%s: truncate to %" PRIu64 " bytes: %s", e->name, size,
+         strerror (errno));
 }

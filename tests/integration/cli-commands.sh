@@ -27,12 +27,13 @@ PY
 # copy: file -> device -> file, with a size that is not block aligned,
 # through pipes, with a small pool, and onto itself (refused).
 head -c $((20 * 1048576 + 123)) /dev/urandom >"$T/src"
+cp "$T/disk.img" "$T/disk.orig"
 "$V" copy "$T/src" "vhost-user:$T/v.sock"
 "$V" copy "vhost-user:$T/v.sock" "$T/out"
 [[ $(stat -c %s "$T/out") == 33554432 ]] || fail "copy out size"
 cmp -n $((20 * 1048576 + 123)) "$T/src" "$T/out" || fail "copy round trip"
 # The bytes after the copied range must be the image's original ones.
-cmp -i $((20 * 1048576 + 123)) "$T/out" "$T/disk.img" || fail "copy touched bytes past the source"
+cmp -i $((20 * 1048576 + 123)) "$T/out" "$T/disk.orig" || fail "copy touched bytes past the source"
 "$V" copy - "vhost-user:$T/v.sock" <"$T/src"
 "$V" copy "vhost-user:$T/v.sock" - | cat >"$T/piped"
 cmp -n $((20 * 1048576 + 123)) "$T/piped" "$T/src" || fail "copy through pipes"
@@ -53,6 +54,42 @@ timeout 60 "$V" copy --pool-size 1M "$T/src" "vhost-user:$T/v.sock" \
 timeout 60 "$V" copy --pool-size 1M "vhost-user:$T/v.sock" "$T/out1m" \
   || fail "copy out with a 1 MiB pool (exit $?; 124: hung)"
 cmp -n $((20 * 1048576 + 123)) "$T/src" "$T/out1m" || fail "copy with a 1 MiB pool"
+# Zeroes: a sparse source (holes, a 2 MiB run of written zeroes, data at
+# odd places, ending in a partial hole) goes to the device as
+# write-zeroes requests that deallocate (the image loses most of its
+# blocks), and the device goes to a sparse file; the data is exact both
+# ways and the bytes past the source's end are untouched.  --allocated
+# keeps everything allocated, with the same data.
+sparse_size=$((24 * 1048576 + 5))
+truncate -s $sparse_size "$T/sparse"
+head -c 1048576 /dev/urandom | dd of="$T/sparse" bs=1M seek=5 conv=notrunc status=none
+head -c 100000 /dev/urandom | dd of="$T/sparse" bs=1 seek=$((9 * 1048576 + 77)) conv=notrunc status=none
+dd if=/dev/zero of="$T/sparse" bs=1M seek=12 count=2 conv=notrunc status=none
+allocated_kib() { du -k "$1" | cut -f1; }
+"$V" copy "$T/disk.orig" "vhost-user:$T/v.sock"
+cp "$T/disk.img" "$T/disk.before"
+((before = $(allocated_kib "$T/disk.img")))
+"$V" copy "$T/sparse" "vhost-user:$T/v.sock" || fail "copy of a sparse file"
+((after = $(allocated_kib "$T/disk.img")))
+((after < before - 16384)) \
+  || fail "copy of a sparse file deallocated nothing: image $before KiB, then $after"
+"$V" copy "vhost-user:$T/v.sock" "$T/sparse.out" || fail "copy to a sparse file"
+cmp -n $sparse_size "$T/sparse" "$T/sparse.out" || fail "copy of a sparse file: data differs"
+cmp -i $sparse_size "$T/sparse.out" "$T/disk.before" \
+  || fail "copy of a sparse file touched bytes past its end"
+(($(allocated_kib "$T/sparse.out") < 16384)) \
+  || fail "copy to a file left no holes: $(allocated_kib "$T/sparse.out") KiB allocated"
+"$V" copy --allocated "vhost-user:$T/v.sock" "$T/full.out" || fail "copy --allocated to a file"
+cmp "$T/sparse.out" "$T/full.out" || fail "copy --allocated to a file: data differs"
+(($(allocated_kib "$T/full.out") >= 32768)) \
+  || fail "copy --allocated to a file left holes: $(allocated_kib "$T/full.out") KiB allocated"
+"$V" copy "$T/disk.orig" "vhost-user:$T/v.sock"
+"$V" copy --allocated "$T/sparse" "vhost-user:$T/v.sock" || fail "copy --allocated of a sparse file"
+(($(allocated_kib "$T/disk.img") >= before)) \
+  || fail "copy --allocated of a sparse file deallocated: $(allocated_kib "$T/disk.img") KiB, was $before"
+"$V" copy "vhost-user:$T/v.sock" "$T/sparse.out"
+cmp -n $sparse_size "$T/sparse" "$T/sparse.out" || fail "copy --allocated of a sparse file: data differs"
+rm -f "$T/sparse.out" "$T/full.out" "$T/disk.before"
 # A file copied onto itself is refused, and left as it was.
 cp "$T/src" "$T/self"
 if "$V" copy "$T/self" "$T/self" 2>"$T/err"; then fail "copy onto itself succeeded"; fi

@@ -135,6 +135,17 @@ run_ring() {
   cmp -i $((16 << 20)):0 -n $((DEV_SIZE - (16 << 20))) "$T/back" /dev/zero \
     || fail "copy: the rest of the disk is not zero"
   echo "ok: vublk copy 16 MiB both ways"
+  # A sparse file over that data: with no WRITE_ZEROES offered, its holes
+  # go as writes of zeroes (copy skips reading them).
+  rm -f "$T/sparse"
+  truncate -s $((16 << 20)) "$T/sparse"
+  head -c 1048576 /dev/urandom | dd of="$T/sparse" bs=1 seek=$((3 << 20)) conv=notrunc status=none
+  bounded 60 "copy a sparse file to the device" "$VUBLK_BIN" copy "${OPTS[@]}" "${RING[@]}" \
+    "$T/sparse" "vhost-user:$S"
+  bounded 60 "copy the sparse file back" "$VUBLK_BIN" copy "${OPTS[@]}" "${RING[@]}" \
+    "vhost-user:$S" "$T/back"
+  cmp -n $((16 << 20)) "$T/sparse" "$T/back" || fail "copy of a sparse file: data differs"
+  echo "ok: vublk copy of a sparse file: holes written as zeroes"
 
   # bench: random writes and reads at QD32, no errors.
   for rw in randwrite randread; do
