@@ -47,12 +47,15 @@ open_endpoint (struct endpoint *e, const char *spec, bool output,
     if (e->fd == -1)
       die (1, "%s: %s", spec, strerror (errno));
   }
-  if (fstat (e->fd, &st) == 0 && S_ISFIFO (st.st_mode))
+  if (fstat (e->fd, &st) == -1)
+    return;
+  if (S_ISFIFO (st.st_mode))
     grow_pipe (e->fd);
-  e->holes_read_as_zero = output && strcmp (spec, "-") != 0
-                          && fstat (e->fd, &st) == 0 && S_ISREG (st.st_mode);
-  if (!output && fstat (e->fd, &st) == 0 && S_ISREG (st.st_mode))
+  if (S_ISREG (st.st_mode) && !output)
     e->size = st.st_size;
+  /* Standard output may be a file that was there before (>>). */
+  e->holes_read_as_zero = S_ISREG (st.st_mode) && output
+                          && strcmp (spec, "-") != 0;
 }
 
 void
