@@ -38,6 +38,7 @@ struct slot {
   bool from_pool;
   bool zero;             /* the chunk is all zero bytes... */
   bool unread;           /* ...and was never read into buf (a hole) */
+  bool sent_as_zeroes;   /* its device write is a write-zeroes request */
 };
 
 /* What copy does with chunks of zeroes (--allocated: keep them
@@ -117,7 +118,9 @@ wait_slot (struct slot *s, enum slot_state want, bool not)
       until.tv_nsec -= 1000000000;
     }
     pthread_cond_timedwait (&changed, &lock, &until);
+    pthread_mutex_unlock (&lock);
     note_wait_after_stop ();
+    pthread_mutex_lock (&lock);
   }
   pthread_mutex_unlock (&lock);
 }
@@ -140,16 +143,6 @@ settle_slot (struct slot *s)
   result = s->result;
   pthread_mutex_unlock (&lock);
   return result;
-}
-
-/* Exits with an error naming the write of slot s to dst if result (its
- * last request's, 0 or -errno) says it failed. */
-static void
-check_write (const struct endpoint *dst, const struct slot *s, int result)
-{
-  if (result)
-    die (1, "%s: write at offset %" PRIu64 ": %s", dst->name, s->off,
-         strerror (-result));
 }
 
 static void
@@ -223,15 +216,37 @@ write_slot (const struct endpoint *dst, struct slot *s,
     return;
   }
   s->state = WRITING;
+  s->sent_as_zeroes = as_zeroes;
   struct vublk_io io = {
     .op = as_zeroes ? VUBLK_OP_WRITE_ZEROES : VUBLK_OP_WRITE,
     .offset = s->off, .buf = as_zeroes ? NULL : s->buf, .len = s->len,
     .flags = as_zeroes ? z->zero_flags : 0, .cb = io_done, .opaque = s,
   };
-  int r = submit (dst->dev, &io);
-  if (r)
+  if (submit (dst->dev, &io))
     die (1, "%s: %s of %zu bytes at offset %" PRIu64 ": %s", dst->name,
-         as_zeroes ? "write-zeroes" : "write", s->len, s->off, strerror (-r));
+         as_zeroes ? "write-zeroes" : "write", s->len, s->off,
+         vublk_get_error ());
+}
+
+/* Exits with an error naming the device write of slot s to dst if
+ * result (its last request's, 0 or -errno) says it failed.  A backend
+ * that offers write-zeroes but answers "unsupported" is tolerated: the
+ * policy z stops using write-zeroes and the chunk is written again as
+ * zeroes (waited for here). */
+static void
+check_write (const struct endpoint *dst, struct slot *s,
+             struct zero_policy *z, int result)
+{
+  if (result == -ENOTSUP && s->sent_as_zeroes) {
+    z->device_zeroes = false;
+    s->result = 0;
+    write_slot (dst, s, z);
+    result = settle_slot (s);
+  }
+  if (result)
+    die (1, "%s: %s at offset %" PRIu64 ": %s", dst->name,
+         s->sent_as_zeroes ? "write-zeroes" : "write", s->off,
+         strerror (-result));
 }
 
 static void
@@ -349,10 +364,10 @@ cmd_copy (int argc, char **argv)
         break;
       /* A device write that failed is reported before its slot is reused
        * (a failed read never gets here: the writer stops on it). */
-      check_write (&dst, s, last_write);
+      check_write (&dst, s, &zeroes, last_write);
       s->off = read_off;
       s->result = 0;
-      s->zero = s->unread = false;
+      s->zero = s->unread = s->sent_as_zeroes = false;
       if (src.dev) {
         s->len = src.size - read_off < COPY_CHUNK ? src.size - read_off : COPY_CHUNK;
         if (s->len == 0) {
@@ -397,7 +412,7 @@ cmd_copy (int argc, char **argv)
        * reader needs next. */
       struct slot *next = &ring[read_idx % RING];
 
-      check_write (&dst, next, settle_slot (next));
+      check_write (&dst, next, &zeroes, settle_slot (next));
       continue;
     }
     /* Write the oldest slot once its data is in. */
@@ -415,17 +430,16 @@ cmd_copy (int argc, char **argv)
       progress (written, src.size, false);
   }
   for (unsigned i = 0; i < RING; i++)
-    check_write (&dst, &ring[i], settle_slot (&ring[i]));
+    check_write (&dst, &ring[i], &zeroes, settle_slot (&ring[i]));
   if (dst.dev) {
     /* Submitted and waited for like the writes, so that a flush stuck on
      * a frozen backend after a stop signal is told as well. */
     struct slot flush = { .state = WRITING };
     struct vublk_io io = { .op = VUBLK_OP_FLUSH, .cb = io_done,
                            .opaque = &flush };
-    int r = submit (dst.dev, &io);
-
-    if (r == 0)
-      r = settle_slot (&flush);
+    if (submit (dst.dev, &io))
+      die (1, "%s: flush: %s", dst.name, vublk_get_error ());
+    int r = settle_slot (&flush);
     if (r)
       die (1, "%s: flush: %s", dst.name, strerror (-r));
   }

@@ -56,8 +56,8 @@ void skip_output (const struct endpoint *e, size_t len);
 void end_output (const struct endpoint *e, uint64_t size);
 
 /* Takes each stop signal the process does not ignore (stop_signals)
- * once: a second one has the default effect and ends the process.
- * Without a pipe for the handler the signals keep their default effect. */
+ * once: after the first, any of them has its default effect and ends the
+ * process.  Without a pipe for the handler they keep that effect. */
 void catch_stop_signals (void);
 
 /* The first stop signal taken, or 0. */

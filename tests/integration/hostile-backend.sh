@@ -161,6 +161,23 @@ for ring in split packed; do
   done
 done
 
+# 3b'. A backend that offers write-zeroes but answers "unsupported": a
+#      sparse file copied over data still lands whole (copy writes the
+#      zeroes instead), on one connection.
+truncate -s "$SIZE" "$T/sparse"
+head -c 1048576 "$T/data" | dd of="$T/sparse" bs=1 seek=$((3 << 20)) conv=notrunc status=none
+start_backend write-zeroes-unsupp
+run_bounded 30 "$VUBLK_BIN" copy "${OPTS[@]}" "$T/data" "vhost-user:$S"
+[[ $rc == 0 ]] || fail "write-zeroes-unsupp: writing data: $(cat "$T/out")"
+run_bounded 30 "$VUBLK_BIN" copy "${OPTS[@]}" "$T/sparse" "vhost-user:$S"
+[[ $rc == 0 ]] || fail "write-zeroes-unsupp: copy of a sparse file failed: $(cat "$T/out")"
+run_bounded 30 "$VUBLK_BIN" copy "${OPTS[@]}" "vhost-user:$S" "$T/back"
+[[ $rc == 0 ]] || fail "write-zeroes-unsupp: read back failed: $(cat "$T/out")"
+cmp "$T/sparse" "$T/back" || fail "write-zeroes-unsupp: data differs"
+(($(connections) == 3)) || fail "write-zeroes-unsupp: $(connections) connections for 3 copies"
+echo "ok: write-zeroes-unsupp -> zeroes written as data, one connection each, data intact"
+rm -f "$T/sparse"
+
 # 3c. The SPDK profile (rte_vhost's feature set: no MQ though 128 queues
 #     are announced, queue 0 served only, no EVENT_IDX or INDIRECT_DESC,
 #     size_max 128 KiB, seg_max 126, no FLUSH, the data length as used

@@ -72,6 +72,10 @@
  * belongs and goes on from there; stall leaves the chain unmarked while
  * later ones are marked at its place (completion out of order).
  *
+ *   write-zeroes-unsupp  offer VIRTIO_BLK_F_WRITE_ZEROES (16 MiB, one
+ *                        segment, may unmap) and answer every write-zeroes
+ *                        request UNSUPP, as any type it does not serve
+ *
  *   used-len-lies        from the AFTER-th request on, report the used length
  *                        of a write as its data length and of a read as 0
  *                        (as DPDK and SPDK do for writes): harmless, to be
@@ -109,6 +113,7 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -310,7 +315,8 @@ offered_features (void)
          | (offering_fewer () ? 0 : 1ull << VIRTIO_BLK_F_FLUSH)
          | (1ull << VIRTIO_BLK_F_BLK_SIZE) | (1ull << VIRTIO_BLK_F_SEG_MAX)
          | (1ull << VIRTIO_BLK_F_MQ) | (1ull << VIRTIO_F_RING_PACKED)
-         | (1ull << VHOST_USER_F_PROTOCOL_FEATURES);
+         | (1ull << VHOST_USER_F_PROTOCOL_FEATURES)
+         | (is ("write-zeroes-unsupp") ? 1ull << VIRTIO_BLK_F_WRITE_ZEROES : 0);
 }
 
 static void
@@ -335,6 +341,13 @@ fill_config (uint8_t *cfg)
   memcpy (cfg + 12, &seg_max, 4);
   memcpy (cfg + 20, &blk, 4);
   memcpy (cfg + 34, &nq, 2);
+  if (is ("write-zeroes-unsupp")) {
+    uint32_t max_sectors = 32768, max_seg = 1;
+
+    memcpy (cfg + 48, &max_sectors, 4);
+    memcpy (cfg + 52, &max_seg, 4);
+    cfg[56] = 1;                /* write_zeroes_may_unmap */
+  }
 }
 
 static void
@@ -714,11 +727,16 @@ packed_fault_can_fire (const struct vq *v)
     return true;
   if (fault_done || requests + 1 < fault_after)
     return false;
-  for (unsigned waited_ms = 0; waited_ms < NEXT_CHAIN_WAIT_MS; waited_ms++) {
+  struct timespec start, now;
+
+  clock_gettime (CLOCK_MONOTONIC, &start);
+  do {
     usleep (1000);
     if (packed_has_avail (v))
       return true;
-  }
+    clock_gettime (CLOCK_MONOTONIC, &now);
+  } while ((now.tv_sec - start.tv_sec) * 1000
+           + (now.tv_nsec - start.tv_nsec) / 1000000 < NEXT_CHAIN_WAIT_MS);
   fprintf (stderr, "hostile_backend: request %u: the next chain did not "
            "arrive within %u ms; the fault waits for a later one\n",
            requests + 1, NEXT_CHAIN_WAIT_MS);
