@@ -14,11 +14,14 @@
 
 /* Asks for a pipe buffer of one chunk (the kernel's default is 64 KiB),
  * or as much as the system allows: fewer wake-ups per chunk for the
- * reader or the writer on the other end.  A refusal changes nothing. */
+ * reader or the writer on the other end.  A refusal changes nothing,
+ * and a buffer already that large is left as it is (never shrunk). */
 static void
 grow_pipe (int fd)
 {
-  for (int size = COPY_CHUNK; size >= 65536; size /= 2)
+  int now = fcntl (fd, F_GETPIPE_SZ);
+
+  for (int size = COPY_CHUNK; size >= 65536 && size > now; size /= 2)
     if (fcntl (fd, F_SETPIPE_SZ, size) >= 0)
       return;
 }

@@ -23,14 +23,24 @@ static int stop_pipe[2] = { -1, -1 };
 static struct timespec draining_since;
 static bool said_draining;
 
-/* The handler: notes the signal and wakes a read waiting for input.
- * The system call it interrupts is not restarted. */
+/* The stop signals taken (those the process did not ignore). */
+static sigset_t caught;
+
+/* The handler: notes the first signal, gives every stop signal back its
+ * default effect (the next one, whichever, ends the process) and wakes a
+ * read waiting for input.  The system call it interrupts is not
+ * restarted. */
 static void
 on_stop_signal (int sig)
 {
+  struct sigaction dfl = { .sa_handler = SIG_DFL };
   int saved = errno;
 
-  stop_signal = sig;
+  if (!stop_signal)
+    stop_signal = sig;
+  for (int s = 1; s < NSIG; s++)
+    if (sigismember (&caught, s) == 1)
+      sigaction (s, &dfl, NULL);
   if (write (stop_pipe[1], "", 1) < 0) {
     /* Full or gone: the flag says it all the same. */
   }
@@ -40,16 +50,14 @@ on_stop_signal (int sig)
 void
 catch_stop_signals (void)
 {
-  struct sigaction sa = { .sa_handler = on_stop_signal,
-                          .sa_flags = SA_RESETHAND };
-  sigset_t set;
+  struct sigaction sa = { .sa_handler = on_stop_signal };
 
   if (pipe2 (stop_pipe, O_CLOEXEC | O_NONBLOCK) == -1)
     return;
-  sigemptyset (&sa.sa_mask);
-  stop_signals (&set, true);
+  stop_signals (&caught, true);
+  sa.sa_mask = caught;          /* one handler at a time */
   for (int sig = 1; sig < NSIG; sig++)
-    if (sigismember (&set, sig) == 1)
+    if (sigismember (&caught, sig) == 1)
       sigaction (sig, &sa, NULL);
 }
 

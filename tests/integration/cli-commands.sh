@@ -89,7 +89,16 @@ cmp "$T/sparse.out" "$T/full.out" || fail "copy --allocated to a file: data diff
   || fail "copy --allocated of a sparse file deallocated: $(allocated_kib "$T/disk.img") KiB, was $before"
 "$V" copy "vhost-user:$T/v.sock" "$T/sparse.out"
 cmp -n $sparse_size "$T/sparse" "$T/sparse.out" || fail "copy --allocated of a sparse file: data differs"
-rm -f "$T/sparse.out" "$T/full.out" "$T/disk.before"
+# To a file (its size is set at the end: the source ends in a hole) and
+# to a pipe (a reused buffer must be zeroed for a hole it never read).
+"$V" copy "$T/sparse" "$T/sparse.copy" || fail "copy of a sparse file to a file"
+[[ $(stat -c %s "$T/sparse.copy") == "$sparse_size" ]] \
+  || fail "copy of a sparse file to a file: $(stat -c %s "$T/sparse.copy") bytes, not $sparse_size"
+cmp "$T/sparse" "$T/sparse.copy" || fail "copy of a sparse file to a file: data differs"
+(($(allocated_kib "$T/sparse.copy") < 4096)) \
+  || fail "copy of a sparse file to a file left no holes: $(allocated_kib "$T/sparse.copy") KiB"
+"$V" copy "$T/sparse" - | cmp - "$T/sparse" || fail "copy of a sparse file to a pipe: data differs"
+rm -f "$T/sparse.out" "$T/full.out" "$T/disk.before" "$T/sparse.copy"
 # A file copied onto itself is refused, and left as it was.
 cp "$T/src" "$T/self"
 if "$V" copy "$T/self" "$T/self" 2>"$T/err"; then fail "copy onto itself succeeded"; fi
@@ -219,13 +228,14 @@ grep -q "^errors:" "$T/stopped.out" && fail "bench stopped by SIGTERM counted er
 # '!server->wait_idle' in vhost_user_server_ref) once it runs again after
 # a client vanished with requests in flight, which is what a second
 # signal does.
-# stop_on_frozen_backend COMMAND PID: freezes the backend ($QSD_PID),
-# sends SIGTERM to vublk COMMAND (PID, stderr in $T/frozen.err), which
-# must say within 10 s that it waits for the requests in flight; a
-# second SIGTERM must then end it within 5 s, with exit 143.  The
-# backend is killed after.
+# stop_on_frozen_backend COMMAND PID SECOND: freezes the backend
+# ($QSD_PID), sends SIGTERM to vublk COMMAND (PID, stderr in
+# $T/frozen.err), which must say within 10 s that it waits for the
+# requests in flight; a second stop signal (SECOND: TERM or HUP) must
+# then end it within 5 s, killed by that signal.  The backend is killed
+# after.
 stop_on_frozen_backend() {
-  local command=$1 pid=$2 i rc=0
+  local command=$1 pid=$2 second=$3 i rc=0
   kill -STOP "$QSD_PID"
   kill -TERM "$pid"
   for ((i = 0; i < 100; i++)); do
@@ -234,11 +244,12 @@ stop_on_frozen_backend() {
     sleep 0.1
   done
   ((i < 100)) || { kill -CONT "$QSD_PID"; fail "$command stopped on a frozen backend said nothing: $(cat "$T/frozen.err")"; }
-  kill -TERM "$pid"
+  kill -"$second" "$pid"
   timeout 5 tail --pid="$pid" -f /dev/null \
-    || { kill -CONT "$QSD_PID"; fail "$command ignored a second SIGTERM while waiting"; }
+    || { kill -CONT "$QSD_PID"; fail "$command ignored SIG$second after SIGTERM while waiting"; }
   wait "$pid" || rc=$?
-  [[ $rc == 143 ]] || fail "$command ended by a second SIGTERM: exit $rc, not 143"
+  [[ $rc == $((128 + $(kill -l "$second"))) ]] \
+    || fail "$command ended by SIG$second after SIGTERM: exit $rc"
   kill -9 "$QSD_PID" 2>/dev/null; wait "$QSD_PID" 2>/dev/null || true
 }
 main_qsd=$QSD_PID
@@ -252,7 +263,7 @@ for ((i = 0; i < 100; i++)); do
 done
 ((i < 100)) || fail "bench never held the backend: $(cat "$T/frozen.err")"
 sleep 0.5
-stop_on_frozen_backend bench $bencher
+stop_on_frozen_backend bench $bencher TERM
 # copy, the same: stopped while its device destination is frozen (its
 # writes are on the image, its closing flush cannot be answered), it says
 # it waits, and a second signal ends it.
@@ -261,6 +272,7 @@ start_qsd "$T/frozen.img" "$T/frozen.sock"
 mkfifo "$T/stalled2"
 ( cat "$T/part"; exec sleep 30 ) >"$T/stalled2" &
 feeder=$!
+on_exit "kill $feeder"
 "$V" copy - "vhost-user:$T/frozen.sock" <"$T/stalled2" 2>"$T/frozen.err" &
 copier=$!
 for ((i = 0; i < 200; i++)); do
@@ -268,7 +280,7 @@ for ((i = 0; i < 200; i++)); do
   sleep 0.05
 done
 ((i < 200)) || fail "copy did not write its 3 MiB within 10 s: $(cat "$T/frozen.err")"
-stop_on_frozen_backend copy $copier
+stop_on_frozen_backend copy $copier HUP
 kill $feeder 2>/dev/null || true
 QSD_PID=$main_qsd
 # info --json stays valid JSON whatever the socket's name.
