@@ -52,6 +52,14 @@ run_bounded() {
   if ((rc > 128)); then fail "'$*' crashed (status $rc): $(cat "$T/out")"; fi
 }
 
+# copy_or_fail WHAT ARGS...: vublk copy ARGS within 30 s, or fails
+# naming WHAT with what copy said.
+copy_or_fail() {
+  local what=$1; shift
+  run_bounded 30 "$VUBLK_BIN" copy "$@"
+  [[ $rc == 0 ]] || fail "$what: $(cat "$T/out")"
+}
+
 # 1. Handshake faults: vublk info fails at once with a message naming the
 #    problem (and the socket); nothing hangs.
 expect_open_error() {
@@ -167,12 +175,9 @@ done
 truncate -s "$SIZE" "$T/sparse"
 head -c 1048576 "$T/data" | dd of="$T/sparse" bs=1 seek=$((3 << 20)) conv=notrunc status=none
 start_backend write-zeroes-unsupp
-run_bounded 30 "$VUBLK_BIN" copy "${OPTS[@]}" "$T/data" "vhost-user:$S"
-[[ $rc == 0 ]] || fail "write-zeroes-unsupp: writing data: $(cat "$T/out")"
-run_bounded 30 "$VUBLK_BIN" copy "${OPTS[@]}" "$T/sparse" "vhost-user:$S"
-[[ $rc == 0 ]] || fail "write-zeroes-unsupp: copy of a sparse file failed: $(cat "$T/out")"
-run_bounded 30 "$VUBLK_BIN" copy "${OPTS[@]}" "vhost-user:$S" "$T/back"
-[[ $rc == 0 ]] || fail "write-zeroes-unsupp: read back failed: $(cat "$T/out")"
+copy_or_fail "write-zeroes-unsupp: writing data" "${OPTS[@]}" "$T/data" "vhost-user:$S"
+copy_or_fail "write-zeroes-unsupp: copy of a sparse file failed" "${OPTS[@]}" "$T/sparse" "vhost-user:$S"
+copy_or_fail "write-zeroes-unsupp: read back failed" "${OPTS[@]}" "vhost-user:$S" "$T/back"
 cmp "$T/sparse" "$T/back" || fail "write-zeroes-unsupp: data differs"
 (($(connections) == 3)) || fail "write-zeroes-unsupp: $(connections) connections for 3 copies"
 echo "ok: write-zeroes-unsupp -> zeroes written as data, one connection each, data intact"
@@ -192,10 +197,8 @@ grep -Eq "^queues: +1 in use" "$T/out" \
 grep -Eq "^logical block size: +512" "$T/out" \
   || fail "spdk profile: blk_size used without VIRTIO_BLK_F_BLK_SIZE: $(grep 'logical block' "$T/out")"
 grep -Eq "^ring: +split" "$T/out" || fail "spdk profile: $(grep '^ring:' "$T/out") (split is the default)"
-run_bounded 30 "$VUBLK_BIN" copy "${OPTS[@]}" "$T/data" "vhost-user:$S"
-[[ $rc == 0 ]] || fail "spdk profile: writes failed: $(cat "$T/out")"
-run_bounded 30 "$VUBLK_BIN" copy "${OPTS[@]}" "vhost-user:$S" "$T/back"
-[[ $rc == 0 ]] || fail "spdk profile: read back failed: $(cat "$T/out")"
+copy_or_fail "spdk profile: writes failed" "${OPTS[@]}" "$T/data" "vhost-user:$S"
+copy_or_fail "spdk profile: read back failed" "${OPTS[@]}" "vhost-user:$S" "$T/back"
 cmp "$T/data" "$T/back" || fail "spdk profile: data differs"
 (($(connections) == 3)) || fail "spdk profile: $(connections) connections for info + 2 copies"
 if grep -q "violation" "$T/hb.log"; then
@@ -211,17 +214,14 @@ start_backend none
 run_bounded 10 "$VUBLK_BIN" info --ring packed "$S"
 [[ $rc == 0 ]] || fail "spdk profile, packed: info: $(cat "$T/out")"
 grep -Eq "^ring: +packed" "$T/out" || fail "spdk profile, packed: $(grep '^ring:' "$T/out")"
-run_bounded 30 "$VUBLK_BIN" copy --ring packed "${OPTS[@]}" "$T/data" "vhost-user:$S"
-[[ $rc == 0 ]] || fail "spdk profile, packed: writes failed: $(cat "$T/out")"
-run_bounded 30 "$VUBLK_BIN" copy --ring packed "${OPTS[@]}" "vhost-user:$S" "$T/back"
-[[ $rc == 0 ]] || fail "spdk profile, packed: read back failed: $(cat "$T/out")"
+copy_or_fail "spdk profile, packed: writes failed" --ring packed "${OPTS[@]}" "$T/data" "vhost-user:$S"
+copy_or_fail "spdk profile, packed: read back failed" --ring packed "${OPTS[@]}" "vhost-user:$S" "$T/back"
 cmp "$T/data" "$T/back" || fail "spdk profile, packed: data differs"
 cp "$T/data" "$T/shadow"
 run_bounded 60 "$STRESS" "$S" "$T/shadow" --threads 2 --ops 600 --seed 34 \
   --reconnect-timeout 3 --ring packed
 [[ $rc == 0 ]] || fail "spdk profile, packed: vublk_stress: $(tail -5 "$T/out")"
-run_bounded 30 "$VUBLK_BIN" copy --ring packed "${OPTS[@]}" "vhost-user:$S" "$T/back"
-[[ $rc == 0 ]] || fail "spdk profile, packed: read back after stress failed: $(cat "$T/out")"
+copy_or_fail "spdk profile, packed: read back after stress failed" --ring packed "${OPTS[@]}" "vhost-user:$S" "$T/back"
 cmp "$T/shadow" "$T/back" || fail "spdk profile, packed: device differs from the stress shadow"
 (($(connections) == 5)) || fail "spdk profile, packed: $(connections) connections for 5 clients"
 if grep -q "violation" "$T/hb.log"; then
