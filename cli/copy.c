@@ -304,6 +304,7 @@ cmd_copy (int argc, char **argv)
     die (EXIT_USAGE, "copy: need SRC and DST (vublk copy --help)");
   show_progress = show_progress && isatty (STDERR_FILENO);
 
+  refuse_same_device (spec[0], spec[1]);
   open_endpoint (&src, spec[0], false, &o);
   refuse_same_file (&src, spec[1]);
   open_endpoint (&dst, spec[1], true, &o);

@@ -29,6 +29,11 @@ struct endpoint {
 void open_endpoint (struct endpoint *e, const char *spec, bool output,
                     const struct vublk_options *o);
 
+/* Dies if the specs src and dst name the same vhost-user socket: a
+ * device copied onto itself (the backend would also refuse the second
+ * connection as busy, after the connect timeout). */
+void refuse_same_device (const char *src, const char *dst);
+
 /* Dies if the output dst names the file src reads: opening it for output
  * would truncate the source before a byte was read. */
 void refuse_same_file (const struct endpoint *src, const char *dst);

@@ -62,6 +62,19 @@ open_endpoint (struct endpoint *e, const char *spec, bool output,
 }
 
 void
+refuse_same_device (const char *src, const char *dst)
+{
+  struct stat in, out;
+  size_t n = strlen (PREFIX);
+
+  if (strncmp (src, PREFIX, n) || strncmp (dst, PREFIX, n))
+    return;
+  if (stat (src + n, &in) == 0 && stat (dst + n, &out) == 0
+      && in.st_dev == out.st_dev && in.st_ino == out.st_ino)
+    die (1, "copy: %s and %s are the same device", src, dst);
+}
+
+void
 refuse_same_file (const struct endpoint *src, const char *dst)
 {
   struct stat in, out;

@@ -186,6 +186,10 @@ expect_error() {
   grep -q -- "$pattern" "$T/err" || fail "vublk $*: message '$(cat "$T/err")' lacks '$pattern'"
 }
 expect_error 1 "No such file" info "$T/missing.sock"
+# A device onto itself is refused before connecting (before, after the
+# connect timeout, as "busy"), a symbolic link to its socket included.
+ln -s "$T/v.sock" "$T/v-link.sock"
+expect_error 1 "are the same device" copy "vhost-user:$T/v.sock" "vhost-user:$T/v-link.sock"
 expect_error 1 "not a UNIX socket" info "$T/disk.img"
 expect_error 2 "'abc' is not a number" bench --qd abc "$T/v.sock"
 expect_error 2 "outside" bench --bs 0 "$T/v.sock"
