@@ -11,8 +11,9 @@
  * written (and a device flushed), so the destination holds a whole
  * prefix of the source, whose length is reported.  Chunks of zeroes (holes
  * of a source file are not even read) become write-zeroes requests or
- * holes in a file destination, unless --allocated.  The endpoints are in
- * copy_endpoint.c, the stop signals in copy_stop.c. */
+ * holes in a file destination, unless --allocated.  The command line is
+ * in copy_args.c, the endpoints in copy_endpoint.c, the stop signals in
+ * copy_stop.c. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <inttypes.h>
@@ -249,84 +250,34 @@ check_write (const struct endpoint *dst, struct slot *s,
          strerror (-result));
 }
 
+/* Opens SRC and DST of a into *src and *dst, dying if DST is a device
+ * too small for a source of known size, or read-only. */
 static void
-usage (FILE *f)
+open_endpoints (const struct copy_args *a, struct endpoint *src,
+                struct endpoint *dst)
 {
-  fprintf (f, "Usage: vublk copy [-p] [--allocated] [OPTIONS] SRC DST\n"
-           "Copies SRC to DST; each is a file, - (stdin/stdout) or "
-           "vhost-user:SOCKET.\nThe whole source is copied; a device "
-           "destination must be large enough.\nCtrl-C stops it after "
-           "writing what was read, and says how far it got.\n\n"
-           "  -p, --progress           show progress on a terminal\n"
-           "      --allocated          write chunks of zeroes out in full: "
-           "no holes in a\n"
-           "                           file, no deallocation on a device\n%s",
-           device_options_help ());
+  refuse_same_device (a->spec[0], a->spec[1]);
+  open_endpoint (src, a->spec[0], false, &a->o);
+  refuse_same_file (src, a->spec[1]);
+  open_endpoint (dst, a->spec[1], true, &a->o);
+  if (!dst->dev)
+    return;
+  if (src->size != UINT64_MAX && src->size > dst->size)
+    die (1, "%s: source is %" PRIu64 " bytes, the device only %" PRIu64,
+         dst->name, src->size, dst->size);
+  struct vublk_info info;
+  vublk_get_info (dst->dev, &info);
+  if (info.readonly)
+    die (1, "%s: device is read-only", dst->name);
 }
 
-int
-cmd_copy (int argc, char **argv)
+/* Gives the ring its buffers: from pool_dev's shared pool (zero copy)
+ * if they leave half of it for the library's bounce buffers and edge
+ * blocks (a request must never wait for memory the ring holds), else
+ * from the heap.  Returns the device whose pool they came from, or NULL. */
+static struct vublk *
+ring_alloc (struct vublk *pool_dev)
 {
-  struct vublk_options o;
-  struct endpoint src, dst;
-  const char *spec[2] = { NULL, NULL };
-  unsigned nspec = 0, read_idx = 0, write_idx = 0;
-  bool show_progress = false, eof = false, allocated = false;
-  struct zero_policy zeroes;
-  uint64_t read_off = 0, written = 0;
-  struct vublk *pool_dev;
-  int stopped_by;
-
-  device_options_init (&o);
-  for (int a = 1; a < argc; a++) {
-    if (!strcmp (argv[a], "--help")) {
-      usage (stdout);
-      return 0;
-    }
-    if (!strcmp (argv[a], "-p") || !strcmp (argv[a], "--progress"))
-      show_progress = true;
-    else if (!strcmp (argv[a], "--allocated"))
-      allocated = true;
-    else if (parse_device_flag (&o, argv[a]))
-      ;
-    else if (argv[a][0] == '-' && argv[a][1] == '-'
-             && parse_device_option (&o, argv[a],
-                                     a + 1 < argc ? argv[a + 1] : NULL))
-      a++;
-    else if (argv[a][0] == '-' && argv[a][1])
-      die (EXIT_USAGE, "copy: unknown option '%s'", argv[a]);
-    else if (nspec == 2)
-      die (EXIT_USAGE, "copy: more than SRC and DST given");
-    else
-      spec[nspec++] = argv[a];
-  }
-  if (nspec != 2)
-    die (EXIT_USAGE, "copy: need SRC and DST (vublk copy --help)");
-  show_progress = show_progress && isatty (STDERR_FILENO);
-
-  refuse_same_device (spec[0], spec[1]);
-  open_endpoint (&src, spec[0], false, &o);
-  refuse_same_file (&src, spec[1]);
-  open_endpoint (&dst, spec[1], true, &o);
-  if (dst.dev && src.size != UINT64_MAX && src.size > dst.size)
-    die (1, "%s: source is %" PRIu64 " bytes, the device only %" PRIu64,
-         dst.name, src.size, dst.size);
-  if (dst.dev) {
-    struct vublk_info info;
-    vublk_get_info (dst.dev, &info);
-    if (info.readonly)
-      die (1, "%s: device is read-only", dst.name);
-  }
-
-  choose_zero_policy (&zeroes, &dst, allocated);
-  pool_dev = src.dev ? src.dev : dst.dev;
-  if (pool_dev && (tq = vublk_tq_open (pool_dev)))
-    driven_dev = pool_dev;
-  if (src.dev && dst.dev)
-    tq_wait_ns = 1000000;    /* the other device completes elsewhere */
-  /* The ring's buffers come from the shared pool (zero copy) only if
-   * they leave half of it for the library's bounce buffers and edge
-   * blocks: a request must never wait for memory the ring holds. */
   if (pool_dev) {
     struct vublk_info pool_info;
 
@@ -343,6 +294,99 @@ cmd_copy (int argc, char **argv)
       die (1, "out of memory");
     ring[i].state = EMPTY;
   }
+  return pool_dev;
+}
+
+/* Frees the ring's buffers (those of the pool back to pool_dev's). */
+static void
+ring_free (struct vublk *pool_dev)
+{
+  for (unsigned i = 0; i < RING; i++) {
+    if (ring[i].from_pool)
+      vublk_buf_free (pool_dev, ring[i].buf);
+    else
+      free (ring[i].buf);
+  }
+}
+
+/* Starts filling slot s with the chunk of src at off: a device read is
+ * submitted, a hole of a file skipped (the slot then holds zeroes it
+ * never read), anything else read at once and scanned for zeroes if the
+ * policy z asks.  Returns false at the end of src (the slot stays free);
+ * sets *last if this chunk ends it (a short read). */
+static bool
+fill_slot (const struct endpoint *src, struct slot *s, uint64_t off,
+           const struct zero_policy *z, bool *last)
+{
+  s->off = off;
+  s->result = 0;
+  s->zero = s->unread = s->sent_as_zeroes = false;
+  if (src->dev) {
+    s->len = src->size - off < COPY_CHUNK ? src->size - off : COPY_CHUNK;
+    if (s->len == 0)
+      return false;
+    s->state = READING;
+    struct vublk_io io = {
+      .op = VUBLK_OP_READ, .offset = s->off, .buf = s->buf,
+      .len = s->len, .cb = io_done, .opaque = s,
+    };
+    if (submit (src->dev, &io))
+      die (1, "%s", vublk_get_error ());
+    return true;
+  }
+  if ((s->len = skip_hole (src, COPY_CHUNK)) > 0) {
+    s->zero = s->unread = true;
+    s->state = FULL;
+    return true;
+  }
+  s->len = read_full (src, s->buf, COPY_CHUNK);
+  if (s->len == 0)
+    return false;
+  s->zero = z->detect && all_zero (s->buf, s->len);
+  s->state = FULL;
+  *last = s->len < COPY_CHUNK;
+  return true;
+}
+
+/* Flushes the device dst, submitted and waited for like the writes, so
+ * that a flush stuck on a frozen backend after a stop signal is told as
+ * well.  Dies naming dst if it fails. */
+static void
+flush_device (const struct endpoint *dst)
+{
+  struct slot flush = { .state = WRITING };
+  struct vublk_io io = { .op = VUBLK_OP_FLUSH, .cb = io_done,
+                         .opaque = &flush };
+
+  if (submit (dst->dev, &io))
+    die (1, "%s: flush: %s", dst->name, vublk_get_error ());
+  int r = settle_slot (&flush);
+  if (r)
+    die (1, "%s: flush: %s", dst->name, strerror (-r));
+}
+
+int
+cmd_copy (int argc, char **argv)
+{
+  struct copy_args a;
+  struct endpoint src, dst;
+  unsigned read_idx = 0, write_idx = 0;
+  bool eof = false;
+  struct zero_policy zeroes;
+  uint64_t read_off = 0, written = 0;
+  struct vublk *pool_dev;
+  int stopped_by;
+
+  if (!parse_copy_args (argc, argv, &a))
+    return 0;
+  open_endpoints (&a, &src, &dst);
+  choose_zero_policy (&zeroes, &dst, a.allocated);
+  pool_dev = src.dev ? src.dev : dst.dev;
+  if (pool_dev && (tq = vublk_tq_open (pool_dev)))
+    driven_dev = pool_dev;
+  if (src.dev && dst.dev)
+    tq_wait_ns = 1000000;    /* the other device completes elsewhere */
+  pool_dev = ring_alloc (pool_dev);
 
   catch_stop_signals ();
   for (;;) {
@@ -354,7 +398,6 @@ cmd_copy (int argc, char **argv)
       }
       struct slot *s = &ring[read_idx % RING];
       bool free_slot;
-
       int last_write;
 
       pthread_mutex_lock (&lock);
@@ -366,38 +409,9 @@ cmd_copy (int argc, char **argv)
       /* A device write that failed is reported before its slot is reused
        * (a failed read never gets here: the writer stops on it). */
       check_write (&dst, s, &zeroes, last_write);
-      s->off = read_off;
-      s->result = 0;
-      s->zero = s->unread = s->sent_as_zeroes = false;
-      if (src.dev) {
-        s->len = src.size - read_off < COPY_CHUNK ? src.size - read_off : COPY_CHUNK;
-        if (s->len == 0) {
-          eof = true;
-          break;
-        }
-        s->state = READING;
-        struct vublk_io io = {
-          .op = VUBLK_OP_READ, .offset = s->off, .buf = s->buf,
-          .len = s->len, .cb = io_done, .opaque = s,
-        };
-        int r = submit (src.dev, &io);
-        if (r)
-          die (1, "%s", vublk_get_error ());
-      }
-      else if ((s->len = skip_hole (&src, COPY_CHUNK)) > 0) {
-        s->zero = s->unread = true;
-        s->state = FULL;
-      }
-      else {
-        s->len = read_full (&src, s->buf, COPY_CHUNK);
-        if (s->len == 0) {
-          eof = true;
-          break;
-        }
-        s->zero = zeroes.detect && all_zero (s->buf, s->len);
-        s->state = FULL;
-        if (s->len < COPY_CHUNK)
-          eof = true;
+      if (!fill_slot (&src, s, read_off, &zeroes, &eof)) {
+        eof = true;
+        break;
       }
       read_off += s->len;
       read_idx++;
@@ -427,40 +441,25 @@ cmd_copy (int argc, char **argv)
     write_slot (&dst, s, &zeroes);
     written += s->len;
     write_idx++;
-    if (show_progress)
+    if (a.show_progress)
       progress (written, src.size, false);
   }
   for (unsigned i = 0; i < RING; i++)
     check_write (&dst, &ring[i], &zeroes, settle_slot (&ring[i]));
-  if (dst.dev) {
-    /* Submitted and waited for like the writes, so that a flush stuck on
-     * a frozen backend after a stop signal is told as well. */
-    struct slot flush = { .state = WRITING };
-    struct vublk_io io = { .op = VUBLK_OP_FLUSH, .cb = io_done,
-                           .opaque = &flush };
-    if (submit (dst.dev, &io))
-      die (1, "%s: flush: %s", dst.name, vublk_get_error ());
-    int r = settle_slot (&flush);
-    if (r)
-      die (1, "%s: flush: %s", dst.name, strerror (-r));
-  }
+  if (dst.dev)
+    flush_device (&dst);
   if (zeroes.file_holes)
     end_output (&dst, written);
   if (!dst.dev && dst.fd != STDOUT_FILENO && close (dst.fd) == -1)
     die (1, "%s: %s", dst.name, strerror (errno));
-  if (show_progress)
+  if (a.show_progress)
     progress (written, src.size, true);
   stopped_by = copy_stop_signal ();
   if (stopped_by)
     fprintf (stderr, "vublk: copy: stopped by SIG%s: %s holds the first %"
              PRIu64 " bytes of %s\n", sigabbrev_np (stopped_by), dst.name,
              written, src.name);
-  for (unsigned i = 0; i < RING; i++) {
-    if (ring[i].from_pool)
-      vublk_buf_free (pool_dev, ring[i].buf);
-    else
-      free (ring[i].buf);
-  }
+  ring_free (pool_dev);
   vublk_tq_close (tq);
   vublk_close (src.dev);
   vublk_close (dst.dev);

@@ -1,5 +1,6 @@
-/* copy.h — what the parts of `vublk copy` share: its endpoints (copy_endpoint.c)
- * and how it stops on a signal (copy_stop.c). */
+/* copy.h — what the parts of `vublk copy` share: its command line
+ * (copy_args.c), its endpoints (copy_endpoint.c) and how it stops on a
+ * signal (copy_stop.c). */
 #ifndef VUBLK_COPY_H
 #define VUBLK_COPY_H
 
@@ -76,5 +77,18 @@ bool input_or_stop (int fd);
  * come and the waiting has lasted a second (a frozen backend answers
  * only at the request timeout), says so, once. */
 void note_wait_after_stop (void);
+
+/* What the command line asked for. */
+struct copy_args {
+  struct vublk_options o;
+  const char *spec[2];          /* SRC, DST */
+  bool show_progress;           /* -p, and standard error is a terminal */
+  bool allocated;               /* --allocated */
+};
+
+/* Parses vublk copy's argv into *a, dying with a usage error (exit 2)
+ * naming a bad option or a missing SRC or DST.  Returns false if --help
+ * was asked for (and printed). */
+bool parse_copy_args (int argc, char **argv, struct copy_args *a);
 
 #endif
