@@ -3,7 +3,7 @@
 # README's performance section quotes: bench/compare (with nbdkit's file
 # plugin paced to the plugin's rate), bench/core (with the minimal
 # client polling both with the backend's signals off and left on),
-# bench/regress and bench/depth.  Tiny sizes and runtimes: this checks
+# bench/regress, bench/depth and bench/copy.  Tiny sizes and runtimes: this checks
 # that they work, never how fast anything is.
 . "$(dirname "$0")/lib.sh"
 requires qemu-storage-daemon qemu-img fio nbdkit nbdfuse fusermount3
@@ -19,7 +19,7 @@ has() {
 num='[0-9]+(\.[0-9]+)?'
 
 # --- --help prints each script's whole header comment ---------------------
-for s in compare core regress depth; do
+for s in compare core regress depth copy; do
   last=$(sed -n '2,/^[^#]/p' "$bench/$s" | grep '^#' | tail -1 | sed 's/^# \{0,1\}//')
   got=$("$bench/$s" --help | tail -1)
   [[ $got == "$last" ]] || fail "bench/$s --help ends with '$got', not with its header's last line '$last'"
@@ -105,4 +105,15 @@ has "$T/depth-bad.err" "--path is fuse or nbd, not 'scsi'" "depth: names a bad p
 "$bench/depth" --depths "1 0" >/dev/null 2>"$T/depth-bad.err" \
   && fail "depth: accepted queue depth 0"
 has "$T/depth-bad.err" "--depths takes queue depths 1..1024, not '0'" "depth: names a bad depth"
-echo "bench scripts: compare, core, regress and depth printed every row"
+# --- bench/copy ----------------------------------------------------------
+timeout 120 "$bench/copy" --build "$VUBLK_BUILD" --size 16M --reps 1 --out "$T/copy.md" \
+  >/dev/null 2>"$T/copy.err" || { tail -20 "$T/copy.err" >&2; fail "bench/copy failed"; }
+for src in "random data" "1/16 data, the rest holes"; do
+  for tool in vublk-copy nbdcopy-plugin convert-plugin convert-qsd-nbd; do
+    has "$T/copy.md" "^\| $src \| $tool \| [0-9]+ \| ${num}x \| $num = $num \+ $num \|$" \
+      "copy: $tool with $src"
+  done
+done
+"$bench/copy" --reps 0 >/dev/null 2>"$T/copy-bad.err" && fail "copy: accepted --reps 0"
+has "$T/copy-bad.err" "--reps must be a positive integer" "copy: names a bad --reps"
+echo "bench scripts: compare, core, regress, depth and copy printed every row"
