@@ -311,12 +311,12 @@ ring_free (struct vublk *pool_dev)
 
 /* Starts filling slot s with the chunk of src at off: a device read is
  * submitted, a hole of a file skipped (the slot then holds zeroes it
- * never read), anything else read at once and scanned for zeroes if the
- * policy z asks.  Returns false at the end of src (the slot stays free);
- * sets *last if this chunk ends it (a short read). */
+ * never read), anything else read at once.  Returns false at the end of
+ * src (the slot stays free); sets *last if this chunk ends it (a short
+ * read). */
 static bool
 fill_slot (const struct endpoint *src, struct slot *s, uint64_t off,
-           const struct zero_policy *z, bool *last)
+           bool *last)
 {
   s->off = off;
   s->result = 0;
@@ -342,7 +342,6 @@ fill_slot (const struct endpoint *src, struct slot *s, uint64_t off,
   s->len = read_full (src, s->buf, COPY_CHUNK);
   if (s->len == 0)
     return false;
-  s->zero = z->detect && all_zero (s->buf, s->len);
   s->state = FULL;
   *last = s->len < COPY_CHUNK;
   return true;
@@ -409,7 +408,7 @@ cmd_copy (int argc, char **argv)
       /* A device write that failed is reported before its slot is reused
        * (a failed read never gets here: the writer stops on it). */
       check_write (&dst, s, &zeroes, last_write);
-      if (!fill_slot (&src, s, read_off, &zeroes, &eof)) {
+      if (!fill_slot (&src, s, read_off, &eof)) {
         eof = true;
         break;
       }
@@ -436,7 +435,8 @@ cmd_copy (int argc, char **argv)
     if (s->result)
       die (1, "%s: read at offset %" PRIu64 ": %s", src.name, s->off,
            strerror (-s->result));
-    if (src.dev)
+    /* Read chunks, from a device or an fd, are scanned here alike. */
+    if (!s->unread)
       s->zero = zeroes.detect && all_zero (s->buf, s->len);
     write_slot (&dst, s, &zeroes);
     written += s->len;
