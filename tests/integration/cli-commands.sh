@@ -208,13 +208,20 @@ expect_error 2 "--size 512 is smaller than --bs" bench --size 512 --bs 4k "$T/v.
 # The signal goes once the backend answers other clients "busy" and a
 # second more has passed: bench is then running, however slow the
 # machine (a signal during the connect ends it at once, as it should).
+# wait_bench_holds SOCKET ERR: waits up to 10 s (or fails, showing the
+# bench's stderr ERR) until the backend at SOCKET answers another client
+# "busy": bench is connected.
+wait_bench_holds() {
+  local i
+  for ((i = 0; i < 100; i++)); do
+    [[ $("$V" info --connect-timeout 0.2 "$1" 2>&1) == *busy* ]] && return
+    sleep 0.1
+  done
+  fail "bench never held the backend: $(cat "$2")"
+}
 "$V" bench --time 4295 --qd 4 "$T/v.sock" >"$T/stopped.out" 2>"$T/stopped.err" &
 bencher=$!
-for ((i = 0; i < 100; i++)); do
-  [[ $("$V" info --connect-timeout 0.2 "$T/v.sock" 2>&1) == *busy* ]] && break
-  sleep 0.1
-done
-((i < 100)) || fail "bench never held the backend: $(cat "$T/stopped.err")"
+wait_bench_holds "$T/v.sock" "$T/stopped.err"
 sleep 1
 kill -0 $bencher 2>/dev/null || fail "bench --time 4295 ended early: $(cat "$T/stopped.err")"
 kill -TERM $bencher
@@ -264,11 +271,7 @@ make_random_image "$T/frozen.img" 16M
 start_qsd "$T/frozen.img" "$T/frozen.sock"
 "$V" bench --time 4295 --qd 4 "$T/frozen.sock" >/dev/null 2>"$T/frozen.err" &
 bencher=$!
-for ((i = 0; i < 100; i++)); do
-  [[ $("$V" info --connect-timeout 0.2 "$T/frozen.sock" 2>&1) == *busy* ]] && break
-  sleep 0.1
-done
-((i < 100)) || fail "bench never held the backend: $(cat "$T/frozen.err")"
+wait_bench_holds "$T/frozen.sock" "$T/frozen.err"
 sleep 0.5
 stop_on_frozen_backend bench $bencher TERM
 # copy, the same: stopped while its device destination is frozen (its
