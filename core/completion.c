@@ -13,9 +13,6 @@
 
 #include "internal.h"
 
-/* How many completions one queue_process call takes at most, so a
- * thread that drives several things gets back to them. */
-#define PROCESS_BUDGET 64
 
 /* Runs request_finish (callbacks) for a list of finished requests, then
  * issues what they submitted in one batch. */
@@ -304,11 +301,11 @@ queue_arm_locked (struct vublk_queue *q)
  * qemu-storage-daemon null-co, 4k reads at QD32 sleeping on the call
  * eventfd: 0.49M IOPS with batches of 64, 1.9-2.3M one at a time. */
 unsigned
-queue_process (struct vublk_queue *q)
+queue_process (struct vublk_queue *q, unsigned max)
 {
   unsigned n = 0;
 
-  while (n < PROCESS_BUDGET) {
+  while (n < max) {
     struct finished_chunk f;
     struct request *finished = NULL, **tail = &finished;
     unsigned got;
@@ -350,7 +347,7 @@ queue_run_handoff (struct vublk_queue *q)
 void
 queue_harvest_now (struct vublk_queue *q)
 {
-  while (queue_process (q) > 0)
+  while (queue_process (q, PROCESS_BUDGET) > 0)
     ;
 }
 
@@ -382,7 +379,7 @@ queue_thread (void *arg)
       atomic_store (&q->parked, false);
       continue;
     }
-    if (queue_process (q) > 0)
+    if (queue_process (q, PROCESS_BUDGET) > 0)
       continue;
     /* Read without the lock: a stale value only shortens or skips a spin. */
     if (poll_mode && __atomic_load_n (&q->inflight, __ATOMIC_RELAXED) > 0) {

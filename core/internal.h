@@ -67,9 +67,15 @@
  * it sleeps. */
 #define POLL_SPIN_NS 1000000ull
 /* Polling with at least this many requests in flight on a driven queue,
- * the resubmissions of one pass over its ring are announced together
- * (driven.c). */
+ * the resubmissions of one pass over its ring are announced together,
+ * POLL_BATCH_REQUESTS completions' worth at a time (driven.c).  Groups
+ * of 8 against the whole pass (up to 64), vublk bench --poll --queues 1,
+ * 4k reads, qemu-storage-daemon null-co, 6 interleaved rounds of 1 s on
+ * a 2-core AMD EPYC virtual machine: QD16 1.50M against 1.31M IOPS,
+ * QD32 1.70M against 1.60M, QD64 2.31M against 1.69M; groups of 16
+ * made 1.36M, 1.67M and 2.27M, one by one 1.46M at QD32. */
 #define POLL_BATCH_MIN_INFLIGHT 16u
+#define POLL_BATCH_REQUESTS 8u
 /* A driven queue whose completions come closer together than half this
  * polls its ring this long before it sleeps (driven.c). */
 #define GAP_SPIN_NS 5000ull

@@ -245,11 +245,16 @@ void queue_disarm (struct vublk_queue *q);
  * sleeping).  A broken queue is left alone (false).  q->lock held. */
 bool queue_arm_locked (struct vublk_queue *q);
 
+/* How many completions one queue_process call takes at most, so a
+ * thread that drives several things gets back to them. */
+#define PROCESS_BUDGET 64u
+
 /* One round of harvesting on the calling thread: takes what the used
- * ring holds (up to a batch), refills freed slots, runs the callbacks.
- * Returns how many chunks completed, plus requests that finished with no
- * chunk at all (a flush without FLUSH).  Any thread may call it. */
-unsigned queue_process (struct vublk_queue *q);
+ * ring holds (up to max chunks), refills freed slots, runs the
+ * callbacks.  Returns how many chunks completed, plus requests that
+ * finished with no chunk at all (a flush without FLUSH).  Any thread may
+ * call it. */
+unsigned queue_process (struct vublk_queue *q, unsigned max);
 
 /* Marks slots submitted before deadline_ns as timed out (abandoned on
  * the second time) and returns true if any was found.  While the used

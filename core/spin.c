@@ -32,7 +32,7 @@ harvest_all (struct vublk *dev)
     ready = !q->broken && ring_has_used (&q->ring);
     pthread_mutex_unlock (&q->lock);
     if (ready)
-      n += queue_process (q);
+      n += queue_process (q, PROCESS_BUDGET);
   }
   return n;
 }
@@ -64,7 +64,7 @@ arm_all (struct vublk *dev)
       pending = queue_arm_locked (q);
       pthread_mutex_unlock (&q->lock);
       if (pending)
-        n += queue_process (q);
+        n += queue_process (q, PROCESS_BUDGET);
     } while (pending);
   }
   return n;

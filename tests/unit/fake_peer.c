@@ -378,7 +378,7 @@ fake_peer_run (struct fake_peer *peer)
     }
     fake_peer_publish (peer);
     served += done;
-    if (queue_process (peer->q) == 0 && took == 0 && done == 0)
+    if (queue_process (peer->q, PROCESS_BUDGET) == 0 && took == 0 && done == 0)
       return served;
   }
 }

@@ -83,7 +83,7 @@ test_full_ring_waits_on_pending_list (void **state)
   /* One completes: exactly one more goes out, the next in line. */
   fake_peer_complete (e.peer, 1);
   fake_peer_publish (e.peer);
-  assert_int_equal (queue_process (e.q), 1);
+  assert_int_equal (queue_process (e.q, PROCESS_BUDGET), 1);
   assert_int_equal (done[1].calls, 1);
   assert_int_equal (fake_peer_take (e.peer), 1);
   assert_int_equal (e.peer->taken[nslots - 1].sector, nslots * 3);
@@ -159,7 +159,7 @@ test_index_wrap_out_of_order (void **state)
     while (e.peer->ntaken > keep)
       fake_peer_complete (e.peer, e.peer->ntaken - 1 - keep);
     fake_peer_publish (e.peer);
-    while (queue_process (e.q) > 0)
+    while (queue_process (e.q, PROCESS_BUDGET) > 0)
       ;
   }
   assert_int_equal (submitted, total);
@@ -314,7 +314,7 @@ test_abandoned_request_with_pending_chunks (void **state)
   queue_note_violation (e.q);
   queue_note_violation (e.q);
   assert_int_equal (reconnect (&e), nslots);
-  queue_process (e.q);
+  queue_process (e.q, PROCESS_BUDGET);
   assert_int_equal (a.calls, 1);
   assert_int_equal (a.result, -EIO);
   assert_int_equal (fake_peer_take (e.peer), 0);
@@ -386,7 +386,7 @@ test_violation (void **state)
   if (what != V_RUNAWAY_USED_IDX)
     fake_peer_complete (e.peer, 0);           /* y, good but after it */
   fake_peer_publish (e.peer);
-  queue_process (e.q);
+  queue_process (e.q, PROCESS_BUDGET);
 
   assert_true (e.q->broken);
   assert_true (atomic_load (&e.dev->violation));
@@ -398,7 +398,7 @@ test_violation (void **state)
   /* Nothing more is read from the broken ring. */
   fake_peer_complete (e.peer, what == V_RUNAWAY_USED_IDX ? 2 : 0);  /* z */
   fake_peer_publish (e.peer);
-  assert_int_equal (queue_process (e.q), 0);
+  assert_int_equal (queue_process (e.q, PROCESS_BUDGET), 0);
   assert_int_equal (y.calls, 0);
   assert_int_equal (z.calls, 0);
 

@@ -161,7 +161,7 @@ complete_taken (struct fake_env *e)
   while (e->peer->ntaken)
     fake_peer_complete (e->peer, 0);
   fake_peer_publish (e->peer);
-  queue_process (e->q);
+  queue_process (e->q, PROCESS_BUDGET);
 }
 
 /* An unaligned write reads both edge blocks first, and only once both
@@ -186,7 +186,7 @@ test_rmw_phases (void **state)
   /* One edge back: still nothing written. */
   fake_peer_complete (e.peer, 1);
   fake_peer_publish (e.peer);
-  queue_process (e.q);
+  queue_process (e.q, PROCESS_BUDGET);
   assert_int_equal (fake_peer_take (e.peer), 0);
   complete_taken (&e);
   /* Phase 2: one write of both blocks. */
@@ -336,7 +336,7 @@ test_range_lock_orders_overlapping_writes (void **state)
   while (e.peer->ntaken)
     fake_peer_complete (e.peer, e.peer->ntaken - 1);
   fake_peer_publish (e.peer);
-  queue_process (e.q);
+  queue_process (e.q, PROCESS_BUDGET);
   assert_int_equal (fake_peer_take (e.peer), 2);   /* W1's and W3's writes */
   complete_taken (&e);
   assert_int_equal (d1.calls, 1);

@@ -1,0 +1,137 @@
+/* test_driven.c — driven.c against an in-process device (fake_peer.c):
+ * how a thread that drives its queue announces what its callbacks
+ * resubmit.  The fake device never asks to go unnotified, so every
+ * publish of the avail ring is one kick, and the kick eventfd's counter
+ * says how many publishes a pass made. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdlib.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "fake_peer.h"
+
+#define KiB 1024u
+#define DEPTH 32u
+
+/* Requests that resubmit themselves from their callback while the
+ * shared budget lasts, as vublk bench's jobs do. */
+struct resubmitter {
+  struct vublk_tq *tq;
+  unsigned *budget;
+  unsigned completions;
+  int last_result;
+  uint8_t buf[512];
+};
+
+static void
+resubmit_cb (void *opaque, int result)
+{
+  struct resubmitter *r = opaque;
+  struct vublk_io io = {
+    .op = VUBLK_OP_READ, .offset = 0, .buf = r->buf, .len = sizeof r->buf,
+    .cb = resubmit_cb, .opaque = r,
+  };
+
+  r->completions++;
+  r->last_result = result;
+  if (*r->budget == 0)
+    return;
+  --*r->budget;
+  assert_int_equal (vublk_tq_submit (r->tq, &io), 0);
+}
+
+/* How many kicks q sent since the last look (its kick eventfd). */
+static uint64_t
+kicks (struct vublk_queue *q)
+{
+  uint64_t n = 0;
+
+  if (read (q->kick_fd, &n, sizeof n) != sizeof n)
+    return 0;
+  return n;
+}
+
+/* Runs one pass of vublk_tq_process over DEPTH completions whose
+ * callbacks all resubmit, with the poll option on or off, and returns
+ * the kicks that pass sent.  Everything is served and freed after. */
+static uint64_t
+kicks_of_one_pass (bool poll)
+{
+  struct fake_params p = {
+    .layout = LAYOUT_SPLIT_INDIRECT, .queue_size = 64, .blk_size = 512,
+    .max_transfer = 8 * KiB, .disk_bytes = 1024 * KiB,
+    .pool_size = 1024 * KiB, .flush = true,
+  };
+  struct fake_env e = fake_env_new (&p);
+  struct resubmitter *r = calloc (DEPTH, sizeof *r);
+  unsigned budget = DEPTH;
+  struct vublk_tq *tq;
+  uint64_t sent;
+
+  assert_non_null (r);
+  atomic_store (&e.dev->refs, 1);       /* the environment's reference */
+  e.dev->opts.poll = poll;
+  tq = vublk_tq_open (e.dev);
+  assert_non_null (tq);
+  for (unsigned i = 0; i < DEPTH; i++) {
+    struct vublk_io io = {
+      .op = VUBLK_OP_READ, .offset = 0, .buf = r[i].buf,
+      .len = sizeof r[i].buf, .cb = resubmit_cb, .opaque = &r[i],
+    };
+    r[i].tq = tq;
+    r[i].budget = &budget;
+    assert_int_equal (vublk_tq_submit (tq, &io), 0);
+  }
+  assert_int_equal (fake_peer_take (e.peer), DEPTH);
+  for (unsigned i = 0; i < DEPTH; i++)
+    fake_peer_complete (e.peer, 0);
+  fake_peer_publish (e.peer);
+  kicks (e.q);                          /* the first submissions' */
+
+  assert_int_equal (vublk_tq_process (tq, DEPTH, 0), DEPTH);
+  sent = kicks (e.q);
+  assert_int_equal (budget, 0);
+  assert_int_equal (fake_peer_take (e.peer), DEPTH);   /* all announced */
+
+  fake_peer_run (e.peer);
+  for (unsigned i = 0; i < DEPTH; i++) {
+    assert_int_equal (r[i].completions, 2);
+    assert_int_equal (r[i].last_result, 0);
+  }
+  vublk_tq_close (tq);
+  free (r);
+  fake_env_free (&e);
+  return sent;
+}
+
+/* Busy polling with DEPTH in flight, a pass's resubmissions are
+ * announced every POLL_BATCH_REQUESTS completions: not once at the end
+ * of the pass (the backend would idle while it runs), not one by one
+ * (a publish and a kick each). */
+static void
+test_poll_announces_in_groups (void **state)
+{
+  (void) state;
+  assert_int_equal (kicks_of_one_pass (true), DEPTH / POLL_BATCH_REQUESTS);
+}
+
+/* Sleeping on the call eventfd, each resubmission goes out at once. */
+static void
+test_without_poll_one_by_one (void **state)
+{
+  (void) state;
+  assert_int_equal (kicks_of_one_pass (false), DEPTH);
+}
+
+int
+main (void)
+{
+  const struct CMUnitTest tests[] = {
+    cmocka_unit_test (test_poll_announces_in_groups),
+    cmocka_unit_test (test_without_poll_one_by_one),
+  };
+
+  return cmocka_run_group_tests (tests, NULL, NULL);
+}
