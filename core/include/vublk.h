@@ -361,9 +361,9 @@ int vublk_tq_submit (struct vublk_tq *tq, const struct vublk_io *io);
  * look).  Polls the used ring first — busily with the poll option, for
  * spin_us while at most two requests are in flight on the device — then
  * sleeps on the queue's call eventfd.  Busy polling with 16 or more in
- * flight, what the callbacks of one pass submit is announced to the
- * backend at the pass's end (before it returns, polls or sleeps), not
- * one by one.  Returns how many completed, or -ESHUTDOWN after
+ * flight, what the callbacks submit is announced to the backend after
+ * every 8 completions (and before it returns, polls or sleeps), not one
+ * by one.  Returns how many completed, or -ESHUTDOWN after
  * vublk_close().  vublk_close() waits for requests on driven queues:
  * their owners must keep processing. */
 int vublk_tq_process (struct vublk_tq *tq, unsigned min, int64_t timeout_ns);
