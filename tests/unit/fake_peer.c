@@ -425,3 +425,13 @@ fake_submit (struct fake_env *e, enum vublk_op op, uint32_t flags,
   };
   assert_int_equal (aio_submit_to (e->dev, e->q, &io), 0);
 }
+
+uint64_t
+fake_kicks (struct vublk_queue *q)
+{
+  uint64_t n = 0;
+
+  if (read (q->kick_fd, &n, sizeof n) != sizeof n)
+    return 0;
+  return n;
+}

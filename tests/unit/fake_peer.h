@@ -120,6 +120,9 @@ struct fake_done {
   unsigned order;           /* completion number (1-based) of the last call */
 };
 
+/* How many kicks q sent since the last look (its kick eventfd). */
+uint64_t fake_kicks (struct vublk_queue *q);
+
 /* The callback for vublk_io.cb with opaque = a struct fake_done. */
 void fake_done_cb (void *opaque, int result);
 
