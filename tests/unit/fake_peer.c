@@ -85,6 +85,8 @@ fake_device_new (const struct fake_params *p)
                                 (struct slot_ctl *) (dev->mem.base + ring),
                                 p->queue_size), 0);
   atomic_store (&dev->state, DEV_CONNECTED);
+  /* The test's reference: a queue handle takes and drops its own. */
+  atomic_store (&dev->refs, 1);
   return dev;
 }
 

@@ -2,11 +2,16 @@
  * how a thread that drives its queue announces what its callbacks
  * resubmit.  The fake device never asks to go unnotified, so every
  * publish of the avail ring is one kick, and the kick eventfd's counter
- * says how many publishes a pass made. */
+ * says how many publishes a pass made.  Also how a driving thread
+ * sleeps: woken by a signal on the call eventfd, never spinning on one
+ * it already saw. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
+#include <pthread.h>
 #include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
 #include <cmocka.h>
 
 #include "fake_peer.h"
@@ -59,7 +64,6 @@ kicks_of_one_pass (bool poll)
   uint64_t sent;
 
   assert_non_null (r);
-  atomic_store (&e.dev->refs, 1);       /* the environment's reference */
   e.dev->opts.poll = poll;
   tq = vublk_tq_open (e.dev);
   assert_non_null (tq);
@@ -113,12 +117,87 @@ test_without_poll_one_by_one (void **state)
   assert_int_equal (kicks_of_one_pass (false), DEPTH);
 }
 
+static uint64_t
+clock_ns (clockid_t clock)
+{
+  struct timespec ts;
+
+  clock_gettime (clock, &ts);
+  return (uint64_t) ts.tv_sec * 1000000000ull + ts.tv_nsec;
+}
+
+/* The device side of test_sleep_wakes_on_signal: answers the one taken
+ * chain 50 ms from now and signals, as a backend does. */
+static void *
+answer_later (void *arg)
+{
+  struct fake_env *e = arg;
+
+  usleep (50 * 1000);
+  fake_peer_complete (e->peer, 0);
+  fake_peer_publish (e->peer);
+  eventfd_signal (e->q->call_fd);
+  return NULL;
+}
+
+/* A driving thread with nothing to harvest sleeps until the backend
+ * signals (not until its timeout), and a signal it has already seen
+ * does not keep it awake: the eventfd is never emptied on this path. */
+static void
+test_sleep_wakes_on_signal (void **state)
+{
+  struct fake_params p = {
+    .layout = LAYOUT_SPLIT_INDIRECT, .queue_size = 64, .blk_size = 512,
+    .max_transfer = 8 * KiB, .disk_bytes = 1024 * KiB,
+    .pool_size = 1024 * KiB, .flush = true,
+  };
+  struct fake_env e = fake_env_new (&p);
+  unsigned budget = 0;
+  struct resubmitter r = { .budget = &budget };
+  struct vublk_io io = {
+    .op = VUBLK_OP_READ, .offset = 0, .buf = r.buf, .len = sizeof r.buf,
+    .cb = resubmit_cb, .opaque = &r,
+  };
+  struct vublk_tq *tq;
+  pthread_t device;
+  uint64_t start, cpu;
+
+  (void) state;
+  tq = vublk_tq_open (e.dev);
+  assert_non_null (tq);
+  r.tq = tq;
+  assert_int_equal (vublk_tq_submit (tq, &io), 0);
+  assert_int_equal (fake_peer_take (e.peer), 1);
+  eventfd_signal (e.q->call_fd);        /* a stale signal, already seen */
+  assert_int_equal (pthread_create (&device, NULL, answer_later, &e), 0);
+  start = clock_ns (CLOCK_MONOTONIC);
+  assert_int_equal (vublk_tq_process (tq, 1, 10 * 1000000000ll), 1);
+  assert_true (clock_ns (CLOCK_MONOTONIC) - start >= 40 * 1000000ull);
+  assert_true (clock_ns (CLOCK_MONOTONIC) - start < 5 * 1000000000ull);
+  pthread_join (device, NULL);
+  assert_int_equal (r.completions, 1);
+  assert_int_equal (r.last_result, 0);
+
+  /* Nothing in flight and signals already seen: it sleeps out its
+   * timeout instead of spinning. */
+  eventfd_signal (e.q->call_fd);
+  start = clock_ns (CLOCK_MONOTONIC);
+  cpu = clock_ns (CLOCK_THREAD_CPUTIME_ID);
+  assert_int_equal (vublk_tq_process (tq, 1, 200 * 1000000ll), 0);
+  assert_true (clock_ns (CLOCK_MONOTONIC) - start >= 190 * 1000000ull);
+  assert_true (clock_ns (CLOCK_THREAD_CPUTIME_ID) - cpu < 100 * 1000000ull);
+
+  vublk_tq_close (tq);
+  fake_env_free (&e);
+}
+
 int
 main (void)
 {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test (test_poll_announces_in_groups),
     cmocka_unit_test (test_without_poll_one_by_one),
+    cmocka_unit_test (test_sleep_wakes_on_signal),
   };
 
   return cmocka_run_group_tests (tests, NULL, NULL);
