@@ -127,10 +127,13 @@ open_call_epoll (int call_fd)
 }
 
 /* Sleeps until tq's call eventfd is signalled or wait_ms milliseconds
- * pass (-1: no limit).  Every signal after the last wake-up ends the
- * sleep, whether it came before or during it: edge-triggered epoll
- * reports each write to the eventfd once, so its counter is never read
- * back and a sleep costs one system call, not two (poll, then a read to
+ * pass (-1: no limit).  A signal after the last wake-up ends the sleep,
+ * whether it came before or during it: edge-triggered epoll reports
+ * each write to the eventfd once (a drain in between, by vublk_tq_arm
+ * or the completion thread before it parks, can only remove a signal
+ * that was already handled: both look at the ring again or signal
+ * anew).  So the counter is never read back here, and a sleep costs one
+ * system call, not two (poll, then a read to
  * empty the counter).  On a virtual machine whose system calls trap to
  * the hypervisor: vublk bench --queues 1 --qd 1 against bench/core's
  * minimal client, 6 interleaved rounds, 0.96-0.99x before and
@@ -337,7 +340,8 @@ spin_budget_ns (const struct vublk_tq *tq, uint64_t now)
  * while a group runs.  bench/core's cell, qemu-storage-daemon null-co,
  * 4k reads polling, interleaved in rotated order: at QD32 2.28M IOPS
  * one by one, 2.48M batched (the minimal client 2.33M).  From 8 in
- * flight it cost QD8 13% (the backend ran dry while the pass ran); at
+ * flight it cost QD8 13% (the backend ran dry while the pass ran;
+ * measured with whole passes, before the groups of process_pass); at
  * QD1 a request waits for nothing but its publish.  Sleeping on the call
  * eventfd the batch broke the adaptive spin's rhythm: 1.50M to 0.65M at
  * QD32. */
@@ -352,9 +356,14 @@ batch_this_pass (const struct vublk_tq *tq)
 /* One pass over tq's ring: harvests up to PROCESS_BUDGET completions,
  * runs their callbacks and what was handed over.  When batch_this_pass,
  * what the callbacks resubmit is announced after every
- * POLL_BATCH_REQUESTS completions (one publish, at most one kick), not
- * once at the end of the pass: a whole pass left the backend idle for
- * as long as it ran.  Returns how many chunks and requests completed. */
+ * POLL_BATCH_REQUESTS completions (one publish and at most one kick,
+ * unless a group's data passes the plug's byte bound), not once at the
+ * end of the pass: a whole pass left the backend idle for as long as it
+ * ran.  A caller's own plug is left alone (announced at its unplug).
+ * The groups count requests that finished without a chunk too, and a
+ * group that ends on exactly the bound costs one empty look more;
+ * handed-over callbacks run after the groups, unplugged.  Returns how
+ * many chunks and requests completed. */
 static unsigned
 process_pass (struct vublk_tq *tq)
 {

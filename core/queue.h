@@ -251,9 +251,9 @@ bool queue_arm_locked (struct vublk_queue *q);
 
 /* One round of harvesting on the calling thread: takes what the used
  * ring holds (up to max chunks), refills freed slots, runs the
- * callbacks.  Returns how many chunks completed, plus requests that
- * finished with no chunk at all (a flush without FLUSH).  Any thread may
- * call it. */
+ * callbacks; then finishes the requests parked as done (beyond max).
+ * Returns how many chunks completed, plus requests that finished with
+ * no chunk at all (a flush without FLUSH).  Any thread may call it. */
 unsigned queue_process (struct vublk_queue *q, unsigned max);
 
 /* Marks slots submitted before deadline_ns as timed out (abandoned on

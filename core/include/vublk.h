@@ -363,14 +363,16 @@ int vublk_tq_submit (struct vublk_tq *tq, const struct vublk_io *io);
  * sleeps on the queue's call eventfd.  Busy polling with 16 or more in
  * flight, what the callbacks submit is announced to the backend after
  * every 8 completions (and before it returns, polls or sleeps), not one
- * by one.  Returns how many completed, or -ESHUTDOWN after
+ * by one; if the caller holds a plug (vublk_aio_plug), at its unplug.
+ * Returns how many completed, or -ESHUTDOWN after
  * vublk_close().  vublk_close() waits for requests on driven queues:
  * their owners must keep processing. */
 int vublk_tq_process (struct vublk_tq *tq, unsigned min, int64_t timeout_ns);
 
 /* The queue's call eventfd, for an event loop's poll/epoll: readable
  * when the backend signalled a completion.  Before sleeping on it, call
- * vublk_tq_arm(); when it reports work, or the fd is readable, call
+ * vublk_tq_arm() (it empties the eventfd: vublk_tq_process leaves it
+ * readable); when it reports work, or the fd is readable, call
  * vublk_tq_process (tq, 0, 0). */
 int vublk_tq_fd (struct vublk_tq *tq);
 
