@@ -29,21 +29,39 @@ struct resubmitter {
   uint8_t buf[512];
 };
 
+/* The device every case runs on: split ring with indirect descriptors,
+ * 64 slots, so DEPTH requests fit at once. */
+static const struct fake_params driven_params = {
+  .layout = LAYOUT_SPLIT_INDIRECT, .queue_size = 64, .blk_size = 512,
+  .max_transfer = 8 * KiB, .disk_bytes = 1024 * KiB,
+  .pool_size = 1024 * KiB, .flush = true,
+};
+
+static void resubmit_cb (void *opaque, int result);
+
+/* Submits r's read on its driven queue; asserts it is accepted. */
 static void
-resubmit_cb (void *opaque, int result)
+submit_read (struct resubmitter *r)
 {
-  struct resubmitter *r = opaque;
   struct vublk_io io = {
     .op = VUBLK_OP_READ, .offset = 0, .buf = r->buf, .len = sizeof r->buf,
     .cb = resubmit_cb, .opaque = r,
   };
+
+  assert_int_equal (vublk_tq_submit (r->tq, &io), 0);
+}
+
+static void
+resubmit_cb (void *opaque, int result)
+{
+  struct resubmitter *r = opaque;
 
   r->completions++;
   r->last_result = result;
   if (*r->budget == 0)
     return;
   --*r->budget;
-  assert_int_equal (vublk_tq_submit (r->tq, &io), 0);
+  submit_read (r);
 }
 
 /* Runs one pass of vublk_tq_process over DEPTH completions whose
@@ -52,12 +70,7 @@ resubmit_cb (void *opaque, int result)
 static uint64_t
 kicks_of_one_pass (bool poll)
 {
-  struct fake_params p = {
-    .layout = LAYOUT_SPLIT_INDIRECT, .queue_size = 64, .blk_size = 512,
-    .max_transfer = 8 * KiB, .disk_bytes = 1024 * KiB,
-    .pool_size = 1024 * KiB, .flush = true,
-  };
-  struct fake_env e = fake_env_new (&p);
+  struct fake_env e = fake_env_new (&driven_params);
   struct resubmitter *r = calloc (DEPTH, sizeof *r);
   unsigned budget = DEPTH;
   struct vublk_tq *tq;
@@ -68,13 +81,9 @@ kicks_of_one_pass (bool poll)
   tq = vublk_tq_open (e.dev);
   assert_non_null (tq);
   for (unsigned i = 0; i < DEPTH; i++) {
-    struct vublk_io io = {
-      .op = VUBLK_OP_READ, .offset = 0, .buf = r[i].buf,
-      .len = sizeof r[i].buf, .cb = resubmit_cb, .opaque = &r[i],
-    };
     r[i].tq = tq;
     r[i].budget = &budget;
-    assert_int_equal (vublk_tq_submit (tq, &io), 0);
+    submit_read (&r[i]);
   }
   assert_int_equal (fake_peer_take (e.peer), DEPTH);
   for (unsigned i = 0; i < DEPTH; i++)
@@ -146,18 +155,9 @@ answer_later (void *arg)
 static void
 test_sleep_wakes_on_signal (void **state)
 {
-  struct fake_params p = {
-    .layout = LAYOUT_SPLIT_INDIRECT, .queue_size = 64, .blk_size = 512,
-    .max_transfer = 8 * KiB, .disk_bytes = 1024 * KiB,
-    .pool_size = 1024 * KiB, .flush = true,
-  };
-  struct fake_env e = fake_env_new (&p);
+  struct fake_env e = fake_env_new (&driven_params);
   unsigned budget = 0;
   struct resubmitter r = { .budget = &budget };
-  struct vublk_io io = {
-    .op = VUBLK_OP_READ, .offset = 0, .buf = r.buf, .len = sizeof r.buf,
-    .cb = resubmit_cb, .opaque = &r,
-  };
   struct vublk_tq *tq;
   pthread_t device;
   uint64_t start, cpu;
@@ -166,7 +166,7 @@ test_sleep_wakes_on_signal (void **state)
   tq = vublk_tq_open (e.dev);
   assert_non_null (tq);
   r.tq = tq;
-  assert_int_equal (vublk_tq_submit (tq, &io), 0);
+  submit_read (&r);
   assert_int_equal (fake_peer_take (e.peer), 1);
   eventfd_signal (e.q->call_fd);        /* a stale signal, already seen */
   assert_int_equal (pthread_create (&device, NULL, answer_later, &e), 0);
