@@ -70,10 +70,12 @@
  * the resubmissions of one pass over its ring are announced together,
  * POLL_BATCH_REQUESTS completions' worth at a time (driven.c).  Groups
  * of 8 against the whole pass (up to 64), vublk bench --poll --queues 1,
- * 4k reads, qemu-storage-daemon null-co, 6 interleaved rounds of 1 s on
- * a 2-core AMD EPYC virtual machine: QD16 1.50M against 1.31M IOPS,
- * QD32 1.70M against 1.60M, QD64 2.31M against 1.69M; groups of 16
- * made 1.36M, 1.67M and 2.27M, one by one 1.46M at QD32. */
+ * 4k reads, qemu-storage-daemon null-co, 4 interleaved rounds of 1 s on
+ * a 2-core AMD EPYC virtual machine: QD16 2.03M against 1.37M IOPS,
+ * QD32 1.89M against 1.42M, QD64 2.28M against 1.79M, QD8 unchanged.
+ * The group size was picked on ad hoc builds that flushed the plug by
+ * bytes instead (6 rounds): groups of 16 made 1.36M, 1.67M and 2.27M
+ * at QD16, 32 and 64 against 1.50M, 1.70M and 2.31M for 8. */
 #define POLL_BATCH_MIN_INFLIGHT 16u
 #define POLL_BATCH_REQUESTS 8u
 /* A driven queue whose completions come closer together than half this
