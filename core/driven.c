@@ -134,9 +134,9 @@ open_call_epoll (int call_fd)
  * that was already handled: both look at the ring again or signal
  * anew).  So the counter is never read back here, and a sleep costs one
  * system call, not two (poll, then a read to empty the counter).  On a
- * virtual machine whose system calls trap to
- * the hypervisor: vublk bench --queues 1 --qd 1 against bench/core's
- * minimal client, 6 interleaved rounds, 0.96-0.99x before and
+ * virtual machine whose system calls trap to the hypervisor: vublk
+ * bench --queues 1 --qd 1 against bench/core's minimal client, 6
+ * interleaved rounds, 0.96-0.99x before and
  * 0.99-1.04x after; the nbdkit plugin at 4k QD32 made 1.00 read calls
  * per request instead of 1.33 (perf trace). */
 static void
