@@ -59,8 +59,8 @@ echo "plug: small requests batched until unplug, 1 MiB sent at once: ok"
 # The library's threads block signals whatever the caller's mask.
 "$VUBLK_TESTS/vublk_probe" signals "$T/plug.sock" || fail "signals check"
 # Run to completion at depth, callbacks resubmitting with 32 in flight on
-# one driven queue, every block checked: busy polling (each pass's
-# resubmissions published together), polling at a depth below that
+# one driven queue, every block checked: busy polling (resubmissions
+# published every 8 completions), polling at a depth below that
 # batching, and sleeping on the call eventfd; also without EVENT_IDX.
 for args in "--poll --qd 32" "--poll --qd 8" "--qd 32"; do
   timeout 60 "$VUBLK_TESTS/vublk_depth" "$T/plug.sock" $args \

@@ -156,7 +156,7 @@ run_ring() {
   done
 
   # Callbacks keeping 32 requests in flight on a driven queue, every
-  # block checked: polling (a pass's resubmissions published together)
+  # block checked: polling (resubmissions published every 8 completions)
   # and sleeping.
   for mode in --poll ""; do
     # shellcheck disable=SC2086  # "" or --poll
