@@ -13,7 +13,6 @@
 
 #include "internal.h"
 
-
 /* Runs request_finish (callbacks) for a list of finished requests, then
  * issues what they submitted in one batch. */
 static void

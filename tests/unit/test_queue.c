@@ -482,17 +482,17 @@ test_plug_switch_leaves_nothing_behind (void **state)
 
   vublk_aio_plug (a.dev);
   fake_submit (&a, VUBLK_OP_READ, 0, 0, buf[0], 512, &done[0]);
-  assert_int_equal (fake_kicks (a.q), 0);                 /* plugged */
+  assert_int_equal (fake_kicks (a.q), 0);            /* plugged */
   vublk_aio_plug (b.dev);
-  assert_int_equal (fake_kicks (a.q), 1);                 /* announced */
+  assert_int_equal (fake_kicks (a.q), 1);            /* announced */
   fake_submit (&b, VUBLK_OP_READ, 0, 512, buf[1], 512, &done[1]);
   vublk_aio_unplug (a.dev);                          /* not a's plug: */
   fake_submit (&b, VUBLK_OP_READ, 0, 1024, buf[2], 512, &done[2]);
-  assert_int_equal (fake_kicks (b.q), 0);                 /* b still plugged */
+  assert_int_equal (fake_kicks (b.q), 0);            /* b still plugged */
   vublk_aio_plug (b.dev);                            /* again: no change */
   assert_int_equal (fake_kicks (b.q), 0);
   vublk_aio_unplug (b.dev);
-  assert_int_equal (fake_kicks (b.q), 1);                 /* both announced */
+  assert_int_equal (fake_kicks (b.q), 1);            /* both announced */
   /* Unplugged: a submission is announced at once. */
   fake_submit (&a, VUBLK_OP_READ, 0, 1536, buf[3], 512, &done[3]);
   assert_int_equal (fake_kicks (a.q), 1);
