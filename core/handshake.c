@@ -66,7 +66,8 @@ handshake_read_config (struct vublk *dev)
     return set_error (ENOTSUP, "%s: backend does not offer the CONFIG "
                       "protocol feature; the device size is unknown",
                       dev->socket_path);
-  err = vu_send (dev->sock, VHOST_USER_GET_CONFIG, 0, &cfg, msg_size, NULL, 0);
+  err = vu_send (dev->sock, VHOST_USER_GET_CONFIG, 0, &cfg, msg_size, NULL, 0,
+                 handshake_reply_timeout_ms (dev));
   if (err)
     return err;
   err = vu_recv_reply (dev->sock, VHOST_USER_GET_CONFIG, &cfg, 0, msg_size,
@@ -239,7 +240,8 @@ negotiate (struct vublk *dev, bool first, int timeout)
       return set_error (EPROTO, "%s: backend reports %llu queues",
                         dev->socket_path, (unsigned long long) queues);
   }
-  err = vu_send (dev->sock, VHOST_USER_SET_OWNER, 0, NULL, 0, NULL, 0);
+  err = vu_send (dev->sock, VHOST_USER_SET_OWNER, 0, NULL, 0, NULL, 0,
+                 timeout);
   if (err)
     return err;
   err = setup_backend_channel (dev, timeout);
@@ -337,15 +339,15 @@ setup_ring (struct vublk *dev, struct vublk_queue *q, int timeout)
 
   ring_addresses (&q->ring, &addr.desc, &addr.avail, &addr.used);
   if ((err = vu_send (dev->sock, VHOST_USER_SET_VRING_NUM, 0, &num,
-                      sizeof num, NULL, 0))
+                      sizeof num, NULL, 0, timeout))
       || (err = vu_send (dev->sock, VHOST_USER_SET_VRING_BASE, 0, &base,
-                         sizeof base, NULL, 0))
+                         sizeof base, NULL, 0, timeout))
       || (err = vu_send (dev->sock, VHOST_USER_SET_VRING_ADDR, 0, &addr,
-                         sizeof addr, NULL, 0))
+                         sizeof addr, NULL, 0, timeout))
       || (err = vu_send (dev->sock, VHOST_USER_SET_VRING_CALL, 0, &idx,
-                         sizeof idx, &q->call_fd, 1))
+                         sizeof idx, &q->call_fd, 1, timeout))
       || (err = vu_send (dev->sock, VHOST_USER_SET_VRING_KICK, 0, &idx,
-                         sizeof idx, &q->kick_fd, 1)))
+                         sizeof idx, &q->kick_fd, 1, timeout)))
     return err;
   if (device_has (dev, VHOST_USER_F_PROTOCOL_FEATURES)) {
     struct vhost_user_vring_state enable = { q->index, 1 };
@@ -392,7 +394,7 @@ handshake_stop_rings (struct vublk *dev)
                             sizeof st, NULL, 0, reply_ack (dev), timeout))
       return;
     if (vu_send (dev->sock, VHOST_USER_GET_VRING_BASE, 0, &st, sizeof st,
-                 NULL, 0)
+                 NULL, 0, timeout)
         || vu_recv_reply (dev->sock, VHOST_USER_GET_VRING_BASE, &st,
                           sizeof st, sizeof st, &got, timeout))
       return;

@@ -46,7 +46,7 @@ vu_request_name (uint32_t request)
 
 int
 vu_send (int sock, uint32_t request, uint32_t flags, const void *payload,
-         uint32_t size, const int *fds, int nfds)
+         uint32_t size, const int *fds, int nfds, int timeout_ms)
 {
   struct vhost_user_header hdr = {
     .request = request, .flags = VHOST_USER_VERSION | flags, .size = size,
@@ -57,8 +57,7 @@ vu_send (int sock, uint32_t request, uint32_t flags, const void *payload,
   };
   char control[CMSG_SPACE (MAX_FDS_PER_MSG * sizeof (int))];
   struct msghdr msg = { .msg_iov = iov, .msg_iovlen = size ? 2 : 1 };
-  size_t total = sizeof hdr + size;
-  ssize_t r;
+  int total_ms = timeout_ms;
 
   if (nfds < 0 || nfds > MAX_FDS_PER_MSG || size > VHOST_USER_MAX_PAYLOAD)
     return set_error (EINVAL, "vhost-user %s: bad message size or fd count",
@@ -76,16 +75,40 @@ vu_send (int sock, uint32_t request, uint32_t flags, const void *payload,
     memcpy (CMSG_DATA (cmsg), fds, nfds * sizeof (int));
   }
 
-  do
-    r = sendmsg (sock, &msg, MSG_NOSIGNAL);
-  while (r == -1 && errno == EINTR);
-  if (r == -1)
-    return set_error_errno (errno, "vhost-user %s: send",
-                            vu_request_name (request));
-  if ((size_t) r != total)
-    /* A stream socket only sends short when the peer is going away. */
-    return set_error (ECONNRESET, "vhost-user %s: short send",
-                      vu_request_name (request));
+  /* Never blocks in sendmsg: a backend that stops reading its socket
+   * fills it, and then only the deadline ends the wait. */
+  while (msg.msg_iovlen > 0) {
+    ssize_t r = sendmsg (sock, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+
+    if (r == -1 && errno == EINTR)
+      continue;
+    if (r == -1 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      int err = vu_wait (sock, POLLOUT, &timeout_ms, vu_request_name (request));
+
+      if (err == -ETIMEDOUT)
+        return set_error (ETIMEDOUT, "vhost-user %s: the backend read "
+                          "nothing for %d ms (its socket is full: frozen or "
+                          "stuck)", vu_request_name (request), total_ms);
+      if (err)
+        return err;
+      continue;
+    }
+    if (r == -1)
+      return set_error_errno (errno, "vhost-user %s: send",
+                              vu_request_name (request));
+    /* The fds went with the first byte; the rest follows without them. */
+    msg.msg_control = NULL;
+    msg.msg_controllen = 0;
+    while (msg.msg_iovlen > 0 && (size_t) r >= msg.msg_iov->iov_len) {
+      r -= msg.msg_iov->iov_len;
+      msg.msg_iov++;
+      msg.msg_iovlen--;
+    }
+    if (msg.msg_iovlen > 0) {
+      msg.msg_iov->iov_base = (uint8_t *) msg.msg_iov->iov_base + r;
+      msg.msg_iov->iov_len -= r;
+    }
+  }
   return 0;
 }
 
@@ -191,6 +214,12 @@ read_exact (int sock, void *buf, size_t len, int *timeout_ms, int total_ms,
     do
       r = recvmsg (sock, &msg, MSG_CMSG_CLOEXEC);
     while (r == -1 && errno == EINTR);
+    if (r == -1)
+      return set_error_errno (errno, "vhost-user %s: receive",
+                              vu_request_name (request));
+    /* Only a receive that succeeded filled the control buffer: after a
+     * failed one it holds garbage, and closing "its" fds would close
+     * numbers this process uses for something else. */
     for (cmsg = CMSG_FIRSTHDR (&msg); cmsg; cmsg = CMSG_NXTHDR (&msg, cmsg)) {
       if (cmsg->cmsg_level == SOL_SOCKET && cmsg->cmsg_type == SCM_RIGHTS) {
         size_t n = (cmsg->cmsg_len - CMSG_LEN (0)) / sizeof (int);
@@ -203,9 +232,6 @@ read_exact (int sock, void *buf, size_t len, int *timeout_ms, int total_ms,
           close (fds[i]);
       }
     }
-    if (r == -1)
-      return set_error_errno (errno, "vhost-user %s: receive",
-                              vu_request_name (request));
     if (r == 0)
       return set_error (ECONNRESET,
                         "vhost-user %s: backend closed the connection",
@@ -269,7 +295,7 @@ vu_send_checked (int sock, uint32_t request, const void *payload,
   int err;
 
   err = vu_send (sock, request, need_reply ? VHOST_USER_NEED_REPLY_MASK : 0,
-                 payload, size, fds, nfds);
+                 payload, size, fds, nfds, timeout_ms);
   if (err || !need_reply)
     return err;
   err = vu_recv_reply (sock, request, &ack, sizeof ack, sizeof ack, NULL,
@@ -287,7 +313,7 @@ vu_get_u64 (int sock, uint32_t request, uint64_t *value, int timeout_ms)
 {
   int err;
 
-  err = vu_send (sock, request, 0, NULL, 0, NULL, 0);
+  err = vu_send (sock, request, 0, NULL, 0, NULL, 0, timeout_ms);
   if (err)
     return err;
   return vu_recv_reply (sock, request, value, sizeof *value, sizeof *value,

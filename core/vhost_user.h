@@ -107,9 +107,13 @@ struct vhost_user_config {
 };
 
 /* Sends one message (header + payload + fds) in a single sendmsg(), as
- * qemu's server takes fds only with the header.  Returns 0 or -errno. */
+ * qemu's server takes fds only with the header; only when the socket is
+ * full does the rest follow, once it drains, within timeout_ms (-1: no
+ * deadline).  Returns 0, -ETIMEDOUT (the backend stopped reading),
+ * -ECANCELED (see vu_set_cancel_fd) or -errno. */
 int vu_send (int sock, uint32_t request, uint32_t flags,
-             const void *payload, uint32_t size, const int *fds, int nfds);
+             const void *payload, uint32_t size, const int *fds, int nfds,
+             int timeout_ms);
 
 /* Checks a reply header against the request sent: flags exactly
  * VERSION|REPLY, same request code, size == expected_size (or, when
