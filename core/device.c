@@ -93,6 +93,10 @@ create_memory_and_queues (struct vublk *dev)
   dev->queues = calloc (dev->nqueues, sizeof *dev->queues);
   if (!dev->queues)
     return set_error (ENOMEM, "allocating queues");
+  /* A queue_init that fails leaves the later queues uninitialised, and
+   * device_free destroys them all: their fds must read "none", not 0. */
+  for (unsigned i = 0; i < dev->nqueues; i++)
+    queue_mark_unopened (&dev->queues[i]);
   for (unsigned i = 0; i < dev->nqueues; i++) {
     uint8_t *base = dev->mem.base + i * per_queue;
     err = queue_init (&dev->queues[i], dev, i, base,

@@ -66,6 +66,12 @@ queue_init (struct vublk_queue *q, struct vublk *dev, unsigned index,
 }
 
 void
+queue_mark_unopened (struct vublk_queue *q)
+{
+  q->kick_fd = q->call_fd = q->wake_fd = -1;
+}
+
+void
 queue_destroy (struct vublk_queue *q)
 {
   if (q->kick_fd >= 0)

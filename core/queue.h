@@ -130,7 +130,12 @@ struct vublk_queue {
 int queue_init (struct vublk_queue *q, struct vublk *dev, unsigned index,
                 void *ring_mem, struct slot_ctl *ctl_mem, unsigned num);
 
-/* Releases what queue_init made (fds, slot array); accepts a zeroed q. */
+/* Marks a zeroed q as holding no fds, so that queue_destroy is safe on it
+ * whether or not queue_init ran (or got as far as its fds). */
+void queue_mark_unopened (struct vublk_queue *q);
+
+/* Releases what queue_init made (fds, slot array); accepts a q that
+ * queue_mark_unopened marked. */
 void queue_destroy (struct vublk_queue *q);
 
 /* Bytes of shared memory a queue of num entries needs for its ring and its

@@ -13,7 +13,9 @@
  *   vublk_probe fd-check SOCKET
  *       Opens the device, reads a block, closes it, and exits 0 only if
  *       the process holds exactly the fds it held before (no fd the
- *       backend sent is leaked).
+ *       backend sent is leaked); then opens it with 4 queues under
+ *       rising fd limits, until one is enough: each open that fails
+ *       must leave the process's fds as they were (fd 0 included).
  *   vublk_probe spin SOCKET
  *       vublk_aio_spin: a read's callback runs on the spinning thread;
  *       spinning with nothing to do returns 0 after its time, with an
@@ -31,6 +33,7 @@
 #include <pthread.h>
 #include <stdint.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -209,6 +212,45 @@ count_fds (void)
   return n;
 }
 
+/* Opens with 4 queues under fd limits from too few to enough: every
+ * open that fails for want of fds must leave the process's own fds
+ * (fd 0 included) open and hold none of its own afterwards. */
+static int
+fd_limit_sweep (const char *sock, int fds_before)
+{
+  struct vublk_options opts;
+  struct rlimit saved;
+
+  vublk_options_init (&opts);
+  opts.num_queues = 4;
+  getrlimit (RLIMIT_NOFILE, &saved);
+  for (rlim_t limit = fds_before + 1; limit < (rlim_t) fds_before + 40;
+       limit++) {
+    struct rlimit rl = { limit, saved.rlim_max };
+    struct vublk *dev;
+    int now;
+
+    setrlimit (RLIMIT_NOFILE, &rl);
+    dev = vublk_open (sock, &opts);
+    setrlimit (RLIMIT_NOFILE, &saved);
+    if (dev) {
+      vublk_close (dev);
+      return 0;
+    }
+    now = count_fds ();
+    if (fcntl (0, F_GETFD) == -1 || now != fds_before) {
+      fprintf (stderr, "vublk_probe: open failed under a limit of %d fds "
+               "(%s) and left %d fds open, %d before%s\n", (int) limit,
+               vublk_get_error (), now, fds_before,
+               fcntl (0, F_GETFD) == -1 ? "; fd 0 was closed" : "");
+      return 1;
+    }
+  }
+  fprintf (stderr, "vublk_probe: open still failed with %d fds to spare\n",
+           40);
+  return 1;
+}
+
 static int
 fd_check (const char *sock)
 {
@@ -231,7 +273,7 @@ fd_check (const char *sock)
              before, after);
     return 1;
   }
-  return 0;
+  return fd_limit_sweep (sock, before);
 }
 
 /* Every thread of this process but the calling one (the library's) must
