@@ -20,14 +20,41 @@
 #define BACKOFF_MIN_MS 10
 #define BACKOFF_MAX_MS 1000
 
-/* Sleeps ms, returning early (true) if the device is closing. */
+/* Moves the device to state to, unless vublk_close has begun: the
+ * closing state must never be overwritten, or the control loop, which
+ * ends only on it, would outlive the close that joins it.  Returns false
+ * if the device is closing. */
+static bool
+set_state_unless_closing (struct vublk *dev, enum device_state to)
+{
+  int from = atomic_load (&dev->state);
+
+  do
+    if (from == DEV_CLOSING || from == DEV_CLOSED)
+      return false;
+  while (!atomic_compare_exchange_weak (&dev->state, &from, to));
+  return true;
+}
+
+/* Sleeps ms, returning early (true) only if the device is closing.  Other
+ * wake-ups (a queue reporting a fault) are drained and the sleep goes on:
+ * left readable, the wake fd would cut every later backoff short. */
 static bool
 sleep_or_close (struct vublk *dev, int ms)
 {
-  struct pollfd pfd = { .fd = dev->ctl_wake_fd, .events = POLLIN };
+  uint64_t end = now_ns () + (uint64_t) ms * 1000000;
 
-  poll (&pfd, 1, ms);
-  return atomic_load (&dev->state) == DEV_CLOSING;
+  for (;;) {
+    struct pollfd pfd = { .fd = dev->ctl_wake_fd, .events = POLLIN };
+    uint64_t now = now_ns ();
+
+    if (atomic_load (&dev->state) == DEV_CLOSING)
+      return true;
+    if (now >= end)
+      return false;
+    if (poll (&pfd, 1, (int) ((end - now + 999999) / 1000000)) > 0)
+      eventfd_drain (dev->ctl_wake_fd);
+  }
 }
 
 /* One reconnect attempt: handshake with the same memory, then every ring
@@ -44,10 +71,14 @@ try_reconnect (struct vublk *dev)
     return err;
   for (unsigned i = 0; i < dev->nqueues; i++)
     failed += queue_replay (&dev->queues[i]);
+  /* What queues reported until their rings were reset was the old
+   * connection's fault, already counted: not a reason to reconnect again. */
+  atomic_store (&dev->violation, false);
   err = handshake_rings (dev);
   if (err)
     return err;
-  atomic_store (&dev->state, DEV_CONNECTED);
+  if (!set_state_unless_closing (dev, DEV_CONNECTED))
+    return 0;          /* connected, but closing: the loop ends now */
   atomic_fetch_add (&dev->reconnects, 1);
   dev->last_reconnect_ns = now_ns ();
   for (unsigned i = 0; i < dev->nqueues; i++)
@@ -139,10 +170,9 @@ static void
 reconnect (struct vublk *dev, enum reconnect_reason why)
 {
   uint64_t deadline;
-  int backoff = BACKOFF_MIN_MS, unasked = 0;
+  int backoff = BACKOFF_MIN_MS, unasked = 0, connected = DEV_CONNECTED;
 
-  if (atomic_load (&dev->state) == DEV_CONNECTED)
-    atomic_store (&dev->state, DEV_RECONNECTING);
+  atomic_compare_exchange_strong (&dev->state, &connected, DEV_RECONNECTING);
   atomic_store (&dev->violation, false);
   if (dev->sock < 0 || ioctl (dev->sock, FIONREAD, &unasked) == -1)
     unasked = 0;
@@ -180,7 +210,8 @@ reconnect (struct vublk *dev, enum reconnect_reason why)
       dev->sock = -1;
     }
     if (atomic_load (&dev->state) != DEV_FAILED && now_ns () >= deadline) {
-      atomic_store (&dev->state, DEV_FAILED);
+      if (!set_state_unless_closing (dev, DEV_FAILED))
+        return;
       device_log (dev, VUBLK_LOG_ERROR, "backend did not come back within "
                   "%g s (%s); failing pending requests with EIO, still "
                   "trying every second", dev->opts.reconnect_timeout,
