@@ -24,6 +24,8 @@
 struct vublk_tq {
   struct vublk *dev;
   struct vublk_queue *q;
+  /* Claimed by a synchronous call (thread_queues), not vublk_tq_open. */
+  bool for_sync_calls;
   /* An edge-triggered epoll set holding only the queue's call eventfd
    * (wait_for_call), or -1 to sleep in poll instead. */
   int call_epoll_fd;
@@ -73,6 +75,7 @@ driven_handle_of_thread (struct vublk *dev)
     claim_failed = dev;        /* the shared queues serve this thread */
     return NULL;
   }
+  tq->for_sync_calls = true;
   pthread_setspecific (exit_key, tq);
   return tq;
 }
@@ -96,13 +99,19 @@ take_queue (struct vublk *dev, bool keep_shared)
     set_error (EBUSY, "%s: no queue to spare for this thread",
                dev->socket_path);
   else {
-    for (unsigned i = 0; i < dev->nqueues && !taken; i++) {
-      bool expected = false;
+    /* An idle queue first: requests other threads have in flight on a
+     * queue would wait for its new owner to harvest them (see
+     * vublk_sync's drain for the queues that are taken busy). */
+    for (int pass = 0; pass < 2 && !taken; pass++)
+      for (unsigned i = 0; i < dev->nqueues && !taken; i++) {
+        struct vublk_queue *q = &dev->queues[i];
+        bool expected = false;
 
-      if (atomic_compare_exchange_strong (&dev->queues[i].driven,
-                                          &expected, true))
-        taken = &dev->queues[i];
-    }
+        if (atomic_load (&q->driven) || (pass == 0 && queue_has_work (q)))
+          continue;
+        if (atomic_compare_exchange_strong (&q->driven, &expected, true))
+          taken = q;
+      }
     if (!taken)
       set_error (EBUSY, "%s: all %u queues are driven by other threads",
                  dev->socket_path, dev->nqueues);
@@ -189,6 +198,21 @@ claim (struct vublk *dev, bool keep_shared)
                    && ms < 5000; ms++)
     usleep (1000);
   return tq;
+}
+
+void
+driven_see_others_through (struct vublk_tq *tq)
+{
+  /* With its own request done, whatever else is on a queue a synchronous
+   * call claimed belongs to other threads: requests they had in flight
+   * when this thread claimed it, or placed as it did.  Nobody else
+   * harvests a driven queue, and this thread may not call again for a
+   * long time.  (A vublk_tq_open owner processes its queue itself.) */
+  if (!tq->for_sync_calls)
+    return;
+  while (queue_has_work (tq->q))
+    if (vublk_tq_process (tq, 1, 100 * 1000000ll) < 0)
+      return;                   /* the device closed */
 }
 
 struct vublk_tq *

@@ -217,6 +217,11 @@ void pool_free (struct pool *pool, void *p);
  * one first when dev's thread_queues option asks for it (NULL: the
  * thread uses the shared queues). */
 struct vublk_tq *driven_handle_of_thread (struct vublk *dev);
+/* After a synchronous call on tq completed its own request: if a
+ * synchronous call claimed tq, processes its queue until no other
+ * thread's request is left on it (each ends: answered, or failed by the
+ * request timeout) or the device is closed. */
+void driven_see_others_through (struct vublk_tq *tq);
 
 /* ops.c */
 

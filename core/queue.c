@@ -65,6 +65,17 @@ queue_init (struct vublk_queue *q, struct vublk *dev, unsigned index,
   return 0;
 }
 
+bool
+queue_has_work (struct vublk_queue *q)
+{
+  bool busy;
+
+  pthread_mutex_lock (&q->lock);
+  busy = q->inflight > 0 || q->pending_head || q->handoff || q->done_list;
+  pthread_mutex_unlock (&q->lock);
+  return busy;
+}
+
 void
 queue_mark_unopened (struct vublk_queue *q)
 {

@@ -130,6 +130,10 @@ struct vublk_queue {
 int queue_init (struct vublk_queue *q, struct vublk *dev, unsigned index,
                 void *ring_mem, struct slot_ctl *ctl_mem, unsigned num);
 
+/* True if q has requests in flight, waiting to be issued, or finished
+ * and waiting for their callbacks. */
+bool queue_has_work (struct vublk_queue *q);
+
 /* Marks a zeroed q as holding no fds, so that queue_destroy is safe on it
  * whether or not queue_init ran (or got as far as its fds). */
 void queue_mark_unopened (struct vublk_queue *q);

@@ -72,6 +72,8 @@ sync_io (struct vublk *dev, struct vublk_io io)
       if (r < 0)
         err = r;
     }
+    if (!err)
+      driven_see_others_through (tq);
     if (err)
       return err;
     goto done;

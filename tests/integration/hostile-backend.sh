@@ -289,6 +289,15 @@ run_bounded 60 "$VUBLK_BIN" copy "${OPTS[@]}" "vhost-user:$S" "$T/back"
 cmp "$T/data" "$T/back" || fail "lost-interrupt: data differs"
 echo "ok: lost-interrupt -> answers taken anyway, data intact"
 
+# 5c. A read stalled on a shared queue while another thread's synchronous
+#     call claims a queue (thread_queues) and idles: the claim must not
+#     take the stalled read's queue, or its replayed answer would wait for
+#     an owner that never harvests again.
+start_backend stall 1
+run_bounded 20 "$PROBE" strand "$S"
+[[ $rc == 0 ]] || fail "strand: $(cat "$T/out")"
+echo "ok: stalled read beside a claimed queue -> completed after the replay"
+
 # 6. Capacity change (CONFIG_CHANGE_MSG on the backend channel).
 start_backend none
 "$PROBE" wait-resize "$S" $((2 * SIZE)) >"$T/probe.out" 2>&1 &

@@ -22,6 +22,11 @@
  *       fd that is readable returns 1 at once; and afterwards a read
  *       still completes on the completion thread (notifications were
  *       re-enabled), also after a spin that ended by timing out.
+ *   vublk_probe strand SOCKET
+ *       With thread_queues and 2 queues, against a backend that stalls
+ *       the first request: that read is in flight when another thread's
+ *       synchronous read claims a queue and idles; it must complete
+ *       within 10 s (request timeout 1 s, reconnect, replay).
  *   vublk_probe plug SOCKET
  *       Between vublk_aio_plug and vublk_aio_unplug: a 4 KiB write must
  *       not reach the backend (no completion within 300 ms), and once a
@@ -524,6 +529,58 @@ spin_check (const char *sock)
   return 0;
 }
 
+static struct vublk *strand_dev;
+
+/* A thread whose synchronous read claims a queue, then stays idle. */
+static void *
+claiming_reader (void *arg)
+{
+  char buf[4096];
+
+  (void) arg;
+  if (vublk_pread (strand_dev, buf, sizeof buf, 8192) != (ssize_t) sizeof buf)
+    fprintf (stderr, "vublk_probe: the claiming read failed: %s\n",
+             vublk_get_error ());
+  pause ();
+  return NULL;
+}
+
+/* thread_queues, 2 queues, against a backend that never answers the first
+ * request: this thread's read is in flight (stalled) on a shared queue
+ * when another thread's synchronous read claims a queue for it and then
+ * idles.  The stalled read must still complete, after the request
+ * timeout's reconnect and replay: a claim that took its queue would leave
+ * the replayed answer for an owner that never harvests again. */
+static int
+strand_check (const char *sock)
+{
+  struct vublk_options opts;
+  struct spin_read r;
+  pthread_t t;
+  void *buf;
+
+  vublk_options_init (&opts);
+  opts.num_queues = 2;
+  opts.thread_queues = true;
+  opts.request_timeout = 1;
+  opts.reconnect_timeout = 5;
+  strand_dev = vublk_open (sock, &opts);
+  if (!strand_dev || !(buf = vublk_buf_alloc (strand_dev, 4096))) {
+    fprintf (stderr, "vublk_probe: %s\n", vublk_get_error ());
+    return 1;
+  }
+  if (submit_read (strand_dev, buf, 1, &r))
+    return 1;
+  usleep (100000);       /* in flight, stalled */
+  pthread_create (&t, NULL, claiming_reader, NULL);
+  if (wait_flag (&r.done, 10) != 1) {
+    fprintf (stderr, "vublk_probe: a read in flight when another thread "
+             "claimed a queue did not complete within 10 s\n");
+    return 1;
+  }
+  _exit (0);             /* the claiming thread sleeps for ever */
+}
+
 int
 main (int argc, char **argv)
 {
@@ -535,6 +592,8 @@ main (int argc, char **argv)
     return signals_check (argv[2]);
   if (argc == 3 && !strcmp (argv[1], "fd-check"))
     return fd_check (argv[2]);
+  if (argc == 3 && !strcmp (argv[1], "strand"))
+    return strand_check (argv[2]);
   if ((argc == 5 || (argc == 6 && !strcmp (argv[5], "driven")))
       && !strcmp (argv[1], "expect-eio"))
     return expect_eio (argv[2], atof (argv[3]), atof (argv[4]), argc == 6);
@@ -542,6 +601,6 @@ main (int argc, char **argv)
     return wait_resize (argv[2], strtoull (argv[3], NULL, 0));
   fprintf (stderr, "usage: vublk_probe expect-eio SOCKET RECONNECT REQUEST [driven]"
            " | wait-resize SOCKET SIZE | fd-check SOCKET | plug SOCKET | spin SOCKET"
-           " | signals SOCKET\n");
+           " | signals SOCKET | strand SOCKET\n");
   return 2;
 }
