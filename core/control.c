@@ -123,6 +123,29 @@ drop_connection (struct vublk *dev)
   }
 }
 
+/* Counts a lost connection against every request in flight (see
+ * queue_note_drop), naming the reason for those it abandons. */
+static void
+note_drop (struct vublk *dev)
+{
+  unsigned abandoned = 0;
+
+  for (unsigned i = 0; i < dev->nqueues; i++)
+    abandoned += queue_note_drop (&dev->queues[i]);
+  if (!abandoned)
+    return;
+  pthread_mutex_lock (&dev->info_lock);
+  snprintf (dev->violation_reason, sizeof dev->violation_reason,
+            "the backend closed the connection %d times in a row with it "
+            "in flight: a request it dies on?", MAX_DROPS_IN_FLIGHT);
+  pthread_mutex_unlock (&dev->info_lock);
+  /* Now, not after the replay: the failures may end the program first. */
+  device_log (dev, VUBLK_LOG_ERROR, "%u request(s) will fail with EIO "
+              "instead of being sent again: the backend closed the "
+              "connection %d times in a row with them in flight (a request "
+              "it dies on?)", abandoned, MAX_DROPS_IN_FLIGHT);
+}
+
 /* Logs why we reconnect; unasked is how many bytes the control socket
  * held when it was dropped (a backend never speaks there unasked). */
 static void
@@ -155,6 +178,7 @@ log_reconnect_reason (struct vublk *dev, enum reconnect_reason why,
     else
       device_log (dev, VUBLK_LOG_WARNING, "backend closed the connection; "
                   "reconnecting");
+    note_drop (dev);
     break;
   }
 }

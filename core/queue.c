@@ -292,6 +292,7 @@ queue_pump_locked (struct vublk_queue *q)
       s->submit_ns = now_coarse_ns ();
       s->timeouts = 0;
       s->violations = 0;
+      s->drops = 0;
       s->abandon = false;
       req->outstanding++;
       __atomic_store_n (&q->inflight, q->inflight + 1, __ATOMIC_RELAXED);

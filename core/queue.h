@@ -49,6 +49,7 @@ struct slot {
   uint64_t submit_ns;
   unsigned timeouts;        /* request timeouts seen */
   unsigned violations;      /* protocol violations it was in flight for */
+  unsigned drops;           /* connections lost with it in flight */
   bool abandon;             /* fail instead of resubmitting */
   /* Bounce bookkeeping, released when the slot completes. */
   void *bounce;             /* pool block owned by this slot, or NULL */
@@ -228,13 +229,23 @@ void queue_pump_locked (struct vublk_queue *q);
 
 /* After a reconnect: harvests what the old backend completed, resets the
  * ring and places every in-flight slot again in submission order;
- * abandoned slots (see queue_scan_timeouts, queue_note_violation) fail
+ * abandoned slots (see queue_scan_timeouts, queue_note_violation,
+ * queue_note_drop) fail
  * with EIO instead.  Returns how many failed.  Does not notify. */
 unsigned queue_replay (struct vublk_queue *q);
 
 /* Counts a protocol violation against every slot in flight; a slot that
  * was in flight for an earlier one too is abandoned. */
 void queue_note_violation (struct vublk_queue *q);
+
+/* A slot in flight across this many lost connections in a row is
+ * abandoned: a backend that dies on a request (and is restarted) must
+ * not be fed it for ever.  One backend restart, or two, are survived. */
+#define MAX_DROPS_IN_FLIGHT 3
+
+/* Counts a lost connection against every slot in flight; a slot that
+ * reaches MAX_DROPS_IN_FLIGHT is abandoned.  Returns how many were. */
+unsigned queue_note_drop (struct vublk_queue *q);
 
 /* Issues pending work and notifies the backend unconditionally. */
 void queue_kick (struct vublk_queue *q);

@@ -1,8 +1,8 @@
 /* replay.c — a queue across a reconnect: what the old backend completed
  * is taken first, every slot still in flight is placed again on a fresh
  * ring in submission order, and requests that keep meeting the same fault
- * (a second request timeout, a second protocol violation) fail with EIO
- * instead of being replayed forever.  Also failing everything once the
+ * (a second request timeout, a second protocol violation, a third lost
+ * connection) fail with EIO instead of being replayed forever.  Also failing everything once the
  * reconnect window has passed.
  */
 #include <errno.h>
@@ -82,6 +82,24 @@ queue_note_violation (struct vublk_queue *q)
       s->abandon = true;
   }
   pthread_mutex_unlock (&q->lock);
+}
+
+unsigned
+queue_note_drop (struct vublk_queue *q)
+{
+  unsigned abandoned = 0;
+
+  pthread_mutex_lock (&q->lock);
+  for (unsigned i = 0; i < q->nslots; i++) {
+    struct slot *s = &q->slots[i];
+
+    if (s->req && !s->abandon && ++s->drops >= MAX_DROPS_IN_FLIGHT) {
+      s->abandon = true;
+      abandoned++;
+    }
+  }
+  pthread_mutex_unlock (&q->lock);
+  return abandoned;
 }
 
 bool

@@ -289,6 +289,18 @@ run_bounded 60 "$VUBLK_BIN" copy "${OPTS[@]}" "vhost-user:$S" "$T/back"
 cmp "$T/data" "$T/back" || fail "lost-interrupt: data differs"
 echo "ok: lost-interrupt -> answers taken anyway, data intact"
 
+# 5b'. A request the backend dies on whenever it arrives (sector 2048, on
+#      every connection): it fails with EIO after the third lost
+#      connection instead of being replayed for ever; vublk copy stops.
+start_backend poison 2048
+start=$SECONDS
+run_bounded 30 "$VUBLK_BIN" copy -v "${OPTS[@]}" "vhost-user:$S" "$T/back"
+[[ $rc == 1 ]] && grep -q "Input/output error" "$T/out" \
+  && grep -q "closed the connection 3 times in a row with them" "$T/out" \
+  || fail "poison: $rc $(cat "$T/out")"
+((SECONDS - start <= 20)) || fail "poison: took $((SECONDS - start)) s"
+echo "ok: poison -> EIO after 3 lost connections, in $((SECONDS - start)) s"
+
 # 5c. A read stalled on a shared queue while another thread's synchronous
 #     call claims a queue (thread_queues) and idles: the claim must not
 #     take the stalled read's queue, or its replayed answer would wait for

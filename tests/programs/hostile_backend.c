@@ -55,6 +55,9 @@
  *   ioerr-status         complete with VIRTIO_BLK_S_IOERR
  *   stall                never complete the request
  *   stall-forever        never complete any request on any connection
+ *   poison               close the connection 200 ms after a request for
+ *                        sector AFTER arrives, on every connection (a
+ *                        backend that crashes on it and is restarted)
  *   lost-interrupt       (split) from the AFTER-th request on, complete
  *                        requests without signalling the call eventfd
  *   backend-partial      on SIGUSR1, send only 6 of the 12 header bytes of
@@ -166,6 +169,18 @@ static const char *fault = "none";
 static unsigned fault_after = 20;
 static bool fault_done;
 static unsigned requests;
+
+/* Seconds on the monotonic clock. */
+static double
+monotonic_seconds (void)
+{
+  struct timespec ts;
+
+  clock_gettime (CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static double poisoned_at;      /* poison: when the request came (0: none) */
 static uint8_t *disk;
 static uint64_t disk_size;
 static struct region regions[8];
@@ -495,6 +510,14 @@ serve_request (const struct chain *c, bool can_fire, bool *fire,
   if (!status)
     return DROP;
   requests++;
+  /* A request the backend dies on, every time it is sent: it goes down
+   * a little later, past the client's handshake (serve_connection). */
+  if (is ("poison") && hdr.sector == fault_after) {
+    fprintf (stderr, "hostile_backend: poison request at sector %u: "
+             "dropping the connection in 200 ms\n", fault_after);
+    poisoned_at = monotonic_seconds ();
+    return NO_ANSWER;
+  }
   *fire = !fault_done && requests >= fault_after && can_fire;
   if (*fire && is ("stall-forever"))
     *fire = false;
@@ -1052,8 +1075,12 @@ serve_connection (int sock)
     for (unsigned q = 0; q < served_queues (); q++)
       if (vqs[q].kick >= 0 && vqs[q].ready)
         pfd[n++] = (struct pollfd) { .fd = vqs[q].kick, .events = POLLIN };
-    if (poll (pfd, n, 100) < 0 && errno != EINTR)
+    if (poll (pfd, n, 50) < 0 && errno != EINTR)
       return;
+    if (poisoned_at && monotonic_seconds () - poisoned_at > 0.2) {
+      poisoned_at = 0;
+      return;
+    }
     /* Only once the client is past its handshake: a signal that came
      * earlier waits for it (the tests send it after a fixed pause). */
     if (resize_requested && vqs[0].ready) {
