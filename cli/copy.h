@@ -20,7 +20,9 @@ struct endpoint {
   int fd;
   uint64_t size;         /* UINT64_MAX if unknown (a pipe) */
   bool holes_read_as_zero; /* output: a regular file copy created or
-                            * truncated, so a range skipped stays zero */
+                            * emptied, so a range skipped stays zero (not
+                            * a disk shown as a file: it keeps its size
+                            * and data through O_TRUNC) */
 };
 
 /* Opens spec ("vhost-user:SOCKET", "-" or a path) for reading, or for

@@ -56,9 +56,13 @@ open_endpoint (struct endpoint *e, const char *spec, bool output,
     grow_pipe (e->fd);
   if (S_ISREG (st.st_mode) && !output)
     e->size = st.st_size;
-  /* Standard output may be a file that was there before (>>). */
+  /* Standard output may be a file that was there before (>>).  And a
+   * file that still has a size after O_TRUNC keeps its old data where
+   * nothing is written: a disk shown as a file (vublk-fuse, nbdfuse)
+   * ignores O_TRUNC, so zeroes must be written there, and it keeps its
+   * size at the end. */
   e->holes_read_as_zero = S_ISREG (st.st_mode) && output
-                          && strcmp (spec, "-") != 0;
+                          && strcmp (spec, "-") != 0 && st.st_size == 0;
 }
 
 void

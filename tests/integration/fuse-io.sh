@@ -61,6 +61,17 @@ if truncate -s 1M "$T/file" 2>"$T/err"; then fail "truncate shrank the device"; 
 [[ $(stat -c %s "$T/file") == "$M" ]] || fail "size changed"
 cmp "$T/file" "$T/shadow.img" || fail "O_TRUNC lost data"
 
+# vublk copy onto the file, which ignores O_TRUNC: the zeroes of the
+# source are written, not skipped as holes (the old data would stay), and
+# a source shorter than the disk, of an odd length, leaves the rest as it
+# was and succeeds (the file keeps its size: no truncate).
+head -c $((2 * 1048576 + 1)) /dev/zero >"$T/zeros"
+"$VUBLK_BIN" copy "$T/zeros" "$T/file" 2>"$T/err" \
+  || fail "vublk copy of zeroes onto the file: $(cat "$T/err")"
+dd if="$T/zeros" of="$T/shadow.img" conv=notrunc status=none
+cmp "$T/file" "$T/shadow.img" || fail "vublk copy onto the file: old data kept where the source has zeroes, or the rest touched"
+[[ $(stat -c %s "$T/file") == "$M" ]] || fail "vublk copy changed the size"
+
 # fsync, O_DIRECT both ways.
 dd if="$T/shadow.img" of="$T/file" bs=64k count=16 conv=notrunc,fsync status=none
 dd if="$T/file" of="$T/direct" bs=1M count=8 iflag=direct status=none
