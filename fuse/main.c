@@ -130,6 +130,29 @@ add_fuse_opts (struct config *cfg, const char *opts)
   cfg->fuse_opts = s;
 }
 
+/* True if path, or a directory it lies in, is the file or directory mnt
+ * describes: once mounted there, path would be reached through the mount
+ * this process serves. */
+static bool
+path_is_within (const char *path, const struct stat *mnt)
+{
+  char buf[PATH_MAX];
+  struct stat st;
+  char *slash;
+
+  if (snprintf (buf, sizeof buf, "%s", path) >= (int) sizeof buf)
+    return false;
+  for (;;) {
+    if (stat (buf, &st) == 0 && st.st_dev == mnt->st_dev
+        && st.st_ino == mnt->st_ino)
+      return true;
+    slash = strrchr (buf, '/');
+    if (!slash || slash == buf)
+      return false;
+    *slash = '\0';
+  }
+}
+
 static void
 parse_args (int argc, char **argv, struct config *cfg)
 {
@@ -237,6 +260,10 @@ parse_args (int argc, char **argv, struct config *cfg)
   if (!realpath (argv[optind + 1], resolved))
     die (EXIT_USAGE, "mountpoint %s: %s", argv[optind + 1], strerror (errno));
   cfg->mountpoint = strdup (resolved);
+  if (cfg->pidfile && path_is_within (cfg->pidfile, &cfg->mount_st))
+    die (EXIT_USAGE, "--pidfile %s: inside the mount point %s (writing it "
+         "there would wait for this very process)", cfg->pidfile,
+         cfg->mountpoint);
   cfg->dev_opts.readonly = cfg->readonly;
 }
 

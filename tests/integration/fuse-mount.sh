@@ -150,6 +150,22 @@ running "$child" && fail "the orphaned child (pid $child) is still running"
 [[ -e $T/orphan.pid ]] && fail "the orphaned child wrote its pid file"
 echo "ok: an orphaned vublk-fuse -d does not mount"
 
+# A pid file that would be written through the mount itself (the file
+# mounted on, or inside a mounted directory) is refused before anything
+# is mounted: writing it would wait for the process that serves it.
+mkdir -p "$T/dirmnt"
+for pf in "$T/file" "$T/dirmnt/x.pid"; do
+  mnt=$T/file; [[ $pf == */x.pid ]] && mnt=$T/dirmnt
+  set +e
+  timeout 10 "$F" -d --pidfile "$pf" "$T/v.sock" "$mnt" 2>"$T/err"
+  rc=$?
+  set -e
+  [[ $rc == 2 ]] && grep -q "inside the mount point" "$T/err" \
+    || fail "--pidfile $pf on mount $mnt: status $rc: $(cat "$T/err")"
+  grep -q " $mnt fuse" /proc/mounts && fail "mounted $mnt despite the pid file"
+done
+echo "ok: --pidfile inside the mount point -> refused before mounting"
+
 # -v: library events on stderr, which -d keeps open for them: a backend
 # killed and restarted under the mount is reported as reconnected.
 "$F" -d -v --pidfile "$T/v.pid" "$T/v.sock" "$T/file" 2>"$T/verbose.log" \
