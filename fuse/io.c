@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "vublkfs.h"
 
@@ -54,6 +55,7 @@ io_ctx_new (struct vublkfs *fs, fuse_req_t req, size_t len)
       return NULL;
     }
   }
+  atomic_fetch_add (&fs->io_in_flight, 1);
   return c;
 }
 
@@ -67,7 +69,15 @@ io_ctx_free (struct io_ctx *c)
   }
   else
     free (c->buf);
+  atomic_fetch_sub (&c->fs->io_in_flight, 1);
   free (c);
+}
+
+void
+vublkfs_wait_answered (struct vublkfs *fs)
+{
+  while (atomic_load (&fs->io_in_flight) > 0)
+    usleep (1000);
 }
 
 /* The queue this loop thread drives, if it got one (vublkfs_drive). */

@@ -553,6 +553,9 @@ main (int argc, char **argv)
   }
 
   fuse_remove_signal_handlers (se);
+  /* The loops have stopped taking requests, but writes they sent may
+   * still be in flight: a flush covers only those completed before it. */
+  vublkfs_wait_answered (&fs);
   if (!fs.readonly && (errno = -vublk_flush (dev)) > 0) {
     fprintf (stderr, "%s: flushing %s before unmount: %s\n", program_name,
              cfg.socket, vublk_get_error ());

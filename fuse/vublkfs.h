@@ -34,6 +34,8 @@ struct vublkfs {
    * 0: not since the times were last set): its mtime and ctime follow,
    * so tools that compare times (cp -u, rsync, make) see the change. */
   _Atomic int64_t modified_ns;
+  /* Requests submitted to the device and not yet answered (io.c). */
+  _Atomic unsigned io_in_flight;
 
   pthread_mutex_t attr_lock;      /* protects the fields below */
   mode_t mode;                    /* permission bits of the disk file */
@@ -50,6 +52,11 @@ void vublkfs_note_modified (struct vublkfs *fs);
 /* Makes the calling loop thread submit its requests on tq, a queue it
  * drives (NULL: the shared queues). */
 void vublkfs_drive (struct vublk_tq *tq);
+
+/* Returns once every request submitted to the device has been answered:
+ * each ends, answered or failed by the device's request timeout.  For the
+ * flush at exit, which covers only writes completed before it. */
+void vublkfs_wait_answered (struct vublkfs *fs);
 
 /* The low-level operations; userdata of the session is a struct vublkfs. */
 extern const struct fuse_lowlevel_ops vublkfs_ops;
