@@ -155,7 +155,10 @@ vublk_open (const char *socket_path, const struct vublk_options *opts)
     set_error (ENOMEM, "allocating device");
     return NULL;
   }
+  static _Atomic uint64_t next_serial = 1;
+
   atomic_store (&dev->refs, 1);
+  dev->serial = atomic_fetch_add (&next_serial, 1);
   dev->sock = dev->backend_fd = dev->ctl_wake_fd = dev->harvest_fd = -1;
   dev->close_fd = -1;
   dev->mem.fd = -1;
@@ -290,6 +293,7 @@ vublk_close (struct vublk *dev)
    * for it), and no plug of this thread keeps pointing at dev after it
    * is freed. */
   vublk_aio_unplug (dev);
+  driven_release_own (dev);
   pthread_mutex_lock (&dev->idle_lock);
   while (atomic_load (&dev->outstanding) > 0)
     pthread_cond_wait (&dev->idle_cond, &dev->idle_lock);

@@ -58,21 +58,37 @@ make_exit_key (void)
   exit_key_made = pthread_key_create (&exit_key, release_at_exit) == 0;
 }
 
+void
+driven_release_own (struct vublk *dev)
+{
+  if (tls_tq && tls_tq->dev == dev && tls_tq->for_sync_calls)
+    vublk_tq_close (tls_tq);
+}
+
 struct vublk_tq *
 driven_handle_of_thread (struct vublk *dev)
 {
-  static HOT_THREAD_LOCAL struct vublk *claim_failed;
+  /* The device (by serial: a new one may have a closed one's address)
+   * whose queues this thread could not claim. */
+  static HOT_THREAD_LOCAL uint64_t claim_failed;
   struct vublk_tq *tq;
 
-  if (tls_tq)
-    return tls_tq->dev == dev ? tls_tq : NULL;
-  if (!dev->opts.thread_queues || claim_failed == dev)
+  if (tls_tq) {
+    if (tls_tq->dev == dev)
+      return tls_tq;
+    /* A handle a synchronous call claimed on a device closed since (by
+     * another thread) goes now: it held that device's memory. */
+    if (!tls_tq->for_sync_calls || !device_is_gone (tls_tq->dev))
+      return NULL;
+    vublk_tq_close (tls_tq);
+  }
+  if (!dev->opts.thread_queues || claim_failed == dev->serial)
     return NULL;
   pthread_once (&exit_key_once, make_exit_key);
   /* One queue stays shared: threads that never process must not wait
    * for a thread that claimed a queue and went on to do other things. */
   if (!exit_key_made || !(tq = claim (dev, true))) {
-    claim_failed = dev;        /* the shared queues serve this thread */
+    claim_failed = dev->serial; /* the shared queues serve this thread */
     return NULL;
   }
   tq->for_sync_calls = true;

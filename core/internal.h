@@ -222,6 +222,10 @@ struct vublk_tq *driven_handle_of_thread (struct vublk *dev);
  * thread's request is left on it (each ends: answered, or failed by the
  * request timeout) or the device is closed. */
 void driven_see_others_through (struct vublk_tq *tq);
+/* Lets go of the queue a synchronous call of this thread claimed on dev,
+ * if any (vublk_close: the thread may live on, and the handle would keep
+ * the device's memory). */
+void driven_release_own (struct vublk *dev);
 
 /* ops.c */
 
@@ -308,6 +312,8 @@ struct vublk {
   int harvest_fd;
 
   atomic_uint outstanding;          /* accepted, not completed requests */
+  uint64_t serial;                  /* unique per vublk_open in this process
+                                       (an address may be reused) */
   atomic_uint refs;                 /* vublk_open's, plus one per driven
                                        queue handle: freed at 0 */
   pthread_mutex_t idle_lock;

@@ -15,7 +15,10 @@
  *       the process holds exactly the fds it held before (no fd the
  *       backend sent is leaked); then opens it with 4 queues under
  *       rising fd limits, until one is enough: each open that fails
- *       must leave the process's fds as they were (fd 0 included).
+ *       must leave the process's fds as they were (fd 0 included);
+ *       then, with thread_queues, checks that a queue a synchronous call
+ *       claimed is let go with its device (closed on the claiming
+ *       thread, or on another while the claiming one lives on).
  *   vublk_probe spin SOCKET
  *       vublk_aio_spin: a read's callback runs on the spinning thread;
  *       spinning with nothing to do returns 0 after its time, with an
@@ -36,6 +39,7 @@
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <stdint.h>
 #include <sys/eventfd.h>
 #include <sys/resource.h>
@@ -217,6 +221,93 @@ count_fds (void)
   return n;
 }
 
+static struct vublk *claim_dev;
+static sem_t claim_go, claim_done;
+static int claim_reads_ok;
+
+/* Reads a block on claim_dev (a synchronous call: it claims a queue)
+ * each time claim_go is posted, until claim_dev is NULL; stays alive in
+ * between, as a server's worker does. */
+static void *
+reader_thread (void *arg)
+{
+  char buf[512];
+
+  (void) arg;
+  for (;;) {
+    sem_wait (&claim_go);
+    if (!claim_dev)
+      return NULL;
+    claim_reads_ok += vublk_pread (claim_dev, buf, sizeof buf, 0)
+                      == (ssize_t) sizeof buf;
+    sem_post (&claim_done);
+  }
+}
+
+/* Opens sock with thread_queues and 2 queues, or NULL. */
+static struct vublk *
+open_thread_queues (const char *sock)
+{
+  struct vublk_options opts;
+  struct vublk *dev;
+
+  vublk_options_init (&opts);
+  opts.num_queues = 2;
+  opts.thread_queues = true;
+  if (!(dev = vublk_open (sock, &opts)))
+    fprintf (stderr, "vublk_probe: %s\n", vublk_get_error ());
+  return dev;
+}
+
+/* thread_queues: a queue a synchronous call claimed is let go with its
+ * device, whether the claiming thread closes it (the process then holds
+ * fds_before fds again) or another thread does while the claiming one
+ * lives on (its next call, on another device, lets the old one go). */
+static int
+thread_queue_release_check (const char *sock, int fds_before)
+{
+  char buf[512];
+  pthread_t t;
+  int one_claimed;
+
+  for (int i = 0; i < 3; i++) {
+    struct vublk *dev = open_thread_queues (sock);
+
+    if (!dev || vublk_pread (dev, buf, sizeof buf, 0) != (ssize_t) sizeof buf)
+      return 1;
+    vublk_close (dev);
+  }
+  if (count_fds () != fds_before) {
+    fprintf (stderr, "vublk_probe: thread_queues: %d fds after closing on "
+             "the claiming thread, %d before\n", count_fds (), fds_before);
+    return 1;
+  }
+  sem_init (&claim_go, 0, 0);
+  sem_init (&claim_done, 0, 0);
+  pthread_create (&t, NULL, reader_thread, NULL);
+  if (!(claim_dev = open_thread_queues (sock)))
+    return 1;
+  sem_post (&claim_go);
+  sem_wait (&claim_done);
+  one_claimed = count_fds ();        /* one device, one queue claimed */
+  vublk_close (claim_dev);
+  if (!(claim_dev = open_thread_queues (sock)))
+    return 1;
+  sem_post (&claim_go);
+  sem_wait (&claim_done);
+  if (claim_reads_ok != 2 || count_fds () != one_claimed) {
+    fprintf (stderr, "vublk_probe: thread_queues: %d fds with a second "
+             "device claimed, %d with the first (%d reads ok): the closed "
+             "device was kept\n", count_fds (), one_claimed, claim_reads_ok);
+    return 1;
+  }
+  vublk_close (claim_dev);
+  claim_dev = NULL;
+  sem_post (&claim_go);
+  pthread_join (t, NULL);
+  return 0;
+}
+
 /* Opens with 4 queues under fd limits from too few to enough: every
  * open that fails for want of fds must leave the process's own fds
  * (fd 0 included) open and hold none of its own afterwards. */
@@ -278,7 +369,9 @@ fd_check (const char *sock)
              before, after);
     return 1;
   }
-  return fd_limit_sweep (sock, before);
+  if (fd_limit_sweep (sock, before))
+    return 1;
+  return thread_queue_release_check (sock, before);
 }
 
 /* Every thread of this process but the calling one (the library's) must
