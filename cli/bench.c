@@ -232,19 +232,24 @@ block_stop_signals (sigset_t *set)
   pthread_sigmask (SIG_BLOCK, set, NULL);
 }
 
-/* Waits s seconds (up to a day, parse_seconds' bound) or until one of
- * the signals in set arrives.  Returns that signal, or 0 when the time
- * ran out.  Unblocks them on the way out, so that a second
- * Ctrl-C while the run drains ends the process at once. */
+/* How often wait_run looks whether any job is still going. */
+#define LIVE_CHECK_NS 100000000ull
+
+/* Waits s seconds (up to a day, parse_seconds' bound), until one of the
+ * signals in set arrives, or until no job is left going (*live is 0:
+ * each stopped at its first error).  Returns that signal, or 0.
+ * Unblocks them on the way out, so that a second Ctrl-C while the run
+ * drains ends the process at once. */
 static int
-wait_run (double s, const sigset_t *set)
+wait_run (double s, const sigset_t *set, atomic_uint *live)
 {
   uint64_t end = now_ns () + (uint64_t) (s * 1e9), now;
   int sig = 0;
 
-  while ((now = now_ns ()) < end) {
-    struct timespec left = { .tv_sec = (time_t) ((end - now) / 1000000000),
-                             .tv_nsec = (long) ((end - now) % 1000000000) };
+  while ((now = now_ns ()) < end && atomic_load (live) > 0) {
+    uint64_t wait = end - now < LIVE_CHECK_NS ? end - now : LIVE_CHECK_NS;
+    struct timespec left = { .tv_sec = (time_t) (wait / 1000000000),
+                             .tv_nsec = (long) (wait % 1000000000) };
 
     sig = sigtimedwait (set, NULL, &left);
     if (sig > 0)
@@ -400,7 +405,7 @@ cmd_bench (int argc, char **argv)
   else
     for (unsigned i = 0; i < total; i++)
       submit_next (&jobs[i], now_ns ());
-  interrupted = wait_run (seconds, &stop_set);
+  interrupted = wait_run (seconds, &stop_set, &b.live);
   atomic_store (&b.stop, true);
   for (unsigned ms = 0; atomic_load (&b.live) > 0; ms++) {
     if (interrupted && ms == 1000)
@@ -422,6 +427,10 @@ cmd_bench (int argc, char **argv)
     fprintf (stderr, "vublk: bench: stopped by SIG%s after %.1f s: the "
              "figures below cover that time\n", sigabbrev_np (interrupted),
              t1 - t0);
+  else if (t1 - t0 < seconds - 0.05)
+    fprintf (stderr, "vublk: bench: every request stream stopped at an "
+             "error after %.1f s of %.1f: the figures below cover that "
+             "time\n", t1 - t0, seconds);
 
   printf ("%s bs=%" PRIu64 " qd=%" PRIu64 " queues=%u%s%s: %.0f IOPS, "
           "%.1f MiB/s\n", mode, b.bs, qd, info.num_queues,

@@ -175,6 +175,25 @@ import json, sys; assert json.load(sys.stdin)["size"] == 1048576' \
 [[ $(stat -c %s "$T/odd.out") == 1048576 ]] \
   && cmp -n 1048576 "$T/odd.out" "$T/odd.img" || fail "odd-sized device copy differs"
 kill "$QSD_PID"; wait "$QSD_PID" 2>/dev/null || true
+# A backend gone for good while bench runs: once the reconnect window is
+# over every request fails, and bench ends then, not at --time, saying
+# why, with its figures over the time it ran and exit status 1.
+start_qsd "$T/odd.img" "$T/gone.sock"
+"$V" bench --time 60 --qd 4 --bs 4k --reconnect-timeout 1 "$T/gone.sock" \
+  >"$T/gone.out" 2>"$T/gone.err" &
+bencher=$!
+for ((i = 0; i < 100; i++)); do
+  [[ $("$V" info --connect-timeout 0.2 "$T/gone.sock" 2>&1) == *busy* ]] && break
+  sleep 0.1
+done
+kill -9 "$QSD_PID"; wait "$QSD_PID" 2>/dev/null || true
+timeout 15 tail --pid=$bencher -f /dev/null \
+  || { kill -9 $bencher; fail "bench ran on after every request had failed: $(cat "$T/gone.err")"; }
+rc=0; wait $bencher || rc=$?
+[[ $rc == 1 ]] || fail "bench on a vanished backend: exit $rc, not 1"
+grep -q "every request stream stopped at an error after" "$T/gone.err" \
+  || fail "bench on a vanished backend did not say why it ended: $(cat "$T/gone.err")"
+grep -q "^errors: [1-9]" "$T/gone.out" || fail "bench counted no errors: $(cat "$T/gone.out")"
 QSD_PID=$QSD_MAIN
 
 # Bad input: one line naming the problem, non-zero exit.
