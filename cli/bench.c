@@ -329,7 +329,7 @@ cmd_bench (int argc, char **argv)
     }
     else if (!strcmp (opt, "--qd") && val) {
       a++;
-      qd = parse_size (opt, val, 1, 1024);
+      qd = parse_count (opt, val, 1, 1024);
     }
     else if (!strcmp (opt, "--time") && val) {
       a++;

@@ -53,8 +53,9 @@ die (int code, const char *fmt, ...)
   exit (code);
 }
 
-uint64_t
-parse_size (const char *option, const char *value, uint64_t min, uint64_t max)
+static uint64_t
+parse_number_or_size (const char *option, const char *value, uint64_t min,
+                      uint64_t max, bool suffixes)
 {
   char *end;
   unsigned long long v;
@@ -68,7 +69,7 @@ parse_size (const char *option, const char *value, uint64_t min, uint64_t max)
   v = strtoull (value, &end, 10);
   if (end == value || errno)
     die (EXIT_USAGE, "%s: '%s' is not a number", option, value);
-  switch (*end) {
+  switch (suffixes ? *end : '\0') {
   case 'k': case 'K': shift = 10; end++; break;
   case 'm': case 'M': shift = 20; end++; break;
   case 'g': case 'G': shift = 30; end++; break;
@@ -79,7 +80,8 @@ parse_size (const char *option, const char *value, uint64_t min, uint64_t max)
   if (*end == 'B' && shift)
     end++;
   if (*end)
-    die (EXIT_USAGE, "%s: '%s' has trailing garbage", option, value);
+    die (EXIT_USAGE, "%s: '%s' has trailing garbage%s", option, value,
+         suffixes ? "" : " (a plain count: no suffix)");
   if (shift && v > (UINT64_MAX >> shift))
     die (EXIT_USAGE, "%s: '%s' is too large", option, value);
   v <<= shift;
@@ -89,15 +91,32 @@ parse_size (const char *option, const char *value, uint64_t min, uint64_t max)
   return v;
 }
 
+uint64_t
+parse_size (const char *option, const char *value, uint64_t min, uint64_t max)
+{
+  return parse_number_or_size (option, value, min, max, true);
+}
+
+uint64_t
+parse_count (const char *option, const char *value, uint64_t min,
+             uint64_t max)
+{
+  return parse_number_or_size (option, value, min, max, false);
+}
+
 double
 parse_seconds (const char *option, const char *value)
 {
-  char *end;
-  double v;
+  char *end = NULL;
+  double v = 0;
 
   errno = 0;
-  v = strtod (value ? value : "", &end);
-  if (!value || end == value || *end || errno || !(v >= 0 && v <= 86400))
+  /* Digits and one point only: strtod would also take blanks, a sign,
+   * an exponent, hex and "inf". */
+  if (value && (isdigit ((unsigned char) *value) || *value == '.')
+      && strspn (value, "0123456789.") == strlen (value))
+    v = strtod (value, &end);
+  if (!end || end == value || *end || errno || !(v >= 0 && v <= 86400))
     die (EXIT_USAGE, "%s: '%s' is not a number of seconds (0..86400)",
          option, value ? value : "");
   return v;

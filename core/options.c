@@ -135,7 +135,10 @@ parse_number (const char *value, bool suffixes, double *out)
     return false;
   errno = 0;
   v = strtod (value, &end);
-  if (end == value || errno || !isfinite (v))
+  /* Only decimal digits and a point: strtod would also read "0x10" and
+   * "1e3", which no user of these options means. */
+  if (end == value || errno || !isfinite (v)
+      || end != value + strspn (value, "0123456789."))
     return false;
   if (suffixes && *end) {
     const char *units = "kmgt";

@@ -204,11 +204,11 @@ parse_args (int argc, char **argv, struct config *cfg)
       cfg->pidfile = absolute_path (optarg);
       break;
     case OPT_THREADS:
-      cfg->threads = parse_size ("--threads", optarg, 1, 256);
+      cfg->threads = parse_count ("--threads", optarg, 1, 256);
       break;
     case OPT_CLONE_FD: cfg->clone_fd = true; break;
     case OPT_SPIN:
-      cfg->spin_us = parse_size ("--spin", optarg, 0, 10000);
+      cfg->spin_us = parse_count ("--spin", optarg, 0, 10000);
       break;
     case OPT_DEVICE_FLAG:
       snprintf (name, sizeof name, "--%s", long_opts[idx].name);

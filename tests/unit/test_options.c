@@ -117,6 +117,12 @@ test_set_by_name (void **state)
   expect_set_refused (&o, "queues", "2x", "queues: '2x' is not a whole number");
   expect_set_refused (&o, "queues", "-1", "not a whole number");
   expect_set_refused (&o, "queues", "1.5", "not a whole number");
+  /* Decimal only: strtod alone would take hex and exponents. */
+  expect_set_refused (&o, "queues", "0x1", "not a whole number");
+  expect_set_refused (&o, "queues", "1e0", "not a whole number");
+  expect_set_refused (&o, "queue-size", ".8e3", "not a whole number");
+  expect_set_refused (&o, "connect-timeout", "0x1", "not a number of seconds");
+  expect_set_refused (&o, "pool-size", "1e6", "not a size");
   expect_set_refused (&o, "queue-size", "100", "not a power of two");
   expect_set_refused (&o, "pool-size", "1k", "pool-size: '1k' is outside");
   expect_set_refused (&o, "pool-size", "12Q", "is not a size");
