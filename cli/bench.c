@@ -351,7 +351,7 @@ cmd_bench (int argc, char **argv)
     else
       socket = opt;
   }
-  if (!socket)
+  if (!socket || !*socket)
     die (EXIT_USAGE, "bench: no SOCKET given (vublk bench --help)");
 
   b.dev = open_device (socket, &o);

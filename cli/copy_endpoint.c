@@ -37,6 +37,8 @@ open_endpoint (struct endpoint *e, const char *spec, bool output,
   e->size = UINT64_MAX;
   e->holes_read_as_zero = false;
   if (!strncmp (spec, PREFIX, strlen (PREFIX))) {
+    if (!spec[strlen (PREFIX)])
+      die (EXIT_USAGE, "copy: '%s' names no socket", spec);
     e->dev = open_device (spec + strlen (PREFIX), o);
     e->size = vublk_get_size (e->dev);
     return;

@@ -105,7 +105,7 @@ cmd_info (int argc, char **argv)
     else
       socket = argv[a];
   }
-  if (!socket)
+  if (!socket || !*socket)
     die (EXIT_USAGE, "info: no SOCKET given (vublk info --help)");
 
   dev = open_device (socket, &o);

@@ -244,6 +244,8 @@ parse_args (int argc, char **argv, struct config *cfg)
     die (EXIT_USAGE, "expected SOCKET and MOUNTPOINT, got %d argument%s",
          argc - optind, argc - optind == 1 ? "" : "s");
   }
+  if (!*argv[optind])
+    die (EXIT_USAGE, "no SOCKET given (an empty argument)");
   /* Both are used again after -d changed to "/": reconnecting, and
    * removing the pid file at exit. */
   cfg->socket = absolute_path (argv[optind]);
@@ -484,6 +486,26 @@ serve (struct fuse_session *se, const struct config *cfg, struct vublk *dev)
   return r == 0 || r == SIGINT || r == SIGTERM || r == SIGHUP ? 0 : 1;
 }
 
+/* Refuses -o options libfuse does not take as a usage error (status 2),
+ * before the device is opened and anything is mounted: libfuse would
+ * only say so once connected, and the failure would look like one. */
+static void
+check_fuse_opts (const struct config *cfg)
+{
+  struct fuse_args args = FUSE_ARGS_INIT (0, NULL);
+  struct fuse_session *se;
+
+  if (!cfg->fuse_opts)
+    return;
+  build_fuse_args (&args, cfg, cfg->readonly);
+  se = fuse_session_new (&args, &vublkfs_ops, sizeof vublkfs_ops, NULL);
+  fuse_opt_free_args (&args);
+  if (!se)
+    die (EXIT_USAGE, "invalid FUSE options '%s' (see the message above)",
+         cfg->fuse_opts);
+  fuse_session_destroy (se);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -497,6 +519,7 @@ main (int argc, char **argv)
   program_name = "vublk-fuse";
   signal (SIGPIPE, SIG_IGN);
   parse_args (argc, argv, &cfg);
+  check_fuse_opts (&cfg);
   keep_stderr = cfg.verbose;
   if (cfg.daemon)
     daemon_start ();

@@ -205,6 +205,9 @@ expect_error() {
   grep -q -- "$pattern" "$T/err" || fail "vublk $*: message '$(cat "$T/err")' lacks '$pattern'"
 }
 expect_error 1 "No such file" info "$T/missing.sock"
+expect_error 2 "no SOCKET given" info ""
+expect_error 2 "no SOCKET given" bench ""
+expect_error 2 "'vhost-user:' names no socket" copy vhost-user: "$T/x.out"
 # A device onto itself is refused before connecting (before, after the
 # connect timeout, as "busy"), a symbolic link to its socket included.
 ln -s "$T/v.sock" "$T/v-link.sock"

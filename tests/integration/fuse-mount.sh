@@ -77,6 +77,9 @@ expect_usage "neither a regular file nor a directory" "$T/v.sock" /dev/null
 expect_usage "--queues" --queues 0 "$T/v.sock" "$T/file"
 expect_usage "--queue-size" --queue-size 100 "$T/v.sock" "$T/file"
 expect_usage "--filename" --filename a/b "$T/v.sock" "$T/dir"
+# Refused before connecting: a socket that does not exist is never tried.
+expect_usage "invalid FUSE options 'badopt'" -o badopt "$T/no.sock" "$T/file"
+expect_usage "no SOCKET given" "" "$T/file"
 expect_usage "--reconnect-timeout" --reconnect-timeout -1 "$T/v.sock" "$T/file"
 expect_usage "--spin" --spin 20000 "$T/v.sock" "$T/file"
 expect_usage "unknown option" --bogus "$T/v.sock" "$T/file"
