@@ -370,7 +370,7 @@ cmd_copy (int argc, char **argv)
   struct copy_args a;
   struct endpoint src, dst;
   unsigned read_idx = 0, write_idx = 0;
-  bool eof = false;
+  bool eof = false, too_large = false;
   struct zero_policy zeroes;
   uint64_t read_off = 0, written = 0;
   struct vublk *pool_dev;
@@ -435,6 +435,14 @@ cmd_copy (int argc, char **argv)
     if (s->result)
       die (1, "%s: read at offset %" PRIu64 ": %s", src.name, s->off,
            strerror (-s->result));
+    /* A source of unknown size (a pipe) can turn out larger than the
+     * device: what fits is written, and the copy ends there. */
+    if (dst.dev && s->off + s->len > dst.size) {
+      too_large = true;
+      if (s->off >= dst.size)
+        break;
+      s->len = dst.size - s->off;
+    }
     /* Read chunks, from a device or an fd, are scanned here alike. */
     if (!s->unread)
       s->zero = zeroes.detect && all_zero (s->buf, s->len);
@@ -443,11 +451,17 @@ cmd_copy (int argc, char **argv)
     write_idx++;
     if (a.show_progress)
       progress (written, src.size, false);
+    if (too_large)
+      break;
   }
   for (unsigned i = 0; i < RING; i++)
     check_write (&dst, &ring[i], &zeroes, settle_slot (&ring[i]));
   if (dst.dev)
     flush_device (&dst);
+  if (too_large)
+    die (1, "%s: the source is larger than the device (%" PRIu64 " bytes): "
+         "that much was copied and flushed, the rest was not", dst.name,
+         dst.size);
   if (zeroes.file_holes)
     end_output (&dst, written);
   if (!dst.dev && dst.fd != STDOUT_FILENO && close (dst.fd) == -1)

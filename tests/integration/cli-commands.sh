@@ -194,6 +194,18 @@ rc=0; wait $bencher || rc=$?
 grep -q "every request stream stopped at an error after" "$T/gone.err" \
   || fail "bench on a vanished backend did not say why it ended: $(cat "$T/gone.err")"
 grep -q "^errors: [1-9]" "$T/gone.out" || fail "bench counted no errors: $(cat "$T/gone.out")"
+# A pipe that turns out larger than the device: what fits is copied and
+# flushed, and copy says the source was larger (status 1).
+head -c 1048576 /dev/zero >"$T/small.img"
+start_qsd "$T/small.img" "$T/small.sock"
+head -c $((1048576 + 4097)) /dev/urandom >"$T/big.src"
+rc=0
+cat "$T/big.src" | "$V" copy - "vhost-user:$T/small.sock" 2>"$T/err" || rc=$?
+[[ $rc == 1 ]] && grep -q "the source is larger than the device (1048576 bytes): that much was copied and flushed" "$T/err" \
+  || fail "copy of a pipe larger than the device: exit $rc: $(cat "$T/err")"
+"$V" copy "vhost-user:$T/small.sock" "$T/small.back" || fail "reading the small device back"
+cmp "$T/small.back" <(head -c 1048576 "$T/big.src") || fail "the part that fits was not copied"
+kill "$QSD_PID"; wait "$QSD_PID" 2>/dev/null || true
 QSD_PID=$QSD_MAIN
 
 # Bad input: one line naming the problem, non-zero exit.
