@@ -129,6 +129,15 @@ queue_validate_used (struct vublk_queue *q, const struct vring_used_elem *e)
                e->id);
     return NULL;
   }
+  /* In flight again, but not as that entry says: it was published before
+   * the slot's chain was placed (the device gave the id twice, and the
+   * slot was refilled between the two). */
+  if (ring_published_before (&q->ring, s->placed_at_seen)) {
+    set_error (EPROTO, "queue %u: used id %u appears twice (its second "
+               "entry came before the id was given out again)", q->index,
+               e->id);
+    return NULL;
+  }
   /* The used length is advisory for virtio-blk (Linux and QEMU ignore
    * it): qemu counts every byte it wrote (1 + data for a read, 1 for a
    * write), DPDK's example and SPDK report the data length of writes too.

@@ -144,6 +144,7 @@ slot_place (struct vublk_queue *q, struct slot *s)
     .addr = s->ctl_addr + offsetof (struct slot_ctl, status),
     .len = 1, .flags = VRING_DESC_F_WRITE,
   };
+  s->placed_at_seen = ring_seen (&q->ring);
   ring_place (&q->ring, s - q->slots, chain, n, s->ctl->indirect,
               s->ctl_addr + offsetof (struct slot_ctl, indirect));
 }

@@ -47,6 +47,7 @@ struct slot {
   uint32_t type;
   uint64_t seq;             /* submission order on its queue, for replay */
   uint64_t submit_ns;
+  uint64_t placed_at_seen;  /* ring_seen when placed */
   unsigned timeouts;        /* request timeouts seen */
   unsigned violations;      /* protocol violations it was in flight for */
   unsigned drops;           /* connections lost with it in flight */
@@ -148,8 +149,10 @@ void queue_destroy (struct vublk_queue *q);
 size_t queue_ring_bytes (unsigned num);
 size_t queue_ctl_bytes (unsigned num);
 
-/* Maps a used entry to its slot, checking the id is a head we gave out
- * and is in flight, and the length is within what the device may write.
+/* Maps the used entry just harvested to its slot, checking the id is a
+ * head we gave out and is in flight (and, on split rings, that the entry
+ * came after the slot was placed), and notes a length other than what
+ * the device may write.
  * Returns NULL on a violation (error recorded).  q->lock held. */
 struct slot *queue_validate_used (struct vublk_queue *q,
                                   const struct vring_used_elem *e);

@@ -176,6 +176,19 @@ ring_lap_moved (const struct vq_ring *r)
   return r->packed && r->p.avail_wrap != PACKED_START_WRAP;
 }
 
+uint64_t
+ring_seen (const struct vq_ring *r)
+{
+  return r->packed ? 0 : split_ring_seen (&r->s);
+}
+
+bool
+ring_published_before (const struct vq_ring *r, uint64_t stamp)
+{
+  /* A packed ring has no used index to read ahead with: not checked. */
+  return !r->packed && split_ring_published_before (&r->s, stamp);
+}
+
 bool
 ring_has_used (const struct vq_ring *r)
 {

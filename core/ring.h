@@ -65,6 +65,13 @@ int ring_harvest (struct vq_ring *r, struct vring_used_elem *out,
 /* True if a packed ring is in another lap than rings start in. */
 bool ring_lap_moved (const struct vq_ring *r);
 
+/* Split rings: the used entries the device had published when the ring
+ * was last read (a chain placed now answers after them), and whether the
+ * entry harvest returned last came before stamp, such a count (then it
+ * cannot answer the chain placed at stamp).  Packed rings: 0, false. */
+uint64_t ring_seen (const struct vq_ring *r);
+bool ring_published_before (const struct vq_ring *r, uint64_t stamp);
+
 bool ring_has_used (const struct vq_ring *r);
 
 /* Asks the CPU to fetch the memory where the device writes its next used

@@ -42,6 +42,7 @@ split_ring_init (struct split_ring *ring, void *mem, unsigned num,
   ring->kicked_idx = 0;
   __atomic_store_n (&ring->last_used_idx, 0, __ATOMIC_RELAXED);
   ring->event_idx = event_idx;
+  ring->harvested = ring->seen = 0;
 }
 
 /* avail: [0] flags, [1] idx, [2 + i] ring, [2 + num] used_event */
@@ -136,6 +137,12 @@ split_ring_harvest (struct split_ring *ring, struct vring_used_elem *out,
   if (pending > ring->num)
     return set_error (EPROTO, "backend's used index %u is %u entries ahead "
                       "of a ring of %u", used_idx, pending, ring->num);
+  /* Every used entry answers an available one we published. */
+  if (pending > (uint16_t) (ring->kicked_idx - ring->last_used_idx))
+    return set_error (EPROTO, "backend's used index %u is %u entries ahead, "
+                      "with only %u made available", used_idx, pending,
+                      (uint16_t) (ring->kicked_idx - ring->last_used_idx));
+  ring->seen = ring->harvested + pending;
   n = pending < max ? pending : max;
   for (unsigned i = 0; i < n; i++) {
     const struct vring_used_elem *e =
@@ -146,7 +153,20 @@ split_ring_harvest (struct split_ring *ring, struct vring_used_elem *out,
   }
   __atomic_store_n (&ring->last_used_idx, (uint16_t) (ring->last_used_idx + n),
                     __ATOMIC_RELAXED);
+  ring->harvested += n;
   return n;
+}
+
+uint64_t
+split_ring_seen (const struct split_ring *ring)
+{
+  return ring->seen;
+}
+
+bool
+split_ring_published_before (const struct split_ring *ring, uint64_t stamp)
+{
+  return ring->harvested - 1 < stamp;
 }
 
 bool

@@ -19,6 +19,10 @@ struct split_ring {
   uint16_t kicked_idx;       /* avail idx at the last notification */
   uint16_t last_used_idx;    /* next used entry to harvest */
   bool event_idx;
+  /* Used entries since the ring was laid out, without wrapping: those
+   * harvested, and those the device had published when harvest last
+   * read its index (split_ring_published_before). */
+  uint64_t harvested, seen;
 };
 
 /* Bytes needed for a ring of num entries: desc, avail, used areas, each
@@ -42,6 +46,16 @@ bool split_ring_publish (struct split_ring *ring);
  * entries than the ring holds. */
 int split_ring_harvest (struct split_ring *ring, struct vring_used_elem *out,
                         unsigned max);
+
+/* How many used entries the device had published when the ring was
+ * last read: an entry placed now can only come back after them. */
+uint64_t split_ring_seen (const struct split_ring *ring);
+
+/* True if the entry harvest returned last was published before the
+ * ring had seen stamp entries (split_ring_seen at placement): then it
+ * cannot answer a chain placed at stamp, and names its slot twice. */
+bool split_ring_published_before (const struct split_ring *ring,
+                                  uint64_t stamp);
 
 /* Asks for an interrupt at the next used entry and re-checks the ring
  * after a full barrier.  Returns true if entries are already pending (do

@@ -416,6 +416,47 @@ test_violation (void **state)
   fake_env_free (&e);
 }
 
+/* A duplicate used entry behind the good one, with a request waiting for
+ * a slot: harvesting the good entry frees its slot, which is refilled at
+ * once with the waiting request.  The duplicate must still count as a
+ * violation (split rings: it was published before the refill), not
+ * complete the new request, which the device never saw. */
+static void
+test_duplicate_after_refill (void **state)
+{
+  enum fake_layout layout = layout_of (state);
+  struct fake_params p = params (layout, layout == LAYOUT_SPLIT_TRIPLE ? 8 : 2);
+  struct fake_env e = fake_env_new (&p);
+  struct fake_done x = { 0 }, y = { 0 }, z = { 0 };
+  uint8_t xbuf[512], ybuf[512], zbuf[512];
+  uint16_t xid;
+
+  assert_int_equal (e.q->nslots, 2);
+  fake_submit (&e, VUBLK_OP_READ, 0, 4096, xbuf, 512, &x);
+  fake_submit (&e, VUBLK_OP_READ, 0, 8192, ybuf, 512, &y);
+  fake_submit (&e, VUBLK_OP_READ, 0, 12288, zbuf, 512, &z);  /* waits */
+  assert_int_equal (fake_peer_take (e.peer), 2);
+  xid = e.peer->taken[0].id;
+  fake_peer_complete (e.peer, 0);                 /* x, good */
+  fake_peer_push_raw_used (e.peer, xid, 1, 3);    /* x again */
+  fake_peer_publish (e.peer);
+  queue_process (e.q, PROCESS_BUDGET);
+
+  assert_int_equal (x.calls, 1);
+  assert_true (e.q->broken);
+  assert_int_equal (z.calls, 0);    /* not completed for x's duplicate */
+
+  queue_note_violation (e.q);
+  assert_int_equal (reconnect (&e), 0);
+  fake_peer_run (e.peer);
+  assert_int_equal (x.calls, 1);
+  assert_int_equal (y.calls, 1);
+  assert_int_equal (z.calls, 1);
+  assert_int_equal (x.result | y.result | z.result, 0);
+  assert_true (is_pattern (zbuf, 12288, 512));
+  fake_env_free (&e);
+}
+
 static atomic_uint threaded_done;
 
 static void
@@ -546,6 +587,9 @@ main (void)
         V_RUNAWAY_USED_IDX),
     ON (test_violation, LAYOUT_SPLIT_TRIPLE, "V_NOT_CHAIN_HEAD/split",
         V_NOT_CHAIN_HEAD),
+    ON (test_duplicate_after_refill, LAYOUT_SPLIT_INDIRECT,
+        "split-indirect", 0),
+    ON (test_duplicate_after_refill, LAYOUT_SPLIT_TRIPLE, "split", 0),
     ON_EVERY_LAYOUT (test_completion_thread),
     ON_EVERY_LAYOUT (test_plug_switch_leaves_nothing_behind),
   };

@@ -1,10 +1,12 @@
 /* test_split_ring.c — split_ring.c: the EVENT_IDX notification rule across
  * the 16-bit wrap, publish/kick decisions, harvesting in order across
- * index wrap-around with a simulated device, the runaway-index check,
+ * index wrap-around with a simulated device, the runaway-index checks
+ * (past the ring, past what was made available),
  * disarming that stays silent while storing rarely, and ring.c's
  * placement that leaves equal descriptors alone but never a stale one. */
 #include <stdarg.h>
 #include <stddef.h>
+#include <string.h>
 #include <setjmp.h>
 #include <errno.h>
 #include <stdlib.h>
@@ -97,6 +99,7 @@ test_harvest_across_wrap (void **state)
       used_elem (&r, dev_idx)->len = k;
       dev_idx++;
     }
+    r.kicked_idx = dev_idx;      /* as if we had made them available */
     *used_idx (&r) = dev_idx;
     assert_true (split_ring_arm (&r));          /* entries pending */
     assert_int_equal (split_ring_harvest (&r, out, NUM), n);
@@ -126,6 +129,16 @@ test_harvest_rejects_runaway_index (void **state)
   assert_int_equal (r.last_used_idx, 0);
   *used_idx (&r) = 5000;
   assert_int_equal (split_ring_harvest (&r, out, NUM), -EPROTO);
+  /* Within the ring, but more than was made available: 3 published, 4
+   * used. */
+  for (uint16_t i = 0; i < 3; i++)
+    split_ring_push_avail (&r, i);
+  split_ring_publish (&r);
+  *used_idx (&r) = 4;
+  assert_int_equal (split_ring_harvest (&r, out, NUM), -EPROTO);
+  assert_non_null (strstr (vublk_get_error (), "with only 3 made available"));
+  *used_idx (&r) = 3;
+  assert_int_equal (split_ring_harvest (&r, out, NUM), 3);
   free (mem);
 }
 
@@ -156,6 +169,7 @@ test_disarm_stays_silent_and_stores_rarely (void **state)
     /* The device's rule for the entries it just published. */
     assert_false (vring_need_event (*used_event, dev_idx,
                                     (uint16_t) (dev_idx - n)));
+    r.kicked_idx = dev_idx;      /* as if we had made them available */
     *used_idx (&r) = dev_idx;
     assert_int_equal (split_ring_harvest (&r, out, NUM), n);
   }
