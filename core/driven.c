@@ -14,9 +14,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <limits.h>
-#include <poll.h>
 #include <stdlib.h>
-#include <sys/epoll.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -27,7 +25,7 @@ struct vublk_tq {
   /* Claimed by a synchronous call (thread_queues), not vublk_tq_open. */
   bool for_sync_calls;
   /* An edge-triggered epoll set holding only the queue's call eventfd
-   * (wait_for_call), or -1 to sleep in poll instead. */
+   * (call_wait), or -1 to sleep in poll instead. */
   int call_epoll_fd;
   /* The pace of completions, seen by the owner only: when the last ones
    * were harvested and the smoothed time between two of them. */
@@ -136,49 +134,6 @@ take_queue (struct vublk *dev, bool keep_shared)
   return taken;
 }
 
-/* An epoll set watching call_fd edge-triggered, or -1 if the system
- * refuses one (wait_for_call then polls). */
-static int
-open_call_epoll (int call_fd)
-{
-  struct epoll_event ev = { .events = EPOLLIN | EPOLLET };
-  int fd = epoll_create1 (EPOLL_CLOEXEC);
-
-  if (fd >= 0 && epoll_ctl (fd, EPOLL_CTL_ADD, call_fd, &ev) != 0) {
-    close (fd);
-    fd = -1;
-  }
-  return fd;
-}
-
-/* Sleeps until tq's call eventfd is signalled or wait_ms milliseconds
- * pass (-1: no limit).  A signal after the last wake-up ends the sleep,
- * whether it came before or during it: edge-triggered epoll reports
- * each write to the eventfd once (a drain in between, by vublk_tq_arm
- * or the completion thread before it parks, can only remove a signal
- * that was already handled: both look at the ring again or signal
- * anew).  So the counter is never read back here, and a sleep costs one
- * system call, not two (poll, then a read to empty the counter).  On a
- * virtual machine whose system calls trap to the hypervisor: vublk
- * bench --queues 1 --qd 1 against bench/core's minimal client, 6
- * interleaved rounds, 0.96-0.99x before and
- * 0.99-1.04x after; the nbdkit plugin at 4k QD32 made 1.00 read calls
- * per request instead of 1.33 (perf trace). */
-static void
-wait_for_call (struct vublk_tq *tq, int wait_ms)
-{
-  if (tq->call_epoll_fd >= 0) {
-    struct epoll_event ev;
-
-    epoll_wait (tq->call_epoll_fd, &ev, 1, wait_ms);
-    return;
-  }
-  struct pollfd pfd = { .fd = tq->q->call_fd, .events = POLLIN };
-
-  if (poll (&pfd, 1, wait_ms) > 0)
-    eventfd_drain (tq->q->call_fd);
-}
-
 /* Claims a queue for the calling thread (see take_queue). */
 static struct vublk_tq *
 claim (struct vublk *dev, bool keep_shared)
@@ -201,7 +156,7 @@ claim (struct vublk *dev, bool keep_shared)
   }
   tq->dev = dev;
   tq->q = q;
-  tq->call_epoll_fd = open_call_epoll (q->call_fd);
+  tq->call_epoll_fd = call_wait_open (q->call_fd);
   device_ref (dev);
   tls_tq = tq;
   thread_set_driven_queue (q);
@@ -498,7 +453,7 @@ vublk_tq_process (struct vublk_tq *tq, unsigned min, int64_t timeout_ns)
       if (wait_ms < 0 || (int) left_ms < wait_ms)
         wait_ms = (int) left_ms;
     }
-    wait_for_call (tq, wait_ms);
+    call_wait (tq->call_epoll_fd, tq->q->call_fd, wait_ms);
     if (retry) {
       pthread_mutex_lock (&q->lock);
       queue_pump_locked (q);

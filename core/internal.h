@@ -20,8 +20,10 @@
  *   completion.c harvesting, callbacks, the completion thread
  *   replay.c     replay after a reconnect, giving up on repeated faults
  *   aio.c spin.c sync.c   the public asynchronous and synchronous API
+ *   driven.c call_wait.c   run to completion: a thread drives its queue
+ *                and sleeps on its call eventfd
  *   control.c    the control thread: reconnect, timeouts, config change
- *   device.c     open and close
+ *   device.c close.c   open (limits, memory, queues, references), close
  */
 #ifndef VUBLK_INTERNAL_H
 #define VUBLK_INTERNAL_H
@@ -212,6 +214,14 @@ void pool_free (struct pool *pool, void *p);
 #include "blk.h"
 
 #include "queue.h"
+
+/* call_wait.c: an edge-triggered epoll set watching call_fd alone, or -1
+ * if the system refuses one (call_wait then polls). */
+int call_wait_open (int call_fd);
+/* Sleeps until call_fd is signalled or wait_ms milliseconds pass (-1: no
+ * limit), on epoll_fd from call_wait_open (or poll and a read if it is
+ * -1).  A signal after the last wake-up ends the sleep once. */
+void call_wait (int epoll_fd, int call_fd, int wait_ms);
 
 /* driven.c: the queue handle the calling thread drives for dev, claiming
  * one first when dev's thread_queues option asks for it (NULL: the
