@@ -140,10 +140,11 @@ note_drop (struct vublk *dev)
             "in flight: a request it dies on?", MAX_DROPS_IN_FLIGHT);
   pthread_mutex_unlock (&dev->info_lock);
   /* Now, not after the replay: the failures may end the program first. */
-  device_log (dev, VUBLK_LOG_ERROR, "%u request(s) will fail with EIO "
-              "instead of being sent again: the backend closed the "
-              "connection %d times in a row with them in flight (a request "
-              "it dies on?)", abandoned, MAX_DROPS_IN_FLIGHT);
+  device_log (dev, VUBLK_LOG_ERROR, "%u request(s) will not be sent "
+              "again, and fail with EIO unless the old backend answered "
+              "them: it closed the connection %d times in a row with them "
+              "in flight (a request it dies on?)", abandoned,
+              MAX_DROPS_IN_FLIGHT);
 }
 
 /* Logs why we reconnect; unasked is how many bytes the control socket

@@ -63,12 +63,17 @@ driven_release_own (struct vublk *dev)
     vublk_tq_close (tls_tq);
 }
 
+/* A synchronous call that found no idle queue to claim tries again after
+ * this long, not at every call (each try locks every queue). */
+#define CLAIM_RETRY_NS 1000000ull
+
 struct vublk_tq *
 driven_handle_of_thread (struct vublk *dev)
 {
   /* The device (by serial: a new one may have a closed one's address)
-   * whose queues this thread could not claim. */
-  static HOT_THREAD_LOCAL uint64_t claim_failed;
+   * whose queues this thread could not claim: for good (none to spare),
+   * or until claim_retry_ns (none idle). */
+  static HOT_THREAD_LOCAL uint64_t claim_failed, claim_waits, claim_retry_ns;
   struct vublk_tq *tq;
 
   if (tls_tq) {
@@ -80,16 +85,23 @@ driven_handle_of_thread (struct vublk *dev)
       return NULL;
     vublk_tq_close (tls_tq);
   }
-  if (!dev->opts.thread_queues || claim_failed == dev->serial)
+  if (!dev->opts.thread_queues || claim_failed == dev->serial
+      || (claim_waits == dev->serial && now_coarse_ns () < claim_retry_ns))
     return NULL;
   pthread_once (&exit_key_once, make_exit_key);
   /* One queue stays shared: threads that never process must not wait
    * for a thread that claimed a queue and went on to do other things. */
   if (!exit_key_made || !(tq = claim (dev, true))) {
-    claim_failed = dev->serial; /* the shared queues serve this thread */
+    if (exit_key_made && vublk_get_errno () == EAGAIN) {
+      claim_waits = dev->serial;
+      claim_retry_ns = now_coarse_ns () + CLAIM_RETRY_NS;
+    }
+    else
+      claim_failed = dev->serial; /* the shared queues serve this thread */
     return NULL;
   }
   tq->for_sync_calls = true;
+  atomic_store (&tq->q->sync_claimed, true);
   pthread_setspecific (exit_key, tq);
   return tq;
 }
@@ -114,9 +126,11 @@ take_queue (struct vublk *dev, bool keep_shared)
                dev->socket_path);
   else {
     /* An idle queue first: requests other threads have in flight on a
-     * queue would wait for its new owner to harvest them (see
-     * vublk_sync's drain for the queues that are taken busy). */
-    for (int pass = 0; pass < 2 && !taken; pass++)
+     * queue would wait for its new owner to harvest them.  A synchronous
+     * call's claim (keep_shared) takes only an idle one, as its owner
+     * harvests only while inside a call; vublk_tq_open's owner processes
+     * its queue and may take a busy one. */
+    for (int pass = 0; pass < (keep_shared ? 1 : 2) && !taken; pass++)
       for (unsigned i = 0; i < dev->nqueues && !taken; i++) {
         struct vublk_queue *q = &dev->queues[i];
         bool expected = false;
@@ -126,7 +140,10 @@ take_queue (struct vublk *dev, bool keep_shared)
         if (atomic_compare_exchange_strong (&q->driven, &expected, true))
           taken = q;
       }
-    if (!taken)
+    if (!taken && keep_shared)
+      set_error (EAGAIN, "%s: no idle queue to spare for this thread now",
+                 dev->socket_path);
+    else if (!taken)
       set_error (EBUSY, "%s: all %u queues are driven by other threads",
                  dev->socket_path, dev->nqueues);
   }
@@ -172,18 +189,17 @@ claim (struct vublk *dev, bool keep_shared)
 }
 
 void
-driven_see_others_through (struct vublk_tq *tq)
+driven_leave_if_shared (struct vublk_tq *tq)
 {
   /* With its own request done, whatever else is on a queue a synchronous
-   * call claimed belongs to other threads: requests they had in flight
-   * when this thread claimed it, or placed as it did.  Nobody else
-   * harvests a driven queue, and this thread may not call again for a
-   * long time.  (A vublk_tq_open owner processes its queue itself.) */
-  if (!tq->for_sync_calls)
-    return;
-  while (queue_has_work (tq->q))
-    if (vublk_tq_process (tq, 1, 100 * 1000000ll) < 0)
-      return;                   /* the device closed */
+   * call claimed belongs to other threads (placed as it claimed the
+   * queue).  Nobody else harvests a driven queue, and this thread may not
+   * call again for a long time; nor should it wait for them (they may
+   * be a stream whose callbacks resubmit).  It lets the queue go, to its
+   * completion thread; the next call claims an idle one.  (A
+   * vublk_tq_open owner processes its queue itself.) */
+  if (tq->for_sync_calls && queue_has_work (tq->q))
+    vublk_tq_close (tq);
 }
 
 struct vublk_tq *
@@ -205,6 +221,7 @@ vublk_tq_close (struct vublk_tq *tq)
    * handed over before runs here, on the owner, and then the completion
    * thread takes the queue back. */
   if (!device_is_gone (dev)) {
+    atomic_store (&tq->q->sync_claimed, false);
     pthread_mutex_lock (&tq->q->lock);
     atomic_store (&tq->q->driven, false);
     pthread_mutex_unlock (&tq->q->lock);

@@ -228,10 +228,10 @@ void call_wait (int epoll_fd, int call_fd, int wait_ms);
  * thread uses the shared queues). */
 struct vublk_tq *driven_handle_of_thread (struct vublk *dev);
 /* After a synchronous call on tq completed its own request: if a
- * synchronous call claimed tq, processes its queue until no other
- * thread's request is left on it (each ends: answered, or failed by the
- * request timeout) or the device is closed. */
-void driven_see_others_through (struct vublk_tq *tq);
+ * synchronous call claimed tq and other threads' requests are on its
+ * queue, lets the queue go (tq is freed) to the completion thread that
+ * then answers them. */
+void driven_leave_if_shared (struct vublk_tq *tq);
 /* Lets go of the queue a synchronous call of this thread claimed on dev,
  * if any (vublk_close: the thread may live on, and the handle would keep
  * the device's memory). */

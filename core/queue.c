@@ -425,6 +425,13 @@ queue_for_current_thread (struct vublk *dev)
   const struct vublk_queue *own = thread_driven_queue ();
   if (own && own->dev == dev)
     return &dev->queues[own->index];
+  /* Not a queue a synchronous call claimed: its owner harvests only while
+   * inside a call, and may not call again for a long time. */
+  for (unsigned i = 0; i < dev->nqueues; i++) {
+    struct vublk_queue *q = &dev->queues[(thread_id + i) % dev->nqueues];
+    if (!atomic_load_explicit (&q->sync_claimed, memory_order_relaxed))
+      return q;
+  }
   return &dev->queues[thread_id % dev->nqueues];
 }
 

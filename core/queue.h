@@ -106,6 +106,9 @@ struct vublk_queue {
   struct request *pending_head, *pending_tail;  /* chunks not yet issued */
   atomic_bool driven;           /* a thread drives it (driven.c): no
                                    completion thread touches the ring */
+  atomic_bool sync_claimed;     /* driven for a thread's synchronous calls
+                                   (thread_queues): harvested only while
+                                   it is inside one */
   atomic_bool parked;           /* its completion thread has seen driven
                                    and keeps off the ring and call fd */
   struct request *handoff;      /* finished on another thread while

@@ -53,7 +53,10 @@ uint64_t split_ring_seen (const struct split_ring *ring);
 
 /* True if the entry harvest returned last was published before the
  * ring had seen stamp entries (split_ring_seen at placement): then it
- * cannot answer a chain placed at stamp, and names its slot twice. */
+ * cannot answer a chain placed at stamp, and names its slot twice.
+ * Exact when harvest returns one entry at a time (completion.c does);
+ * after a batch it judges every entry by the last one's position, which
+ * can miss a duplicate but never rejects a good entry. */
 bool split_ring_published_before (const struct split_ring *ring,
                                   uint64_t stamp);
 

@@ -72,8 +72,7 @@ sync_io (struct vublk *dev, struct vublk_io io)
       if (r < 0)
         err = r;
     }
-    if (!err)
-      driven_see_others_through (tq);
+    driven_leave_if_shared (tq);
     if (err)
       return err;
     goto done;

@@ -296,7 +296,7 @@ start_backend poison 2048
 start=$SECONDS
 run_bounded 30 "$VUBLK_BIN" copy -v "${OPTS[@]}" "vhost-user:$S" "$T/back"
 [[ $rc == 1 ]] && grep -q "Input/output error" "$T/out" \
-  && grep -q "closed the connection 3 times in a row with them" "$T/out" \
+  && grep -q "closed the connection 3 times in a row with them in flight" "$T/out" \
   || fail "poison: $rc $(cat "$T/out")"
 ((SECONDS - start <= 20)) || fail "poison: took $((SECONDS - start)) s"
 echo "ok: poison -> EIO after 3 lost connections, in $((SECONDS - start)) s"
@@ -309,6 +309,17 @@ start_backend stall 1
 run_bounded 20 "$PROBE" strand "$S"
 [[ $rc == 0 ]] || fail "strand: $(cat "$T/out")"
 echo "ok: stalled read beside a claimed queue -> completed after the replay"
+# ... and with every queue driven, a request goes to an owner that
+# processes its queue, not to one a synchronous call claimed.
+start_backend none
+run_bounded 20 "$PROBE" fallback "$S"
+[[ $rc == 0 ]] || fail "fallback: $(cat "$T/out")"
+echo "ok: every queue driven -> a request goes to the processing owner"
+# ... and a synchronous call beside streams that keep every queue busy
+# returns: it does not claim a busy queue and wait for the stream there.
+run_bounded 20 "$PROBE" streams "$S"
+[[ $rc == 0 ]] || fail "streams: $(cat "$T/out")"
+echo "ok: synchronous read beside two busy streams -> returned"
 
 # 6. Capacity change (CONFIG_CHANGE_MSG on the backend channel).
 start_backend none

@@ -30,6 +30,15 @@
  *       the first request: that read is in flight when another thread's
  *       synchronous read claims a queue and idles; it must complete
  *       within 10 s (request timeout 1 s, reconnect, replay).
+ *   vublk_probe fallback SOCKET
+ *       With thread_queues and 2 queues, one claimed by another thread's
+ *       synchronous read (which then idles) and one by a vublk_tq_open
+ *       owner that processes it: an asynchronous read must go to the
+ *       latter and complete within 5 s.
+ *   vublk_probe streams SOCKET
+ *       With thread_queues and 2 queues, each busy with a stream of
+ *       asynchronous reads whose callbacks resubmit: a third thread's
+ *       synchronous read must return within 5 s.
  *   vublk_probe plug SOCKET
  *       Between vublk_aio_plug and vublk_aio_unplug: a 4 KiB write must
  *       not reach the backend (no completion within 300 ms), and once a
@@ -674,6 +683,166 @@ strand_check (const char *sock)
   _exit (0);             /* the claiming thread sleeps for ever */
 }
 
+static struct vublk *stream_dev;
+static int stream_stop;
+static void *stream_buf[2];
+
+/* A read whose callback submits the next one until stream_stop: a stream
+ * that keeps its queue busy. */
+static void
+stream_next (void *opaque, int result)
+{
+  struct vublk_io io = { .op = VUBLK_OP_READ, .len = 4096, .cb = stream_next,
+                         .opaque = opaque };
+
+  (void) result;
+  if (__atomic_load_n (&stream_stop, __ATOMIC_ACQUIRE))
+    return;
+  io.buf = opaque;
+  vublk_aio_submit (stream_dev, &io);
+}
+
+/* Starts a stream from this thread (on the queue its thread picks). */
+static void *
+stream_starter (void *arg)
+{
+  stream_next (arg, 0);
+  return NULL;
+}
+
+static int sync_read_done;
+
+static void *
+sync_reader (void *arg)
+{
+  char buf[512];
+
+  (void) arg;
+  if (vublk_pread (stream_dev, buf, sizeof buf, 0) == (ssize_t) sizeof buf)
+    __atomic_store_n (&sync_read_done, 1, __ATOMIC_RELEASE);
+  return NULL;
+}
+
+/* thread_queues, 2 queues, each kept busy by a stream of asynchronous
+ * reads whose callbacks resubmit: a third thread's synchronous read must
+ * return within 5 s (it must not claim a busy queue and wait for the
+ * stream there to end). */
+static int
+streams_check (const char *sock)
+{
+  struct vublk_options opts;
+  pthread_t t[3];
+  int ok;
+
+  vublk_options_init (&opts);
+  opts.num_queues = 2;
+  opts.thread_queues = true;
+  stream_dev = vublk_open (sock, &opts);
+  if (!stream_dev) {
+    fprintf (stderr, "vublk_probe: %s\n", vublk_get_error ());
+    return 1;
+  }
+  for (int i = 0; i < 2; i++) {
+    stream_buf[i] = vublk_buf_alloc (stream_dev, 4096);
+    pthread_create (&t[i], NULL, stream_starter, stream_buf[i]);
+    pthread_join (t[i], NULL);
+  }
+  usleep (100000);
+  pthread_create (&t[2], NULL, sync_reader, NULL);
+  ok = wait_flag (&sync_read_done, 5) == 1;
+  __atomic_store_n (&stream_stop, 1, __ATOMIC_RELEASE);
+  if (!ok) {
+    fprintf (stderr, "vublk_probe: a synchronous read beside two busy "
+             "streams did not return within 5 s\n");
+    _exit (1);
+  }
+  pthread_join (t[2], NULL);
+  vublk_close (stream_dev);
+  return 0;
+}
+
+static struct vublk *fallback_dev;
+static int fallback_stop, fallback_b_ready, fallback_c_ready;
+
+/* Claims a queue through a synchronous read, then idles. */
+static void *
+sync_claimer (void *arg)
+{
+  char buf[512];
+
+  (void) arg;
+  if (vublk_pread (fallback_dev, buf, sizeof buf, 0) != (ssize_t) sizeof buf)
+    fprintf (stderr, "vublk_probe: the claiming read failed: %s\n",
+             vublk_get_error ());
+  __atomic_store_n (&fallback_b_ready, 1, __ATOMIC_RELEASE);
+  while (!__atomic_load_n (&fallback_stop, __ATOMIC_ACQUIRE))
+    usleep (10000);
+  return NULL;
+}
+
+/* Opens a queue handle and processes it until told to stop. */
+static void *
+driving_owner (void *arg)
+{
+  struct vublk_tq *tq = vublk_tq_open (fallback_dev);
+
+  (void) arg;
+  if (!tq) {
+    fprintf (stderr, "vublk_probe: vublk_tq_open: %s\n", vublk_get_error ());
+    return NULL;
+  }
+  __atomic_store_n (&fallback_c_ready, 1, __ATOMIC_RELEASE);
+  while (!__atomic_load_n (&fallback_stop, __ATOMIC_ACQUIRE))
+    vublk_tq_process (tq, 0, 10 * 1000000ll);
+  vublk_tq_close (tq);
+  return NULL;
+}
+
+/* thread_queues, 2 queues: one claimed by a thread's synchronous read
+ * (it then idles), the other by a vublk_tq_open owner that processes it.
+ * Every queue is driven, so this thread's asynchronous read must go to
+ * the owner that processes, not to the idle claimer's queue, and complete
+ * within 5 s. */
+static int
+fallback_check (const char *sock)
+{
+  struct vublk_options opts;
+  struct spin_read r;
+  pthread_t b, c;
+  void *buf;
+  int ok;
+
+  vublk_options_init (&opts);
+  opts.num_queues = 2;
+  opts.thread_queues = true;
+  fallback_dev = vublk_open (sock, &opts);
+  if (!fallback_dev || !(buf = vublk_buf_alloc (fallback_dev, 4096))) {
+    fprintf (stderr, "vublk_probe: %s\n", vublk_get_error ());
+    return 1;
+  }
+  pthread_create (&b, NULL, sync_claimer, NULL);
+  while (!__atomic_load_n (&fallback_b_ready, __ATOMIC_ACQUIRE))
+    usleep (1000);
+  pthread_create (&c, NULL, driving_owner, NULL);
+  while (!__atomic_load_n (&fallback_c_ready, __ATOMIC_ACQUIRE))
+    usleep (1000);
+  if (submit_read (fallback_dev, buf, 1, &r))
+    return 1;
+  ok = wait_flag (&r.done, 5) == 1;
+  __atomic_store_n (&fallback_stop, 1, __ATOMIC_RELEASE);
+  pthread_join (b, NULL);
+  pthread_join (c, NULL);
+  if (!ok) {
+    fprintf (stderr, "vublk_probe: with every queue driven, a read went to "
+             "the queue of a thread that claimed it for synchronous calls "
+             "and idles: not completed within 5 s\n");
+    _exit (1);
+  }
+  vublk_buf_free (fallback_dev, buf);
+  vublk_close (fallback_dev);
+  return 0;
+}
+
 int
 main (int argc, char **argv)
 {
@@ -687,6 +856,10 @@ main (int argc, char **argv)
     return fd_check (argv[2]);
   if (argc == 3 && !strcmp (argv[1], "strand"))
     return strand_check (argv[2]);
+  if (argc == 3 && !strcmp (argv[1], "fallback"))
+    return fallback_check (argv[2]);
+  if (argc == 3 && !strcmp (argv[1], "streams"))
+    return streams_check (argv[2]);
   if ((argc == 5 || (argc == 6 && !strcmp (argv[5], "driven")))
       && !strcmp (argv[1], "expect-eio"))
     return expect_eio (argv[2], atof (argv[3]), atof (argv[4]), argc == 6);
@@ -694,6 +867,7 @@ main (int argc, char **argv)
     return wait_resize (argv[2], strtoull (argv[3], NULL, 0));
   fprintf (stderr, "usage: vublk_probe expect-eio SOCKET RECONNECT REQUEST [driven]"
            " | wait-resize SOCKET SIZE | fd-check SOCKET | plug SOCKET | spin SOCKET"
-           " | signals SOCKET | strand SOCKET\n");
+           " | signals SOCKET | strand SOCKET | fallback SOCKET"
+           " | streams SOCKET\n");
   return 2;
 }
