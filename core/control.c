@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <sys/ioctl.h>
 #include <unistd.h>
 
@@ -57,6 +58,18 @@ sleep_or_close (struct vublk *dev, int ms)
   }
 }
 
+/* Tests widen the window between a reconnect's handshake and its state
+ * change (where a vublk_close must not be overwritten) to this many
+ * milliseconds: VUBLK_TEST_RECONNECT_PAUSE_MS.  Unset in real use. */
+static void
+test_pause_before_connected (void)
+{
+  const char *ms = getenv ("VUBLK_TEST_RECONNECT_PAUSE_MS");
+
+  if (ms)
+    usleep (strtoul (ms, NULL, 10) * 1000);
+}
+
 /* One reconnect attempt: handshake with the same memory, then every ring
  * replayed with the requests that had not completed (see queue_replay
  * for those that fail instead).  Returns 0/-errno. */
@@ -77,6 +90,7 @@ try_reconnect (struct vublk *dev)
   err = handshake_rings (dev);
   if (err)
     return err;
+  test_pause_before_connected ();
   if (!set_state_unless_closing (dev, DEV_CONNECTED))
     return 0;          /* connected, but closing: the loop ends now */
   atomic_fetch_add (&dev->reconnects, 1);

@@ -89,6 +89,20 @@ start_qsd "$T/disk.img" "$T/gone.sock"
 wait $probe || { cat "$T/gone.out"; fail "backend-gone probe"; }
 cat "$T/gone.out"
 
+# 2b. vublk_close while the control thread reconnects (the test holds the
+#     reconnect for 2 s between its handshake and its state change): the
+#     close must win, and return once the reconnect is done with.
+start_qsd "$T/disk.img" "$T/closing.sock"
+VUBLK_TEST_RECONNECT_PAUSE_MS=2000 timeout 20 "$PROBE" close-during-reconnect \
+  "$T/closing.sock" >"$T/closing.out" 2>&1 &
+probe=$!
+wait_for_file "$T/closing.sock.ready"
+kill -9 "$QSD_PID"; wait "$QSD_PID" 2>/dev/null || true
+start_qsd "$T/disk.img" "$T/closing.sock"
+rc=0; wait $probe || rc=$?
+[[ $rc == 0 ]] || fail "vublk_close during a reconnect: status $rc (124: hung): $(cat "$T/closing.out")"
+cat "$T/closing.out"
+
 # 3. The backend hangs while connected.
 frozen_then_thawed "" stall
 

@@ -39,6 +39,11 @@
  *       With thread_queues and 2 queues, each busy with a stream of
  *       asynchronous reads whose callbacks resubmit: a third thread's
  *       synchronous read must return within 5 s.
+ *   vublk_probe close-during-reconnect SOCKET
+ *       Opens the device, creates SOCKET.ready, and once the library
+ *       says it is reconnecting waits 700 ms and closes the device (the
+ *       script holds the reconnect with VUBLK_TEST_RECONNECT_PAUSE_MS);
+ *       the script bounds how long that takes.
  *   vublk_probe plug SOCKET
  *       Between vublk_aio_plug and vublk_aio_unplug: a 4 KiB write must
  *       not reach the backend (no completion within 300 ms), and once a
@@ -683,6 +688,49 @@ strand_check (const char *sock)
   _exit (0);             /* the claiming thread sleeps for ever */
 }
 
+static int saw_reconnecting;
+
+static void
+watch_reconnects (void *opaque, int level, const char *msg)
+{
+  (void) opaque;
+  (void) level;
+  if (strstr (msg, "reconnecting"))
+    __atomic_store_n (&saw_reconnecting, 1, __ATOMIC_RELEASE);
+}
+
+/* Opens the device and signals readiness (SOCKET.ready); once the
+ * library says it is reconnecting (the script restarts the backend, and
+ * VUBLK_TEST_RECONNECT_PAUSE_MS holds the reconnect between its handshake
+ * and its state change), waits 700 ms and closes the device, which must
+ * return: the reconnect must not overwrite the closing state. */
+static int
+close_during_reconnect (const char *sock)
+{
+  struct vublk_options opts;
+  struct vublk *dev;
+  double t;
+
+  vublk_options_init (&opts);
+  opts.log = watch_reconnects;
+  opts.log_level = VUBLK_LOG_INFO;
+  if (!(dev = vublk_open (sock, &opts))) {
+    fprintf (stderr, "vublk_probe: %s\n", vublk_get_error ());
+    return 1;
+  }
+  signal_ready (sock);
+  if (wait_flag (&saw_reconnecting, 20) != 1) {
+    fprintf (stderr, "vublk_probe: no reconnect within 20 s\n");
+    return 1;
+  }
+  usleep (700000);
+  t = now ();
+  vublk_close (dev);
+  printf ("vublk_close during a reconnect returned after %.1f s\n",
+          now () - t);
+  return 0;
+}
+
 static struct vublk *stream_dev;
 static int stream_stop;
 static void *stream_buf[2];
@@ -860,6 +908,8 @@ main (int argc, char **argv)
     return fallback_check (argv[2]);
   if (argc == 3 && !strcmp (argv[1], "streams"))
     return streams_check (argv[2]);
+  if (argc == 3 && !strcmp (argv[1], "close-during-reconnect"))
+    return close_during_reconnect (argv[2]);
   if ((argc == 5 || (argc == 6 && !strcmp (argv[5], "driven")))
       && !strcmp (argv[1], "expect-eio"))
     return expect_eio (argv[2], atof (argv[3]), atof (argv[4]), argc == 6);
@@ -868,6 +918,6 @@ main (int argc, char **argv)
   fprintf (stderr, "usage: vublk_probe expect-eio SOCKET RECONNECT REQUEST [driven]"
            " | wait-resize SOCKET SIZE | fd-check SOCKET | plug SOCKET | spin SOCKET"
            " | signals SOCKET | strand SOCKET | fallback SOCKET"
-           " | streams SOCKET\n");
+           " | streams SOCKET | close-during-reconnect SOCKET\n");
   return 2;
 }
