@@ -22,8 +22,6 @@
 struct vublk_tq {
   struct vublk *dev;
   struct vublk_queue *q;
-  /* Claimed by a synchronous call (thread_queues), not vublk_tq_open. */
-  bool for_sync_calls;
   /* An edge-triggered epoll set holding only the queue's call eventfd
    * (call_wait), or -1 to sleep in poll instead. */
   int call_epoll_fd;
@@ -56,10 +54,18 @@ make_exit_key (void)
   exit_key_made = pthread_key_create (&exit_key, release_at_exit) == 0;
 }
 
+/* True if a synchronous call claimed tq (thread_queues), not
+ * vublk_tq_open: the queue says so while tq holds it. */
+static bool
+for_sync_calls (const struct vublk_tq *tq)
+{
+  return atomic_load (&tq->q->sync_claimed);
+}
+
 void
 driven_release_own (struct vublk *dev)
 {
-  if (tls_tq && tls_tq->dev == dev && tls_tq->for_sync_calls)
+  if (tls_tq && tls_tq->dev == dev && for_sync_calls (tls_tq))
     vublk_tq_close (tls_tq);
 }
 
@@ -81,7 +87,7 @@ driven_handle_of_thread (struct vublk *dev)
       return tls_tq;
     /* A handle a synchronous call claimed on a device closed since (by
      * another thread) goes now: it held that device's memory. */
-    if (!tls_tq->for_sync_calls || !device_is_gone (tls_tq->dev))
+    if (!for_sync_calls (tls_tq) || !device_is_gone (tls_tq->dev))
       return NULL;
     vublk_tq_close (tls_tq);
   }
@@ -100,7 +106,6 @@ driven_handle_of_thread (struct vublk *dev)
       claim_failed = dev->serial; /* the shared queues serve this thread */
     return NULL;
   }
-  tq->for_sync_calls = true;
   atomic_store (&tq->q->sync_claimed, true);
   pthread_setspecific (exit_key, tq);
   return tq;
@@ -198,7 +203,7 @@ driven_leave_if_shared (struct vublk_tq *tq)
    * be a stream whose callbacks resubmit).  It lets the queue go, to its
    * completion thread; the next call claims an idle one.  (A
    * vublk_tq_open owner processes its queue itself.) */
-  if (tq->for_sync_calls && queue_has_work (tq->q))
+  if (for_sync_calls (tq) && queue_has_work (tq->q))
     vublk_tq_close (tq);
 }
 

@@ -2,8 +2,8 @@
  * is taken first, every slot still in flight is placed again on a fresh
  * ring in submission order, and requests that keep meeting the same fault
  * (a second request timeout, a second protocol violation, a third lost
- * connection) fail with EIO instead of being replayed forever.  Also failing everything once the
- * reconnect window has passed.
+ * connection) fail with EIO instead of being replayed forever.  Also
+ * failing everything once the reconnect window has passed.
  */
 #include <errno.h>
 #include <stdlib.h>
