@@ -891,33 +891,36 @@ fallback_check (const char *sock)
   return 0;
 }
 
+/* The modes that take the socket alone. */
+static const struct {
+  const char *name;
+  int (*run) (const char *sock);
+} socket_modes[] = {
+  { "spin", spin_check },
+  { "plug", plug_check },
+  { "signals", signals_check },
+  { "fd-check", fd_check },
+  { "strand", strand_check },
+  { "fallback", fallback_check },
+  { "streams", streams_check },
+  { "close-during-reconnect", close_during_reconnect },
+};
+
 int
 main (int argc, char **argv)
 {
-  if (argc == 3 && !strcmp (argv[1], "spin"))
-    return spin_check (argv[2]);
-  if (argc == 3 && !strcmp (argv[1], "plug"))
-    return plug_check (argv[2]);
-  if (argc == 3 && !strcmp (argv[1], "signals"))
-    return signals_check (argv[2]);
-  if (argc == 3 && !strcmp (argv[1], "fd-check"))
-    return fd_check (argv[2]);
-  if (argc == 3 && !strcmp (argv[1], "strand"))
-    return strand_check (argv[2]);
-  if (argc == 3 && !strcmp (argv[1], "fallback"))
-    return fallback_check (argv[2]);
-  if (argc == 3 && !strcmp (argv[1], "streams"))
-    return streams_check (argv[2]);
-  if (argc == 3 && !strcmp (argv[1], "close-during-reconnect"))
-    return close_during_reconnect (argv[2]);
+  for (size_t i = 0; i < sizeof socket_modes / sizeof socket_modes[0]; i++)
+    if (argc == 3 && !strcmp (argv[1], socket_modes[i].name))
+      return socket_modes[i].run (argv[2]);
   if ((argc == 5 || (argc == 6 && !strcmp (argv[5], "driven")))
       && !strcmp (argv[1], "expect-eio"))
     return expect_eio (argv[2], atof (argv[3]), atof (argv[4]), argc == 6);
   if (argc == 4 && !strcmp (argv[1], "wait-resize"))
     return wait_resize (argv[2], strtoull (argv[3], NULL, 0));
-  fprintf (stderr, "usage: vublk_probe expect-eio SOCKET RECONNECT REQUEST [driven]"
-           " | wait-resize SOCKET SIZE | fd-check SOCKET | plug SOCKET | spin SOCKET"
-           " | signals SOCKET | strand SOCKET | fallback SOCKET"
-           " | streams SOCKET | close-during-reconnect SOCKET\n");
+  fprintf (stderr, "usage: vublk_probe expect-eio SOCKET RECONNECT REQUEST "
+           "[driven] | wait-resize SOCKET SIZE");
+  for (size_t i = 0; i < sizeof socket_modes / sizeof socket_modes[0]; i++)
+    fprintf (stderr, " | %s SOCKET", socket_modes[i].name);
+  fputc ('\n', stderr);
   return 2;
 }

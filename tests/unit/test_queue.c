@@ -340,6 +340,28 @@ ring_id (const struct fake_env *e, unsigned slot)
   return !e->q->ring.packed && !e->q->ring.indirect ? 3 * slot : slot;
 }
 
+/* After a violation with reads x, y and z (512 bytes at 4096, 8192 and
+ * 12288) submitted: the replay leaves the queue whole, and each read
+ * completes exactly once, without error, with the right bytes. */
+static void
+replay_serves_xyz_once (struct fake_env *e, const struct fake_done *x,
+                        const struct fake_done *y, const struct fake_done *z,
+                        const uint8_t *xbuf, const uint8_t *ybuf,
+                        const uint8_t *zbuf)
+{
+  queue_note_violation (e->q);
+  assert_int_equal (reconnect (e), 0);
+  assert_false (e->q->broken);
+  fake_peer_run (e->peer);
+  assert_int_equal (x->calls, 1);
+  assert_int_equal (y->calls, 1);
+  assert_int_equal (z->calls, 1);
+  assert_int_equal (x->result | y->result | z->result, 0);
+  assert_true (is_pattern (xbuf, 4096, 512));
+  assert_true (is_pattern (ybuf, 8192, 512));
+  assert_true (is_pattern (zbuf, 12288, 512));
+}
+
 /* The device breaks the protocol between two good completions: the good
  * one before it completes, the queue is marked broken (device flagged,
  * control thread woken, the ring not read again: a later completion is
@@ -402,17 +424,7 @@ test_violation (void **state)
   assert_int_equal (y.calls, 0);
   assert_int_equal (z.calls, 0);
 
-  queue_note_violation (e.q);
-  assert_int_equal (reconnect (&e), 0);
-  assert_false (e.q->broken);
-  fake_peer_run (e.peer);
-  assert_int_equal (x.calls, 1);
-  assert_int_equal (y.calls, 1);
-  assert_int_equal (z.calls, 1);
-  assert_int_equal (x.result | y.result | z.result, 0);
-  assert_true (is_pattern (xbuf, 4096, 512));
-  assert_true (is_pattern (ybuf, 8192, 512));
-  assert_true (is_pattern (zbuf, 12288, 512));
+  replay_serves_xyz_once (&e, &x, &y, &z, xbuf, ybuf, zbuf);
   fake_env_free (&e);
 }
 
@@ -446,14 +458,7 @@ test_duplicate_after_refill (void **state)
   assert_true (e.q->broken);
   assert_int_equal (z.calls, 0);    /* not completed for x's duplicate */
 
-  queue_note_violation (e.q);
-  assert_int_equal (reconnect (&e), 0);
-  fake_peer_run (e.peer);
-  assert_int_equal (x.calls, 1);
-  assert_int_equal (y.calls, 1);
-  assert_int_equal (z.calls, 1);
-  assert_int_equal (x.result | y.result | z.result, 0);
-  assert_true (is_pattern (zbuf, 12288, 512));
+  replay_serves_xyz_once (&e, &x, &y, &z, xbuf, ybuf, zbuf);
   fake_env_free (&e);
 }
 
