@@ -29,6 +29,17 @@ bench_cleanup() {
   rm -rf "$W"
 }
 
+# fio_ramp: the seconds fio runs before it starts counting, in every
+# script that runs fio (their --ramp option).
+fio_ramp=1
+
+# bench_check_seconds OPTION VALUE MIN: exits 2, naming OPTION, unless
+# VALUE is a whole number of seconds, at least MIN.
+bench_check_seconds() {
+  [[ $2 =~ ^[0-9]+$ ]] && ((10#$2 >= $3)) \
+    || { echo "$bench_name: $1 takes whole seconds, at least $3, not '$2'" >&2; exit 2; }
+}
+
 # The queues the plugin's backend exports and the plugin uses: one for
 # each of nbdkit's worker threads (16 by default), which each drive one
 # of their own (thread-queues), and one more to share, as the plugin's
@@ -99,7 +110,7 @@ fio_start() {
   # fio_rate_iops (optional): cap the rate, to compare CPU per request
   # at the same rate as another endpoint.
   fio --name=b "${io[@]}" --rw=$rw --bs=$fio_bs --iodepth=$qd --size="$4" \
-      ${fio_rate_iops:+--rate_iops="$fio_rate_iops"} --time_based --runtime="$5" --ramp_time=1 --norandommap \
+      ${fio_rate_iops:+--rate_iops="$fio_rate_iops"} --time_based --runtime="$5" --ramp_time="$fio_ramp" --norandommap \
       --randrepeat=0 --output-format=json --output="$W/fio.json" >"$W/fio.err" 2>&1 &
   fio_pid=$!
 }

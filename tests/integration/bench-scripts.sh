@@ -4,7 +4,8 @@
 # plugin paced to the plugin's rate), bench/core (with the minimal
 # client polling both with the backend's signals off and left on),
 # bench/regress, bench/depth and bench/copy.  Tiny sizes and runtimes: this checks
-# that they work, never how fast anything is.
+# that they work, never how fast anything is; --ramp 0 keeps fio from
+# running a second it does not count.
 . "$(dirname "$0")/lib.sh"
 requires qemu-storage-daemon qemu-img fio nbdkit nbdfuse fusermount3
 # nbdkit is not built with sanitizers, so an instrumented plugin cannot
@@ -27,7 +28,7 @@ done
 
 # --- bench/compare ------------------------------------------------------
 VUBLK_BUILD=/nonexistent timeout 360 "$bench/compare" --build "$VUBLK_BUILD" --size 16M --runtime 2 \
-  --reps 1 --out "$T/compare.md" >"$T/compare.out" 2>"$T/compare.err" \
+  --ramp 0 --reps 1 --out "$T/compare.md" >"$T/compare.out" 2>"$T/compare.err" \
   || { tail -20 "$T/compare.err" >&2; fail "bench/compare failed"; }
 for e in plugin qsd-nbd nbdkit-file vublk-fuse qsd-fuse nbdfuse; do
   # Throughput row (6 numbers) and CPU row (two sums and two projections).
@@ -74,8 +75,8 @@ for qd in 32 1; do
 done
 
 # --- bench/regress (the same build on both sides) ------------------------
-timeout 120 "$bench/regress" "$VUBLK_BUILD" "$VUBLK_BUILD" --size 16M --runtime 2 \
-  --reps 1 --out "$T/regress.md" >/dev/null 2>"$T/regress.err" \
+timeout 120 "$bench/regress" "$VUBLK_BUILD" "$VUBLK_BUILD" --size 16M --runtime 1 \
+  --ramp 0 --reps 1 --out "$T/regress.md" >/dev/null 2>"$T/regress.err" \
   || { tail -20 "$T/regress.err" >&2; fail "bench/regress failed"; }
 for f in fuse plugin; do
   for w in "1M read MiB/s" "1M write MiB/s" "4k QD1 read IOPS" "convert s"; do
@@ -85,7 +86,7 @@ done
 # --- bench/depth, both paths (with an old build: the same one) -------------
 for path in fuse nbd; do
   timeout 120 "$bench/depth" --path $path --build "$VUBLK_BUILD" --old "$VUBLK_BUILD" \
-    --depths "1 4" --size 16M --runtime 1 --reps 1 --out "$T/depth-$path.md" \
+    --depths "1 4" --size 16M --runtime 1 --ramp 0 --reps 1 --out "$T/depth-$path.md" \
     >/dev/null 2>"$T/depth.err" \
     || { tail -20 "$T/depth.err" >&2; fail "bench/depth --path $path failed"; }
   ours=vublk-fuse theirs=qsd-fuse
@@ -105,6 +106,12 @@ has "$T/depth-bad.err" "--path is fuse or nbd, not 'scsi'" "depth: names a bad p
 "$bench/depth" --depths "1 0" >/dev/null 2>"$T/depth-bad.err" \
   && fail "depth: accepted queue depth 0"
 has "$T/depth-bad.err" "--depths takes queue depths 1..1024, not '0'" "depth: names a bad depth"
+"$bench/compare" --runtime 1 >/dev/null 2>"$T/compare-bad.err" \
+  && fail "compare: accepted --runtime 1, which leaves no time to sample CPU"
+has "$T/compare-bad.err" "--runtime takes whole seconds, at least 2, not '1'" "compare: names a bad --runtime"
+"$bench/regress" "$VUBLK_BUILD" "$VUBLK_BUILD" --ramp 1s >/dev/null 2>"$T/regress-bad.err" \
+  && fail "regress: accepted --ramp 1s"
+has "$T/regress-bad.err" "--ramp takes whole seconds, at least 0, not '1s'" "regress: names a bad --ramp"
 # --- bench/copy ----------------------------------------------------------
 timeout 120 "$bench/copy" --build "$VUBLK_BUILD" --size 16M --reps 1 --out "$T/copy.md" \
   >/dev/null 2>"$T/copy.err" || { tail -20 "$T/copy.err" >&2; fail "bench/copy failed"; }
