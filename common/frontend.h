@@ -24,9 +24,9 @@ extern const char *program_name;
 void die (int code, const char *fmt, ...)
   __attribute__ ((format (printf, 2, 3), noreturn));
 
-/* Parses a size with optional k/M/G/T suffix (powers of 1024); dies
- * with a usage error naming option if it is not a positive number within
- * [min, max]. */
+/* Parses a size as the library's options do (number_parse: decimal, an
+ * optional k/M/G/T suffix, powers of 1024, "1.5k" = 1536); dies with a
+ * usage error naming option unless it is a whole number in [min, max]. */
 uint64_t parse_size (const char *option, const char *value, uint64_t min,
                      uint64_t max);
 
@@ -35,8 +35,8 @@ uint64_t parse_size (const char *option, const char *value, uint64_t min,
 uint64_t parse_count (const char *option, const char *value, uint64_t min,
                       uint64_t max);
 
-/* Parses seconds (decimal digits with at most one point: no sign,
- * exponent or hex), dying with a usage error. */
+/* Parses seconds, 0..86400 (decimal digits with at most one point: no
+ * sign, exponent or hex), dying with a usage error. */
 double parse_seconds (const char *option, const char *value);
 
 /* Handles an option common to every program that opens a device: name

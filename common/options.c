@@ -1,13 +1,13 @@
 /* options.c — strict parsing of the numbers users type, and the device
  * options every program shares (made from the library's table). */
 #include <ctype.h>
-#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "frontend.h"
+#include "number.h"
 
 const char *program_name = "vublk";
 
@@ -53,73 +53,52 @@ die (int code, const char *fmt, ...)
   exit (code);
 }
 
+/* Reads value as a whole number (with a k/M/G/T suffix when suffixes)
+ * within min..max; exits with a usage error naming option otherwise. */
 static uint64_t
-parse_number_or_size (const char *option, const char *value, uint64_t min,
-                      uint64_t max, bool suffixes)
+parse_whole (const char *option, const char *value, uint64_t min,
+             uint64_t max, bool suffixes)
 {
-  char *end;
-  unsigned long long v;
-  unsigned shift = 0;
+  long double v;
 
-  errno = 0;
-  /* A digit first: strtoull would also skip blanks and take a sign. */
   if (!value || !isdigit ((unsigned char) *value))
     die (EXIT_USAGE, "%s: '%s' is not a %snumber", option,
          value ? value : "", value && strchr (value, '-') ? "positive " : "");
-  v = strtoull (value, &end, 10);
-  if (end == value || errno)
-    die (EXIT_USAGE, "%s: '%s' is not a number", option, value);
-  switch (suffixes ? *end : '\0') {
-  case 'k': case 'K': shift = 10; end++; break;
-  case 'm': case 'M': shift = 20; end++; break;
-  case 'g': case 'G': shift = 30; end++; break;
-  case 't': case 'T': shift = 40; end++; break;
-  }
-  if (*end == 'i' && shift)
-    end++;
-  if (*end == 'B' && shift)
-    end++;
-  if (*end)
+  if (!number_parse (value, suffixes, &v))
     die (EXIT_USAGE, "%s: '%s' has trailing garbage%s", option, value,
          suffixes ? "" : " (a plain count: no suffix)");
-  if (shift && v > (UINT64_MAX >> shift))
+  if (v >= 18446744073709551616.0L)
     die (EXIT_USAGE, "%s: '%s' is too large", option, value);
-  v <<= shift;
+  if (v != (uint64_t) v)
+    die (EXIT_USAGE, "%s: '%s' is not a whole number", option, value);
   if (v < min || v > max)
     die (EXIT_USAGE, "%s: %s is outside %llu..%llu", option, value,
          (unsigned long long) min, (unsigned long long) max);
-  return v;
+  return (uint64_t) v;
 }
 
 uint64_t
 parse_size (const char *option, const char *value, uint64_t min, uint64_t max)
 {
-  return parse_number_or_size (option, value, min, max, true);
+  return parse_whole (option, value, min, max, true);
 }
 
 uint64_t
 parse_count (const char *option, const char *value, uint64_t min,
              uint64_t max)
 {
-  return parse_number_or_size (option, value, min, max, false);
+  return parse_whole (option, value, min, max, false);
 }
 
 double
 parse_seconds (const char *option, const char *value)
 {
-  char *end = NULL;
-  double v = 0;
+  long double v;
 
-  errno = 0;
-  /* Digits and one point only: strtod would also take blanks, a sign,
-   * an exponent, hex and "inf". */
-  if (value && (isdigit ((unsigned char) *value) || *value == '.')
-      && strspn (value, "0123456789.") == strlen (value))
-    v = strtod (value, &end);
-  if (!end || end == value || *end || errno || !(v >= 0 && v <= 86400))
+  if (!value || !number_parse (value, false, &v) || v > 86400)
     die (EXIT_USAGE, "%s: '%s' is not a number of seconds (0..86400)",
          option, value ? value : "");
-  return v;
+  return (double) v;
 }
 
 /* The log callback behind -v: one line per event, on stderr. */

@@ -5,9 +5,7 @@
  * the table; options_check() checks a filled struct against the same
  * bounds, so a value is refused with one message wherever it comes from.
  */
-#include <ctype.h>
 #include <errno.h>
-#include <math.h>     /* isfinite, a macro: no libm */
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +13,7 @@
 #include <strings.h>
 
 #include "internal.h"
+#include "number.h"
 
 enum option_type {
   TYPE_COUNT,     /* unsigned, decimal */
@@ -121,44 +120,6 @@ find_option (const char *name)
   return NULL;
 }
 
-/* Parses a non-negative number with an optional k/M/G/T suffix (when
- * suffixes) into *out.  Returns false on anything else. */
-static bool
-parse_number (const char *value, bool suffixes, double *out)
-{
-  char *end;
-  double v;
-
-  /* A digit or point first: strtod would also skip blanks, take a sign
-   * and read "inf" or "nan". */
-  if (!isdigit ((unsigned char) *value) && *value != '.')
-    return false;
-  errno = 0;
-  v = strtod (value, &end);
-  /* Only decimal digits and a point: strtod would also read "0x10" and
-   * "1e3", which no user of these options means. */
-  if (end == value || errno || !isfinite (v)
-      || end != value + strspn (value, "0123456789."))
-    return false;
-  if (suffixes && *end) {
-    const char *units = "kmgt";
-    const char *u = strchr (units, *end | 0x20);
-
-    if (!u)
-      return false;
-    v *= (double) (1ull << (10 * (u - units + 1)));
-    end++;
-    if (*end == 'i')
-      end++;
-    if (*end == 'B')
-      end++;
-  }
-  if (*end)
-    return false;
-  *out = v;
-  return true;
-}
-
 /* Looks value up in a NULL-ended list of choices; -1 if absent. */
 static int
 choice (const char *value, const char *const *choices)
@@ -179,7 +140,7 @@ vublk_options_set (struct vublk_options *opts, const char *name,
   static const char *const memories[] = { "normal", "hugetlb", NULL };
   const struct option_desc *o = name ? find_option (name) : NULL;
   char *field;
-  double v;
+  long double v;
   int c;
 
   if (!o)
@@ -214,9 +175,9 @@ vublk_options_set (struct vublk_options *opts, const char *name,
   case TYPE_SECONDS:
     break;
   }
-  if (!parse_number (value, o->type == TYPE_SIZE, &v)
+  if (!number_parse (value, o->type == TYPE_SIZE, &v)
       || (o->type != TYPE_SECONDS
-          && (v >= 18446744073709551616.0 || v != (double) (uint64_t) v)))
+          && (v >= 18446744073709551616.0L || v != (uint64_t) v)))
     return set_error (EINVAL, "%s: '%s' is not %s", name, value,
                       o->type == TYPE_SECONDS ? "a number of seconds"
                       : o->type == TYPE_SIZE ? "a size" : "a whole number");
@@ -229,7 +190,7 @@ vublk_options_set (struct vublk_options *opts, const char *name,
   switch (o->type) {
   case TYPE_COUNT: *(unsigned *) field = (unsigned) v; break;
   case TYPE_SIZE: *(size_t *) field = (size_t) v; break;
-  default: *(double *) field = v; break;
+  default: *(double *) field = (double) v; break;
   }
   return 0;
 }

@@ -236,6 +236,7 @@ expect_error 2 "needs a value" info "$T/v.sock" --pool-size
 expect_error 2 "not a size" info --pool-size " -4096" "$T/v.sock"
 expect_error 2 "not a number" bench --qd " 4" "$T/v.sock"
 expect_error 2 "'1k' has trailing garbage (a plain count" bench --qd 1k "$T/v.sock"
+expect_error 2 "'1.5' is not a whole number" bench --qd 1.5 "$T/v.sock"
 expect_error 2 "'0x1' is not a number of seconds" bench --time 0x1 "$T/v.sock"
 expect_error 2 "'1e0' is not a whole number" info --queues 1e0 "$T/v.sock"
 expect_error 2 "--size 512 is smaller than --bs" bench --size 512 --bs 4k "$T/v.sock"
