@@ -66,6 +66,7 @@ packed_ring_init (struct packed_ring *ring, void *mem, unsigned num)
   ring->placed = 0;
   __atomic_store_n (&ring->outstanding, 0, __ATOMIC_RELAXED);
   memset (ring->ndesc, 0, sizeof ring->ndesc);
+  ring->placed_pos = ring->used_pos = ring->last_pos = ring->seen_pos = 0;
 }
 
 /* The AVAIL/USED flag bits that make a descriptor available in the
@@ -106,6 +107,7 @@ packed_ring_place (struct packed_ring *ring, uint16_t id,
                     __ATOMIC_RELAXED);
   ring->next_avail = pos;
   ring->avail_wrap = wrap;
+  ring->placed_pos += n;
   ring->placed++;
   /* The head's flags make the whole chain visible: written last, after
    * everything else of the chain (release). */
@@ -143,6 +145,44 @@ packed_ring_has_used (const struct packed_ring *ring)
   return avail == used && used == wrap;
 }
 
+/* Steps seen_pos over the used descriptors the device has already
+ * written past the harvest, as the device placed them (each one's chain
+ * length on), within what was placed.  Every position is looked at once
+ * (seen_pos only grows), plus the first unused one per call.  A correct
+ * device writes a used descriptor once, only after it read the chain, and
+ * nothing rewrites a position between next_used and next_avail; so an
+ * entry harvest later finds before seen_pos was there before any chain
+ * placed after this look, and cannot answer one.  A hostile device can
+ * only make seen_pos wrong for entries that are wrong anyway. */
+static void
+look_ahead (struct packed_ring *ring)
+{
+  uint64_t at = ring->seen_pos > ring->used_pos ? ring->seen_pos
+                                                : ring->used_pos;
+
+  while (at < ring->placed_pos) {
+    uint16_t pos = at & (ring->num - 1);
+    bool wrap = PACKED_START_WRAP ^ !!(at & ring->num);  /* num: 2^k */
+    uint16_t flags = __atomic_load_n (&ring->desc[pos].flags,
+                                      __ATOMIC_ACQUIRE);
+    uint16_t id;
+
+    if (!!(flags & PACKED_DESC_F_AVAIL) != wrap
+        || !!(flags & PACKED_DESC_F_USED) != wrap)
+      break;
+    id = __atomic_load_n (&ring->desc[pos].id, __ATOMIC_RELAXED);
+    if (id >= ring->num || ring->ndesc[id] == 0) {
+      /* No chain in flight has it (a correct device never writes one):
+       * seen used all the same, harvest reports it unless a refill gave
+       * the id out again, which seen_pos then catches. */
+      at++;
+      break;
+    }
+    at += ring->ndesc[id];
+  }
+  ring->seen_pos = at;
+}
+
 int
 packed_ring_harvest (struct packed_ring *ring, struct vring_used_elem *out,
                      unsigned max, unsigned *good)
@@ -166,6 +206,8 @@ packed_ring_harvest (struct packed_ring *ring, struct vring_used_elem *out,
     out[n].id = id;
     out[n].len = len;
     n++;
+    ring->last_pos = ring->used_pos;
+    ring->used_pos += step;
     step += ring->next_used;
     if (step >= ring->num) {
       step -= ring->num;
@@ -173,7 +215,20 @@ packed_ring_harvest (struct packed_ring *ring, struct vring_used_elem *out,
     }
     __atomic_store_n (&ring->next_used, (uint16_t) step, __ATOMIC_RELAXED);
   }
+  look_ahead (ring);
   return n;
+}
+
+uint64_t
+packed_ring_seen (const struct packed_ring *ring)
+{
+  return ring->seen_pos;
+}
+
+bool
+packed_ring_published_before (const struct packed_ring *ring, uint64_t stamp)
+{
+  return ring->last_pos < stamp;
 }
 
 bool

@@ -32,6 +32,11 @@ struct packed_ring {
   unsigned outstanding;      /* descriptors placed and not yet harvested
                                 (atomic: read as a hint) */
   uint8_t ndesc[1024];       /* chain length per buffer id in flight */
+  /* Ring positions since the ring was laid out, without wrapping: placed,
+   * harvested (next_used's), the position of the entry harvest returned
+   * last, and how far the device's used descriptors were seen ahead of
+   * the harvest (packed_ring_published_before). */
+  uint64_t placed_pos, used_pos, last_pos, seen_pos;
 };
 
 /* Bytes for a packed ring of num entries; *driver_off and *device_off get
@@ -56,6 +61,16 @@ bool packed_ring_publish (struct packed_ring *ring);
  * before it are valid and consumed). */
 int packed_ring_harvest (struct packed_ring *ring, struct vring_used_elem *out,
                          unsigned max, unsigned *good);
+
+/* Where the device's next unseen used descriptor can be: a chain placed
+ * now is answered at or after it. */
+uint64_t packed_ring_seen (const struct packed_ring *ring);
+
+/* True if the entry harvest returned last sat before stamp (a
+ * packed_ring_seen at placement): it was seen used before that chain
+ * existed, so it cannot answer it (the device gave an id twice). */
+bool packed_ring_published_before (const struct packed_ring *ring,
+                                   uint64_t stamp);
 
 /* Notification control and the lock-free "anything used?" hint, as for
  * split rings. */

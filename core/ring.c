@@ -179,14 +179,14 @@ ring_lap_moved (const struct vq_ring *r)
 uint64_t
 ring_seen (const struct vq_ring *r)
 {
-  return r->packed ? 0 : split_ring_seen (&r->s);
+  return r->packed ? packed_ring_seen (&r->p) : split_ring_seen (&r->s);
 }
 
 bool
 ring_published_before (const struct vq_ring *r, uint64_t stamp)
 {
-  /* A packed ring has no used index to read ahead with: not checked. */
-  return !r->packed && split_ring_published_before (&r->s, stamp);
+  return r->packed ? packed_ring_published_before (&r->p, stamp)
+                   : split_ring_published_before (&r->s, stamp);
 }
 
 bool
