@@ -281,76 +281,101 @@ usage (FILE *f)
            device_options_help ());
 }
 
+/* What bench's own options set (take_option). */
+struct bench_args {
+  struct bench *b;
+  const char *mode;
+  uint64_t qd, limit;
+  double seconds;
+  bool driven;
+};
+
+enum { OPT_RW = 256, OPT_BS, OPT_QD, OPT_TIME, OPT_SIZE,
+       OPT_COMPLETION_THREAD };
+static const struct option own[] = {
+  { "rw", required_argument, NULL, OPT_RW },
+  { "bs", required_argument, NULL, OPT_BS },
+  { "qd", required_argument, NULL, OPT_QD },
+  { "time", required_argument, NULL, OPT_TIME },
+  { "size", required_argument, NULL, OPT_SIZE },
+  { "completion-thread", no_argument, NULL, OPT_COMPLETION_THREAD },
+  { NULL, 0, NULL, 0 },
+};
+
+/* Takes bench's own options (parse_command_line) into the bench_args at
+ * opaque, dying with a usage error on a bad value. */
+static void
+take_option (void *opaque, int code, const char *val)
+{
+  struct bench_args *a = opaque;
+
+  switch (code) {
+  case OPT_RW:
+    a->mode = val;
+    if (!strcmp (val, "randread")) a->b->rw = RANDREAD;
+    else if (!strcmp (val, "randwrite")) a->b->rw = RANDWRITE;
+    else if (!strcmp (val, "read")) a->b->rw = READ_SEQ;
+    else if (!strcmp (val, "write")) a->b->rw = WRITE_SEQ;
+    else if (!strcmp (val, "randrw")) a->b->rw = RANDRW;
+    else
+      die (EXIT_USAGE, "bench: --rw: '%s' is not randread, randwrite, "
+           "read, write or randrw", val);
+    break;
+  case OPT_BS:
+    a->b->bs = parse_size ("--bs", val, 512, 16 << 20);
+    if (a->b->bs % 512)
+      die (EXIT_USAGE, "bench: --bs: %s is not a multiple of 512", val);
+    break;
+  case OPT_QD:
+    a->qd = parse_count ("--qd", val, 1, 1024);
+    break;
+  case OPT_TIME:
+    a->seconds = parse_seconds ("--time", val);
+    if (a->seconds <= 0)
+      die (EXIT_USAGE, "bench: --time: '%s' is not a number of seconds "
+           "above 0 (up to 86400)", val);
+    break;
+  case OPT_SIZE:
+    a->limit = parse_size ("--size", val, 512, UINT64_MAX);
+    break;
+  case OPT_COMPLETION_THREAD:
+    a->driven = false;
+    break;
+  }
+}
+
 int
 cmd_bench (int argc, char **argv)
 {
   struct vublk_options o;
   struct vublk_info info;
   struct bench b = { .rw = RANDREAD, .bs = 4096 };
-  const char *socket = NULL, *mode = "randread";
-  uint64_t qd = 32, limit = 0;
-  double seconds = 5, cpu0, cpu1, t0, t1;
+  struct bench_args args = {
+    .b = &b, .mode = "randread", .qd = 32, .seconds = 5, .driven = true,
+  };
+  const char *socket, *mode;
+  uint64_t qd, limit;
+  double seconds, cpu0, cpu1, t0, t1;
   struct job *jobs;
   struct driver *drivers = NULL;
   unsigned total;
-  bool driven = true;
+  bool driven;
   sigset_t stop_set;
-  int interrupted;
+  int interrupted, a;
 
   device_options_init (&o);
-  for (int a = 1; a < argc; a++) {
-    const char *opt = argv[a], *val = a + 1 < argc ? argv[a + 1] : NULL;
-
-    if (!strcmp (opt, "--help")) {
-      usage (stdout);
-      return 0;
-    }
-    if (parse_device_flag (&o, opt))
-      ;
-    else if (!strcmp (opt, "--completion-thread"))
-      driven = false;
-    else if (!strcmp (opt, "--rw") && val) {
-      a++;
-      mode = val;
-      if (!strcmp (val, "randread")) b.rw = RANDREAD;
-      else if (!strcmp (val, "randwrite")) b.rw = RANDWRITE;
-      else if (!strcmp (val, "read")) b.rw = READ_SEQ;
-      else if (!strcmp (val, "write")) b.rw = WRITE_SEQ;
-      else if (!strcmp (val, "randrw")) b.rw = RANDRW;
-      else
-        die (EXIT_USAGE, "bench: --rw: '%s' is not randread, randwrite, "
-             "read, write or randrw", val);
-    }
-    else if (!strcmp (opt, "--bs") && val) {
-      a++;
-      b.bs = parse_size (opt, val, 512, 16 << 20);
-      if (b.bs % 512)
-        die (EXIT_USAGE, "bench: --bs: %s is not a multiple of 512", val);
-    }
-    else if (!strcmp (opt, "--qd") && val) {
-      a++;
-      qd = parse_count (opt, val, 1, 1024);
-    }
-    else if (!strcmp (opt, "--time") && val) {
-      a++;
-      seconds = parse_seconds (opt, val);
-      if (seconds <= 0)
-        die (EXIT_USAGE, "bench: --time must be positive");
-    }
-    else if (!strcmp (opt, "--size") && val) {
-      a++;
-      limit = parse_size (opt, val, 512, UINT64_MAX);
-    }
-    else if (opt[0] == '-' && opt[1] == '-'
-             && parse_device_option (&o, opt, val))
-      a++;
-    else if (opt[0] == '-')
-      die (EXIT_USAGE, "bench: unknown option or missing value '%s'", opt);
-    else if (socket)
-      die (EXIT_USAGE, "bench: more than one SOCKET given");
-    else
-      socket = opt;
-  }
+  a = parse_command_line (&(struct command_line) {
+      .command = "vublk bench", .prefix = "bench: ", .own = own,
+      .usage = usage, .option = take_option, .opaque = &args,
+    }, argc, argv, &o);
+  if (argc - a > 1)
+    die (EXIT_USAGE, "bench: more than one SOCKET given");
+  socket = a < argc ? argv[a] : NULL;
+  mode = args.mode;
+  qd = args.qd;
+  limit = args.limit;
+  seconds = args.seconds;
+  driven = args.driven;
   if (!socket || !*socket)
     die (EXIT_USAGE, "bench: no SOCKET given (vublk bench --help)");
 

@@ -376,8 +376,7 @@ cmd_copy (int argc, char **argv)
   struct vublk *pool_dev;
   int stopped_by;
 
-  if (!parse_copy_args (argc, argv, &a))
-    return 0;
+  parse_copy_args (argc, argv, &a);
   open_endpoints (&a, &src, &dst);
   choose_zero_policy (&zeroes, &dst, a.allocated);
   pool_dev = src.dev ? src.dev : dst.dev;

@@ -89,8 +89,8 @@ struct copy_args {
 };
 
 /* Parses vublk copy's argv into *a, dying with a usage error (exit 2)
- * naming a bad option or a missing SRC or DST.  Returns false if --help
- * was asked for (and printed). */
-bool parse_copy_args (int argc, char **argv, struct copy_args *a);
+ * naming a bad option or a missing SRC or DST; --help prints the help
+ * and exits 0. */
+void parse_copy_args (int argc, char **argv, struct copy_args *a);
 
 #endif

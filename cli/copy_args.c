@@ -22,37 +22,44 @@ usage (FILE *f)
            device_options_help ());
 }
 
-bool
+enum { OPT_ALLOCATED = 256 };
+static const struct option own[] = {
+  { "progress", no_argument, NULL, 'p' },
+  { "allocated", no_argument, NULL, OPT_ALLOCATED },
+  { NULL, 0, NULL, 0 },
+};
+
+/* Takes copy's own options (parse_command_line) into the copy_args at
+ * opaque. */
+static void
+take_option (void *opaque, int code, const char *value)
+{
+  struct copy_args *a = opaque;
+
+  (void) value;
+  if (code == 'p')
+    a->show_progress = true;
+  else if (code == OPT_ALLOCATED)
+    a->allocated = true;
+}
+
+void
 parse_copy_args (int argc, char **argv, struct copy_args *a)
 {
-  unsigned nspec = 0;
+  int first;
 
   *a = (struct copy_args) { .show_progress = false };
   device_options_init (&a->o);
-  for (int i = 1; i < argc; i++) {
-    if (!strcmp (argv[i], "--help")) {
-      usage (stdout);
-      return false;
-    }
-    if (!strcmp (argv[i], "-p") || !strcmp (argv[i], "--progress"))
-      a->show_progress = true;
-    else if (!strcmp (argv[i], "--allocated"))
-      a->allocated = true;
-    else if (parse_device_flag (&a->o, argv[i]))
-      ;
-    else if (argv[i][0] == '-' && argv[i][1] == '-'
-             && parse_device_option (&a->o, argv[i],
-                                     i + 1 < argc ? argv[i + 1] : NULL))
-      i++;
-    else if (argv[i][0] == '-' && argv[i][1])
-      die (EXIT_USAGE, "copy: unknown option '%s'", argv[i]);
-    else if (nspec == 2)
-      die (EXIT_USAGE, "copy: more than SRC and DST given");
-    else
-      a->spec[nspec++] = argv[i];
-  }
-  if (nspec != 2)
+  first = parse_command_line (&(struct command_line) {
+      .command = "vublk copy", .prefix = "copy: ", .own = own,
+      .short_options = "p", .usage = usage, .option = take_option,
+      .opaque = a,
+    }, argc, argv, &a->o);
+  if (argc - first > 2)
+    die (EXIT_USAGE, "copy: more than SRC and DST given");
+  if (argc - first != 2)
     die (EXIT_USAGE, "copy: need SRC and DST (vublk copy --help)");
+  a->spec[0] = argv[first];
+  a->spec[1] = argv[first + 1];
   a->show_progress = a->show_progress && isatty (STDERR_FILENO);
-  return true;
 }

@@ -73,6 +73,22 @@ json_escape (const char *s, char *out, size_t cap)
   out[n] = '\0';
 }
 
+enum { OPT_JSON = 256 };
+static const struct option own[] = {
+  { "json", no_argument, NULL, OPT_JSON },
+  { NULL, 0, NULL, 0 },
+};
+
+/* Takes info's own options (parse_command_line): *opaque is the json
+ * flag. */
+static void
+take_option (void *opaque, int code, const char *value)
+{
+  (void) value;
+  if (code == OPT_JSON)
+    *(bool *) opaque = true;
+}
+
 int
 cmd_info (int argc, char **argv)
 {
@@ -82,29 +98,16 @@ cmd_info (int argc, char **argv)
   const char *socket = NULL;
   bool json = false;
   char serial[21], human[32];
-  int r;
+  int r, a;
 
   device_options_init (&o);
-  for (int a = 1; a < argc; a++) {
-    if (!strcmp (argv[a], "--help")) {
-      usage (stdout);
-      return 0;
-    }
-    if (!strcmp (argv[a], "--json"))
-      json = true;
-    else if (parse_device_flag (&o, argv[a]))
-      ;
-    else if (argv[a][0] == '-' && argv[a][1] == '-'
-             && parse_device_option (&o, argv[a],
-                                     a + 1 < argc ? argv[a + 1] : NULL))
-      a++;
-    else if (argv[a][0] == '-')
-      die (EXIT_USAGE, "info: unknown option '%s'", argv[a]);
-    else if (socket)
-      die (EXIT_USAGE, "info: more than one SOCKET given");
-    else
-      socket = argv[a];
-  }
+  a = parse_command_line (&(struct command_line) {
+      .command = "vublk info", .prefix = "info: ", .own = own,
+      .usage = usage, .option = take_option, .opaque = &json,
+    }, argc, argv, &o);
+  if (argc - a > 1)
+    die (EXIT_USAGE, "info: more than one SOCKET given");
+  socket = a < argc ? argv[a] : NULL;
   if (!socket || !*socket)
     die (EXIT_USAGE, "info: no SOCKET given (vublk info --help)");
 

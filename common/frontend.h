@@ -8,6 +8,7 @@
 
 #include <getopt.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -67,6 +68,34 @@ bool parse_device_flag (struct vublk_options *o, const char *arg);
  * table of options (vublk_option_info), so it lists exactly what
  * parse_device_option accepts. */
 const char *device_options_help (void);
+
+/* How a tool reads its command line (parse_command_line). */
+struct command_line {
+  const char *command;        /* for "try COMMAND --help": "vublk info" */
+  const char *prefix;         /* before every message: "info: " or "" */
+  const struct option *own;   /* the tool's own long options, { NULL } ended
+                                 (none named help, verbose or a device
+                                 option), or NULL */
+  const char *short_options;  /* the tool's own short options, or NULL */
+  bool options_first;         /* options end at the first operand */
+  void (*usage) (FILE *f);    /* the tool's help */
+  /* Takes each of the tool's own options: code is its getopt value (a
+   * letter or the val in own), value its value or NULL; also 'v' after
+   * -v/--verbose set the device options' log level.  Dies on a bad one. */
+  void (*option) (void *opaque, int code, const char *value);
+  void *opaque;
+};
+
+/* Reads argv with getopt_long: the tool's own options (cl->option), the
+ * library's device options and flags into o (parse_device_option,
+ * parse_device_flag), -v/--verbose, and -h/--help (cl->usage on stdout,
+ * then exit 0).  Both "--name value" and "--name=value" work, and "--"
+ * ends the options.  Unless cl->options_first, options may follow
+ * operands (argv is reordered, operands last).  Dies with a usage error
+ * naming an unknown option or one without its value.  Returns the index
+ * in argv of the first operand. */
+int parse_command_line (const struct command_line *cl, int argc, char **argv,
+                        struct vublk_options *o);
 
 /* Opens socket with o, dying with exit 1 and the library's message. */
 struct vublk *open_device (const char *socket, const struct vublk_options *o);

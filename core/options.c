@@ -43,8 +43,8 @@ static const struct option_desc options[] = {
     NULL, TYPE_COUNT, FIELD (queue_size), 8, MAX_QUEUE_SIZE, true },
   { { "poll", "on|off", "poll for completions instead of sleeping" },
     NULL, TYPE_BOOL, FIELD (poll), 0, 0, false },
-  { { "ring", "split|packed", "virtqueue layout (default split; packed needs "
-      "VIRTIO_F_RING_PACKED)" },
+  { { "ring", "auto|split|packed", "virtqueue layout (default auto: split, "
+      "which every backend serves; packed needs VIRTIO_F_RING_PACKED)" },
     NULL, TYPE_RING, FIELD (ring), 0, 0, false },
   { { "memory", "normal|hugetlb", "back the memory shared with the backend by "
       "ordinary or 2 MiB huge pages (SPDK needs huge pages; default normal)" },
@@ -154,13 +154,14 @@ vublk_options_set (struct vublk_options *opts, const char *name,
   switch (o->type) {
   case TYPE_BOOL:
     if ((c = choice (value, bools)) < 0)
-      return set_error (EINVAL, "%s: '%s' is neither on nor off",
+      return set_error (EINVAL, "%s: '%s' is not on or off (nor yes/no, "
+                        "true/false, 1/0)",
                         name, value);
     *(bool *) field = c & 1;
     return 0;
   case TYPE_RING:
     if ((c = choice (value, rings)) < 0)
-      return set_error (EINVAL, "%s: '%s' is neither split nor packed",
+      return set_error (EINVAL, "%s: '%s' is not auto, split or packed",
                         name, value);
     *(enum vublk_ring *) field = (enum vublk_ring) c;
     return 0;

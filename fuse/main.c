@@ -35,6 +35,7 @@ struct config {
   char *mountpoint;           /* absolute */
   struct stat mount_st;       /* the mountpoint before mounting */
   const char *filename;
+  bool filename_given;        /* --filename was on the command line */
   char *fuse_opts;            /* comma-joined -o values, or NULL */
   char *pidfile;              /* absolute, or NULL */
   bool daemon;
@@ -153,97 +154,72 @@ path_is_within (const char *path, const struct stat *mnt)
   }
 }
 
+enum { OPT_CACHE = 256, OPT_FILENAME, OPT_PIDFILE, OPT_THREADS,
+       OPT_CLONE_FD, OPT_SPIN };
+static const struct option own_opts[] = {
+  { "readonly", no_argument, NULL, 'r' },
+  { "cache", no_argument, NULL, OPT_CACHE },
+  { "filename", required_argument, NULL, OPT_FILENAME },
+  { "daemon", no_argument, NULL, 'd' },
+  { "pidfile", required_argument, NULL, OPT_PIDFILE },
+  { "threads", required_argument, NULL, OPT_THREADS },
+  { "clone-fd", no_argument, NULL, OPT_CLONE_FD },
+  { "spin", required_argument, NULL, OPT_SPIN },
+  { "version", no_argument, NULL, 'V' },
+  { NULL, 0, NULL, 0 },
+};
+
+/* Takes vublk-fuse's own options (parse_command_line) into the config
+ * at opaque, dying with a usage error on a bad value. */
+static void
+take_option (void *opaque, int code, const char *value)
+{
+  struct config *cfg = opaque;
+
+  switch (code) {
+  case 'r': cfg->readonly = true; break;
+  case OPT_CACHE: cfg->cache = true; break;
+  case OPT_FILENAME: cfg->filename = value; cfg->filename_given = true; break;
+  case 'o': add_fuse_opts (cfg, value); break;
+  case 'd': cfg->daemon = true; break;
+  case OPT_PIDFILE:
+    free (cfg->pidfile);
+    cfg->pidfile = absolute_path (value);
+    break;
+  case OPT_THREADS:
+    cfg->threads = parse_count ("--threads", value, 1, 256);
+    break;
+  case OPT_CLONE_FD: cfg->clone_fd = true; break;
+  case OPT_SPIN:
+    cfg->spin_us = parse_count ("--spin", value, 0, 10000);
+    break;
+  case 'v': cfg->verbose = true; break;
+  case 'V':
+    printf ("vublk-fuse %s\nlibvublk %s\nFUSE library %s\n",
+            VUBLK_CLI_VERSION, vublk_version (), fuse_pkgversion ());
+    exit (0);
+  }
+}
+
 static void
 parse_args (int argc, char **argv, struct config *cfg)
 {
-  enum { OPT_CACHE = 256, OPT_FILENAME, OPT_PIDFILE, OPT_THREADS,
-         OPT_CLONE_FD, OPT_SPIN, OPT_DEVICE, OPT_DEVICE_FLAG };
-  static const struct option own_opts[] = {
-    { "readonly", no_argument, NULL, 'r' },
-    { "cache", no_argument, NULL, OPT_CACHE },
-    { "filename", required_argument, NULL, OPT_FILENAME },
-    { "daemon", no_argument, NULL, 'd' },
-    { "pidfile", required_argument, NULL, OPT_PIDFILE },
-    { "threads", required_argument, NULL, OPT_THREADS },
-    { "clone-fd", no_argument, NULL, OPT_CLONE_FD },
-    { "verbose", no_argument, NULL, 'v' },
-    { "spin", required_argument, NULL, OPT_SPIN },
-    { "help", no_argument, NULL, 'h' },
-    { "version", no_argument, NULL, 'V' },
-  };
-  /* Ours, then the library's device options (the list the help shows),
-   * then the terminator. */
-  struct option long_opts[sizeof own_opts / sizeof own_opts[0] + 32];
-  size_t nopts = sizeof own_opts / sizeof own_opts[0];
   char resolved[PATH_MAX];
-  int c, idx;
-
-  memcpy (long_opts, own_opts, sizeof own_opts);
-  nopts += device_long_options (long_opts + nopts,
-                                sizeof long_opts / sizeof long_opts[0]
-                                - nopts - 1, OPT_DEVICE, OPT_DEVICE_FLAG);
-  long_opts[nopts] = (struct option) { NULL, 0, NULL, 0 };
 
   memset (cfg, 0, sizeof *cfg);
   cfg->filename = "disk";
   cfg->threads = 1;
   cfg->spin_us = DEFAULT_SPIN_US;
   device_options_init (&cfg->dev_opts);
-  opterr = 0;
-  while ((c = getopt_long (argc, argv, "+:ro:dvhV", long_opts, &idx)) != -1) {
-    char name[64];
-
-    switch (c) {
-    case 'r': cfg->readonly = true; break;
-    case OPT_CACHE: cfg->cache = true; break;
-    case OPT_FILENAME: cfg->filename = optarg; break;
-    case 'o': add_fuse_opts (cfg, optarg); break;
-    case 'd': cfg->daemon = true; break;
-    case OPT_PIDFILE:
-      free (cfg->pidfile);
-      cfg->pidfile = absolute_path (optarg);
-      break;
-    case OPT_THREADS:
-      cfg->threads = parse_count ("--threads", optarg, 1, 256);
-      break;
-    case OPT_CLONE_FD: cfg->clone_fd = true; break;
-    case OPT_SPIN:
-      cfg->spin_us = parse_count ("--spin", optarg, 0, 10000);
-      break;
-    case OPT_DEVICE_FLAG:
-      snprintf (name, sizeof name, "--%s", long_opts[idx].name);
-      parse_device_flag (&cfg->dev_opts, name);
-      break;
-    case 'v':
-      parse_device_flag (&cfg->dev_opts, "--verbose");
-      cfg->verbose = true;
-      break;
-    case OPT_DEVICE:
-      snprintf (name, sizeof name, "--%s", long_opts[idx].name);
-      if (!parse_device_option (&cfg->dev_opts, name, optarg))
-        die (EXIT_USAGE, "unknown option '%s' (try --help)", name);
-      break;
-    case 'h': usage (stdout); exit (0);
-    case 'V':
-      printf ("vublk-fuse %s\nlibvublk %s\nFUSE library %s\n",
-              VUBLK_CLI_VERSION, vublk_version (), fuse_pkgversion ());
-      exit (0);
-    /* optopt names a short option; a long one is the last word read. */
-    case ':':
-      if (optopt > 0 && optopt < 128)
-        die (EXIT_USAGE, "option '-%c' needs a value", optopt);
-      die (EXIT_USAGE, "option '%s' needs a value", argv[optind - 1]);
-    default:
-      if (optopt > 0 && optopt < 128)
-        die (EXIT_USAGE, "unknown option '-%c' (try --help)", optopt);
-      die (EXIT_USAGE, "unknown option '%s' (try --help)", argv[optind - 1]);
-    }
-  }
-  if (argc - optind != 2) {
-    usage (stderr);
-    die (EXIT_USAGE, "expected SOCKET and MOUNTPOINT, got %d argument%s",
-         argc - optind, argc - optind == 1 ? "" : "s");
-  }
+  optind = parse_command_line (&(struct command_line) {
+      .command = "vublk-fuse", .prefix = "", .own = own_opts,
+      .short_options = "ro:dV", .options_first = true, .usage = usage,
+      .option = take_option, .opaque = cfg,
+    }, argc, argv, &cfg->dev_opts);
+  if (argc - optind != 2)
+    die (EXIT_USAGE, "expected SOCKET and MOUNTPOINT, got %d argument%s "
+         "(try vublk-fuse --help)", argc - optind,
+         argc - optind == 1 ? "" : "s");
   if (!*argv[optind])
     die (EXIT_USAGE, "no SOCKET given (an empty argument)");
   /* Both are used again after -d changed to "/": reconnecting, and
@@ -259,6 +235,10 @@ parse_args (int argc, char **argv, struct config *cfg)
   if (!S_ISREG (cfg->mount_st.st_mode) && !S_ISDIR (cfg->mount_st.st_mode))
     die (EXIT_USAGE, "mountpoint %s is neither a regular file nor a "
          "directory", argv[optind + 1]);
+  if (cfg->filename_given && S_ISREG (cfg->mount_st.st_mode))
+    die (EXIT_USAGE, "--filename names the file of a directory mount, but "
+         "mountpoint %s is a regular file (the device appears as it)",
+         argv[optind + 1]);
   if (!realpath (argv[optind + 1], resolved))
     die (EXIT_USAGE, "mountpoint %s: %s", argv[optind + 1], strerror (errno));
   cfg->mountpoint = strdup (resolved);

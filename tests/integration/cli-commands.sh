@@ -237,6 +237,19 @@ expect_error 2 "not a size" info --pool-size " -4096" "$T/v.sock"
 expect_error 2 "not a number" bench --qd " 4" "$T/v.sock"
 expect_error 2 "'1k' has trailing garbage (a plain count" bench --qd 1k "$T/v.sock"
 expect_error 2 "'1.5' is not a whole number" bench --qd 1.5 "$T/v.sock"
+expect_error 2 "'0' is not a number of seconds above 0" bench --time 0 "$T/v.sock"
+expect_error 2 "info: unknown option '--bogus' (try vublk info --help)" info --bogus "$T/v.sock"
+expect_error 2 "copy: option '--queue-size' needs a value" copy "$T/src" "$T/out" --queue-size
+expect_error 2 "info: more than one SOCKET given" info "$T/v.sock" "$T/v.sock"
+# The command line as getopt reads it: --name=value, options after the
+# operand, "--" before it, -h after a command.
+"$V" info --queues=1 "$T/v.sock" | grep -q "^queues: *1 in use" \
+  || fail "info --queues=1: $("$V" info --queues=1 "$T/v.sock" 2>&1)"
+"$V" info "$T/v.sock" --json | grep -q '"size"' || fail "info SOCKET --json"
+"$V" info --json -- "$T/v.sock" | grep -q '"size"' || fail "info -- SOCKET"
+for c in info copy bench; do
+  "$V" $c -h | grep -q "^Usage: vublk $c" || fail "vublk $c -h printed no usage"
+done
 expect_error 2 "'0x1' is not a number of seconds" bench --time 0x1 "$T/v.sock"
 expect_error 2 "'1e0' is not a whole number" info --queues 1e0 "$T/v.sock"
 expect_error 2 "--size 512 is smaller than --bs" bench --size 512 --bs 4k "$T/v.sock"

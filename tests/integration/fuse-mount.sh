@@ -72,6 +72,8 @@ expect_usage() {
   grep -q -- "$want" "$T/err" || fail "vublk-fuse $*: $(cat "$T/err")"
 }
 expect_usage "expected SOCKET and MOUNTPOINT" "$T/v.sock"
+(($(wc -l <"$T/err") == 1)) || fail "a missing MOUNTPOINT printed more than one line: $(cat "$T/err")"
+expect_usage "--filename names the file of a directory mount" --filename x "$T/v.sock" "$T/file"
 expect_usage "no-such" "$T/v.sock" "$T/no-such"
 expect_usage "neither a regular file nor a directory" "$T/v.sock" /dev/null
 expect_usage "--queues" --queues 0 "$T/v.sock" "$T/file"

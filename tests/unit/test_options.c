@@ -129,9 +129,9 @@ test_set_by_name (void **state)
   expect_set_refused (&o, "connect-timeout", "0", "outside 0.001..3600");
   expect_set_refused (&o, "request-timeout", "", "not a number of seconds");
   expect_set_refused (&o, "request-timeout", "nan", "not a number");
-  expect_set_refused (&o, "ring", "SPLIT", "neither split nor packed");
+  expect_set_refused (&o, "ring", "SPLIT", "ring: 'SPLIT' is not auto, split or packed");
   expect_set_refused (&o, "memory", "huge", "neither normal nor hugetlb");
-  expect_set_refused (&o, "poll", "maybe", "neither on nor off");
+  expect_set_refused (&o, "poll", "maybe", "poll: 'maybe' is not on or off");
   expect_set_refused (&o, "bogus", "1", "unknown option 'bogus'");
   /* A refused value leaves the field as it was. */
   assert_int_equal (o.num_queues, 2);
