@@ -20,6 +20,21 @@ human_size (uint64_t bytes, char *buf, size_t len)
   snprintf (buf, len, "%.1f %s", v, units[u]);
 }
 
+/* Writes bytes to buf in the largest binary unit that holds it exactly
+ * ("64 MiB", "1536 KiB", "4097 B"). */
+static void
+exact_size (uint64_t bytes, char *buf, size_t len)
+{
+  const char *units[] = { "B", "KiB", "MiB", "GiB", "TiB" };
+  unsigned u = 0;
+
+  while (u < 4 && bytes && bytes % 1024 == 0) {
+    bytes /= 1024;
+    u++;
+  }
+  snprintf (buf, len, "%" PRIu64 " %s", bytes, units[u]);
+}
+
 /* Writes the names of the set bits of mask, separated by sep. */
 static void
 print_features (uint64_t mask, const char *(*name) (unsigned),
@@ -97,7 +112,7 @@ cmd_info (int argc, char **argv)
   struct vublk *dev;
   const char *socket = NULL;
   bool json = false;
-  char serial[21], human[32];
+  char serial[21], human[32], shared[32], pool[32], serial_error[200];
   int r, a;
 
   device_options_init (&o);
@@ -114,8 +129,10 @@ cmd_info (int argc, char **argv)
   dev = open_device (socket, &o);
   vublk_get_info (dev, &i);
   r = vublk_get_serial (dev, serial);
-  if (r < 0)
+  if (r < 0) {
+    snprintf (serial_error, sizeof serial_error, "%s", vublk_get_error ());
     serial[0] = '\0';
+  }
   human_size (i.size, human, sizeof human);
 
   if (json) {
@@ -162,11 +179,18 @@ cmd_info (int argc, char **argv)
     printf ("size:                 %" PRIu64 " bytes (%s)\n", i.size, human);
     printf ("logical block size:   %u\n", i.logical_block_size);
     printf ("physical block size:  %u\n", i.physical_block_size);
-    printf ("min/opt I/O size:     %u / %u\n", i.min_io_size, i.opt_io_size);
+    if (i.min_io_size || i.opt_io_size)
+      printf ("min/opt I/O size:     %u / %u\n", i.min_io_size,
+              i.opt_io_size);
+    else
+      printf ("min/opt I/O size:     not reported\n");
     printf ("max segment size:     %s", i.size_max ? "" : "no limit\n");
     if (i.size_max)
       printf ("%u\n", i.size_max);
-    printf ("max segments:         %u\n", i.seg_max);
+    if (i.seg_max)
+      printf ("max segments:         %u\n", i.seg_max);
+    else
+      printf ("max segments:         not reported\n");
     printf ("max transfer:         %u bytes per request\n", i.max_transfer);
     printf ("discard:              %s", i.can_discard ? "" : "no\n");
     if (i.can_discard)
@@ -186,11 +210,15 @@ cmd_info (int argc, char **argv)
             i.packed_ring ? "packed" : "split",
             i.event_idx ? ", event index" : "",
             i.indirect_desc ? ", indirect descriptors" : "");
-    printf ("memory:               %s, %" PRIu64 " MiB shared, of which "
-            "%" PRIu64 " MiB I/O buffer pool\n",
-            i.hugetlb ? "hugetlb (2 MiB pages)" : "normal (4 KiB pages)",
-            i.shared_memory_size >> 20, i.pool_size >> 20);
-    printf ("serial:               %s\n", serial);
+    exact_size (i.shared_memory_size, shared, sizeof shared);
+    exact_size (i.pool_size, pool, sizeof pool);
+    printf ("memory:               %s, %s shared, of which %s I/O buffer "
+            "pool\n", i.hugetlb ? "hugetlb (2 MiB pages)"
+                                 : "normal (4 KiB pages)", shared, pool);
+    if (r < 0)
+      printf ("serial:               not reported (%s)\n", serial_error);
+    else
+      printf ("serial:               %s\n", *serial ? serial : "(empty)");
     printf ("features:             ");
     print_features (i.features, vublk_feature_name, " ", false);
     printf ("\nprotocol features:    ");

@@ -13,6 +13,9 @@ grep -q '^size: *33554432 bytes' "$T/info.txt" || fail "info size"
 grep -q '^logical block size: *4096' "$T/info.txt" || fail "info block size"
 grep -q '^serial: *vhost_user_blk' "$T/info.txt" || fail "info serial"
 grep -q '^memory: .* 64 MiB I/O buffer pool' "$T/info.txt" || fail "info pool"
+# Sizes exact, not rounded down to MiB.
+"$V" info --pool-size 1.5M "$T/v.sock" | grep -q '^memory: .* 1536 KiB I/O buffer pool' \
+  || fail "info --pool-size 1.5M: $("$V" info --pool-size 1.5M "$T/v.sock" | grep memory)"
 "$V" info --json "$T/v.sock" >"$T/info.json"
 /usr/bin/python3 - "$T/info.json" <<'PY' || fail "info --json"
 import json, sys

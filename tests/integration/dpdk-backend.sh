@@ -119,6 +119,10 @@ run_ring() {
   grep -Eq "^queues: +1 in use" "$T/info" \
     || fail "info: expected 1 queue in use without VIRTIO_BLK_F_MQ: $(grep queues "$T/info")"
   grep -Eq "^size: +$DEV_SIZE bytes" "$T/info" || fail "info: size: $(grep size "$T/info")"
+  # What the example does not report is said, not shown as 0 or blank.
+  for f in "min/opt I/O size" "max segments" "serial"; do
+    grep -Eq "^$f: +not reported" "$T/info" || fail "info: $(grep "^$f:" "$T/info")"
+  done
   if grep -q "^ring:" "$T/info" && [[ $ring != default ]]; then
     grep -Eq "^ring: +$ring" "$T/info" || fail "info: $(grep '^ring:' "$T/info"), wanted $ring"
   fi
