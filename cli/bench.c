@@ -370,7 +370,7 @@ cmd_bench (int argc, char **argv)
     }, argc, argv, &o);
   if (argc - a > 1)
     die (EXIT_USAGE, "bench: more than one SOCKET given");
-  socket = a < argc ? argv[a] : NULL;
+  socket = a < argc ? socket_operand (argv[a]) : NULL;
   mode = args.mode;
   qd = args.qd;
   limit = args.limit;

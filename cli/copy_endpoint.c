@@ -10,8 +10,6 @@
 
 #include "copy.h"
 
-#define PREFIX "vhost-user:"
-
 /* Asks for a pipe buffer of one chunk (the kernel's default is 64 KiB),
  * or as much as the system allows: fewer wake-ups per chunk for the
  * reader or the writer on the other end.  A refusal changes nothing,
@@ -36,10 +34,10 @@ open_endpoint (struct endpoint *e, const char *spec, bool output,
   e->dev = NULL;
   e->size = UINT64_MAX;
   e->holes_read_as_zero = false;
-  if (!strncmp (spec, PREFIX, strlen (PREFIX))) {
-    if (!spec[strlen (PREFIX)])
+  if (!strncmp (spec, DEVICE_PREFIX, strlen (DEVICE_PREFIX))) {
+    if (!spec[strlen (DEVICE_PREFIX)])
       die (EXIT_USAGE, "copy: '%s' names no socket", spec);
-    e->dev = open_device (spec + strlen (PREFIX), o);
+    e->dev = open_device (spec + strlen (DEVICE_PREFIX), o);
     e->size = vublk_get_size (e->dev);
     return;
   }
@@ -71,9 +69,9 @@ void
 refuse_same_device (const char *src, const char *dst)
 {
   struct stat in, out;
-  size_t n = strlen (PREFIX);
+  size_t n = strlen (DEVICE_PREFIX);
 
-  if (strncmp (src, PREFIX, n) || strncmp (dst, PREFIX, n))
+  if (strncmp (src, DEVICE_PREFIX, n) || strncmp (dst, DEVICE_PREFIX, n))
     return;
   if (stat (src + n, &in) == 0 && stat (dst + n, &out) == 0
       && in.st_dev == out.st_dev && in.st_ino == out.st_ino)
@@ -85,7 +83,7 @@ refuse_same_file (const struct endpoint *src, const char *dst)
 {
   struct stat in, out;
 
-  if (src->dev || !strcmp (dst, "-") || !strncmp (dst, PREFIX, strlen (PREFIX)))
+  if (src->dev || !strcmp (dst, "-") || !strncmp (dst, DEVICE_PREFIX, strlen (DEVICE_PREFIX)))
     return;
   if (fstat (src->fd, &in) == 0 && stat (dst, &out) == 0
       && in.st_dev == out.st_dev && in.st_ino == out.st_ino)

@@ -122,7 +122,7 @@ cmd_info (int argc, char **argv)
     }, argc, argv, &o);
   if (argc - a > 1)
     die (EXIT_USAGE, "info: more than one SOCKET given");
-  socket = a < argc ? argv[a] : NULL;
+  socket = a < argc ? socket_operand (argv[a]) : NULL;
   if (!socket || !*socket)
     die (EXIT_USAGE, "info: no SOCKET given (vublk info --help)");
 

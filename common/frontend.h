@@ -16,6 +16,8 @@
 #include "vublk.h"
 
 #define EXIT_USAGE 2
+/* How vublk copy names a device among files ("vhost-user:SOCKET"). */
+#define DEVICE_PREFIX "vhost-user:"
 #define VUBLK_CLI_VERSION VUBLK_VERSION_STRING  /* the tools ship with the library */
 
 /* The name error messages start with ("vublk" unless a program sets it). */
@@ -96,6 +98,11 @@ struct command_line {
  * in argv of the first operand. */
 int parse_command_line (const struct command_line *cl, int argc, char **argv,
                         struct vublk_options *o);
+
+/* The socket path a SOCKET operand names: the operand itself, or, when
+ * no file has that name, what follows a "vhost-user:" prefix (copy's way
+ * of naming a device, typed where a SOCKET is asked for). */
+const char *socket_operand (const char *operand);
 
 /* Opens socket with o, dying with exit 1 and the library's message. */
 struct vublk *open_device (const char *socket, const struct vublk_options *o);

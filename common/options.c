@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "frontend.h"
 #include "number.h"
@@ -224,6 +225,16 @@ device_options_help (void)
                       "one line per protocol event on stderr (reconnects "
                       "and why, tolerated backend habits)");
   return buf;
+}
+
+const char *
+socket_operand (const char *operand)
+{
+  size_t n = strlen (DEVICE_PREFIX);
+
+  if (!strncmp (operand, DEVICE_PREFIX, n) && access (operand, F_OK) == -1)
+    return operand + n;
+  return operand;
 }
 
 struct vublk *

@@ -63,6 +63,10 @@ connect_with_deadline (struct vublk *dev, int sock,
         return err;
       timeout_ms -= timeout_ms < BUSY_RETRY_MS ? timeout_ms : BUSY_RETRY_MS;
       continue;
+    case ECONNREFUSED:
+      return set_error (ECONNREFUSED, "%s: connect: %s (nothing listens on "
+                        "it: a backend that exited leaves its socket file "
+                        "behind)", dev->socket_path, strerror (ECONNREFUSED));
     default:
       return set_error_errno (errno, "%s: connect", dev->socket_path);
     }

@@ -228,6 +228,19 @@ expect_error 2 "'vhost-user:' names no socket" copy vhost-user: "$T/x.out"
 ln -s "$T/v.sock" "$T/v-link.sock"
 expect_error 1 "are the same device" copy "vhost-user:$T/v.sock" "vhost-user:$T/v-link.sock"
 expect_error 1 "not a UNIX socket" info "$T/disk.img"
+# A socket nobody listens on, and one that speaks another protocol: the
+# message says what is wrong, not only what failed.
+/usr/bin/python3 -c 'import socket, sys; socket.socket(socket.AF_UNIX).bind(sys.argv[1])' "$T/stale.sock"
+expect_error 1 "nothing listens on it: a backend that exited leaves its socket file behind" info "$T/stale.sock"
+if command -v nbdkit >/dev/null; then
+  nbdkit -f -U "$T/nbd.sock" memory 1M 2>/dev/null &
+  NBD_PID=$!
+  for ((i = 0; i < 100; i++)); do [[ -S $T/nbd.sock ]] && break; sleep 0.05; done
+  expect_error 1 "the reply is not vhost-user .*another protocol (NBD?)" info "$T/nbd.sock"
+  kill "$NBD_PID"; wait "$NBD_PID" 2>/dev/null || true
+fi
+# copy's device syntax where a SOCKET is asked for.
+"$V" info "vhost-user:$T/v.sock" | grep -q "^socket: *$T/v.sock$" || fail "info vhost-user:SOCKET"
 expect_error 2 "'abc' is not a number" bench --qd abc "$T/v.sock"
 expect_error 2 "outside" bench --bs 0 "$T/v.sock"
 expect_error 2 "not a multiple of the device" bench --bs 512 "$T/v.sock"
