@@ -224,7 +224,7 @@ parse_args (int argc, char **argv, struct config *cfg)
     die (EXIT_USAGE, "no SOCKET given (an empty argument)");
   /* Both are used again after -d changed to "/": reconnecting, and
    * removing the pid file at exit. */
-  cfg->socket = absolute_path (argv[optind]);
+  cfg->socket = absolute_path (socket_operand (argv[optind]));
   if (!*cfg->filename || strchr (cfg->filename, '/')
       || !strcmp (cfg->filename, ".") || !strcmp (cfg->filename, "..")
       || strlen (cfg->filename) > 255)

@@ -172,8 +172,9 @@ done
 echo "ok: --pidfile inside the mount point -> refused before mounting"
 
 # -v: library events on stderr, which -d keeps open for them: a backend
-# killed and restarted under the mount is reported as reconnected.
-"$F" -d -v --pidfile "$T/v.pid" "$T/v.sock" "$T/file" 2>"$T/verbose.log" \
+# killed and restarted under the mount is reported as reconnected.  The
+# socket in copy's vhost-user:SOCKET form, which vublk-fuse takes too.
+"$F" -d -v --pidfile "$T/v.pid" "vhost-user:$T/v.sock" "$T/file" 2>"$T/verbose.log" \
   || fail "vublk-fuse -d -v: $(cat "$T/verbose.log")"
 pid=$(cat "$T/v.pid")
 on_exit "fusermount3 -u '$T/file'; kill -9 $pid"
