@@ -388,6 +388,15 @@ cmd_bench (int argc, char **argv)
          "device's %u-byte blocks", b.bs, info.logical_block_size);
   b.size = info.size;
   b.span = limit && limit < b.size ? limit : b.size;
+  if (limit > b.size)
+    fprintf (stderr, "vublk: bench: warning: --size %" PRIu64 " is larger "
+             "than the device (%" PRIu64 " bytes): the whole device is "
+             "used\n", limit, b.size);
+  if (qd > info.queue_depth)
+    fprintf (stderr, "vublk: bench: warning: --qd %" PRIu64 " is more than "
+             "a queue holds in flight (%u; --queue-size sets it): the rest "
+             "wait in the library, and count in the latency\n", qd,
+             info.queue_depth);
   if (limit && limit < b.bs)
     die (EXIT_USAGE, "bench: --size %" PRIu64 " is smaller than --bs %"
          PRIu64, limit, b.bs);

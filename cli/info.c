@@ -151,7 +151,8 @@ cmd_info (int argc, char **argv)
             "  \"writeback\": %s,\n  \"can_flush\": %s,\n"
             "  \"can_discard\": %s,\n  \"can_write_zeroes\": %s,\n"
             "  \"queues\": %u,\n  \"backend_queues\": %u,\n"
-            "  \"queue_size\": %u,\n  \"reconnects\": %" PRIu64 ",\n"
+            "  \"queue_size\": %u,\n  \"queue_depth\": %u,\n"
+            "  \"reconnects\": %" PRIu64 ",\n"
             "  \"memory\": \"%s\",\n  \"pool_size\": %" PRIu64 ",\n"
             "  \"ring\": \"%s\",\n"
             "  \"serial\": \"%s\",\n"
@@ -165,7 +166,7 @@ cmd_info (int argc, char **argv)
             i.readonly ? "true" : "false", i.writeback ? "true" : "false",
             i.can_flush ? "true" : "false", i.can_discard ? "true" : "false",
             i.can_write_zeroes ? "true" : "false", i.num_queues,
-            i.backend_queues, i.queue_size, i.reconnects,
+            i.backend_queues, i.queue_size, i.queue_depth, i.reconnects,
             i.hugetlb ? "hugetlb" : "normal", i.pool_size,
             i.packed_ring ? "packed" : "split", serial_json);
     print_features (i.features, vublk_feature_name, ", ", true);
@@ -204,8 +205,9 @@ cmd_info (int argc, char **argv)
     printf ("read-only:            %s\n", i.readonly ? "yes" : "no");
     printf ("write cache:          %s\n", i.writeback ? "writeback"
             : "writethrough");
-    printf ("queues:               %u in use, %u offered, %u entries each\n",
-            i.num_queues, i.backend_queues, i.queue_size);
+    printf ("queues:               %u in use, %u offered, %u entries each "
+            "(%u requests in flight each)\n", i.num_queues,
+            i.backend_queues, i.queue_size, i.queue_depth);
     printf ("ring:                 %s%s%s\n",
             i.packed_ring ? "packed" : "split",
             i.event_idx ? ", event index" : "",

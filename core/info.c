@@ -49,6 +49,7 @@ vublk_get_info_size (struct vublk *dev, struct vublk_info *out, size_t size)
   info->num_queues = dev->nqueues;
   info->backend_queues = dev->backend_queues;
   info->queue_size = dev->queue_size;
+  info->queue_depth = dev->nqueues ? dev->queues[0].nslots : 0;
   info->event_idx = device_has (dev, VIRTIO_RING_F_EVENT_IDX);
   info->indirect_desc = device_has (dev, VIRTIO_RING_F_INDIRECT_DESC);
   info->features = dev->features;

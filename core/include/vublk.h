@@ -212,6 +212,8 @@ struct vublk_info {
   uint64_t shared_memory_size;        /* bytes shared with the backend */
   uint64_t pool_size;                 /* bytes of it in the I/O buffer pool
                                          (vublk_buf_alloc, bounces) */
+  unsigned queue_depth;               /* requests one queue holds in flight
+                                         (more wait in the library) */
 };
 
 /* Fills *info (size bytes of it) with the device's current description.

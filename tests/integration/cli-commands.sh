@@ -25,7 +25,16 @@ assert d["logical_block_size"] == 4096
 assert d["queues"] == 4 and d["backend_queues"] == 4
 assert "EVENT_IDX" in d["features"] and d["readonly"] is False
 assert d["pool_size"] == 64 << 20, d["pool_size"]
+# qemu offers indirect descriptors: a request per entry.
+assert d["queue_depth"] == d["queue_size"] == 256, (d["queue_depth"], d["queue_size"])
 PY
+# bench says when --qd or --size asks for more than there is.
+"$V" bench --qd 16 --queue-size 8 --size 1G --time 0.2 "$T/v.sock" >/dev/null 2>"$T/err" \
+  || fail "bench --qd 16 --queue-size 8: $(cat "$T/err")"
+grep -q "warning: --qd 16 is more than a queue holds in flight (8; --queue-size sets it)" "$T/err" \
+  || fail "bench: no warning for --qd beyond the queue: $(cat "$T/err")"
+grep -q "warning: --size 1073741824 is larger than the device (33554432 bytes)" "$T/err" \
+  || fail "bench: no warning for --size beyond the device: $(cat "$T/err")"
 
 # copy: file -> device -> file, with a size that is not block aligned,
 # through pipes, with a small pool, and onto itself (refused).
