@@ -116,12 +116,18 @@ startup_fail (const char *fmt, ...)
   exit (1);
 }
 
-/* Appends one -o value to cfg->fuse_opts. */
+/* Appends one -o value to cfg->fuse_opts.  An "ro" among them is -r:
+ * the kernel would refuse writes anyway, and the file's mode and the
+ * device's open say so too. */
 static void
 add_fuse_opts (struct config *cfg, const char *opts)
 {
   size_t old = cfg->fuse_opts ? strlen (cfg->fuse_opts) : 0;
   char *s = realloc (cfg->fuse_opts, old + strlen (opts) + 2);
+
+  for (const char *p = opts; *p; p += strcspn (p, ","), p += *p == ',')
+    if (strcspn (p, ",") == 2 && !strncmp (p, "ro", 2))
+      cfg->readonly = true;
 
   if (!s)
     die (1, "out of memory");

@@ -397,4 +397,12 @@ const struct fuse_lowlevel_ops vublkfs_ops = {
   .opendir = vublkfs_opendir,
   .readdir = vublkfs_readdir,
   .statfs = vublkfs_statfs,
+  .create = vublkfs_create,
+  .mknod = vublkfs_mknod,
+  .mkdir = vublkfs_mkdir,
+  .symlink = vublkfs_symlink,
+  .link = vublkfs_link,
+  .unlink = vublkfs_unlink,
+  .rmdir = vublkfs_rmdir,
+  .rename = vublkfs_rename,
 };

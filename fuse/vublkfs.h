@@ -73,6 +73,24 @@ void vublkfs_fallocate (fuse_req_t req, fuse_ino_t ino, int mode,
                         off_t offset, off_t length,
                         struct fuse_file_info *fi);
 
+/* Changes to the names (namespace.c): refused, EPERM (EROFS read-only):
+ * a directory mount holds the disk and nothing else. */
+void vublkfs_create (fuse_req_t req, fuse_ino_t parent, const char *name,
+                     mode_t mode, struct fuse_file_info *fi);
+void vublkfs_mknod (fuse_req_t req, fuse_ino_t parent, const char *name,
+                    mode_t mode, dev_t rdev);
+void vublkfs_mkdir (fuse_req_t req, fuse_ino_t parent, const char *name,
+                    mode_t mode);
+void vublkfs_symlink (fuse_req_t req, const char *link, fuse_ino_t parent,
+                      const char *name);
+void vublkfs_link (fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
+                   const char *newname);
+void vublkfs_unlink (fuse_req_t req, fuse_ino_t parent, const char *name);
+void vublkfs_rmdir (fuse_req_t req, fuse_ino_t parent, const char *name);
+void vublkfs_rename (fuse_req_t req, fuse_ino_t parent, const char *name,
+                     fuse_ino_t newparent, const char *newname,
+                     unsigned flags);
+
 /* Makes the kernel allow mmap(MAP_SHARED) of the file opened for direct
  * I/O (FUSE_DIRECT_IO_ALLOW_MMAP, kernel 6.6+; older kernels ignore it).
  * Call on a mounted session before serving it.  Returns 0 or -errno. */

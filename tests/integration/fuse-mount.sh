@@ -30,6 +30,15 @@ mount_fuse "$T/v.sock" "$T/dir"
 cmp "$T/dir/disk" "$T/orig.img" || fail "disk content"
 [[ ! -e $T/dir/other ]] || fail "a second file exists"
 if touch "$T/dir/other" 2>/dev/null; then fail "created a file"; fi
+# Every change to the names is refused as not permitted (not as a
+# function that is not implemented).
+for cmd in "touch $T/dir/other" "rm $T/dir/disk" "mkdir $T/dir/sub" \
+           "mv $T/dir/disk $T/dir/renamed" "ln $T/dir/disk $T/dir/hard" \
+           "ln -s disk $T/dir/soft" "mknod $T/dir/fifo p"; do
+  if $cmd 2>"$T/err"; then fail "$cmd succeeded in a directory mount"; fi
+  grep -q "Operation not permitted" "$T/err" || fail "$cmd: $(cat "$T/err")"
+done
+[[ $(ls -A "$T/dir") == disk ]] || fail "the names changed: $(ls -A "$T/dir")"
 unmount_fuse "$T/dir" "$FUSE_PID"
 mount_fuse "$T/v.sock" "$T/dir" --filename vda.raw
 [[ $(ls -A "$T/dir") == vda.raw ]] || fail "--filename: $(ls -A "$T/dir")"
@@ -45,8 +54,14 @@ fi
 grep -q "Read-only file system" "$T/err" || fail "-r write: $(cat "$T/err")"
 if fallocate -p -o 0 -l 4096 "$T/file" 2>/dev/null; then fail "-r punched"; fi
 cmp "$T/file" "$T/orig.img" || fail "-r content"
+ro_mode=$(stat -c %a "$T/file")
 unmount_fuse "$T/file" "$FUSE_PID"
 cmp "$T/disk.img" "$T/orig.img" || fail "-r changed the image"
+# -o ro is -r: the file's mode says so too.
+mount_fuse "$T/v.sock" "$T/file" -o ro
+[[ $(stat -c %a "$T/file") == "$ro_mode" ]] \
+  || fail "-o ro: mode $(stat -c %a "$T/file"), -r gives $ro_mode"
+unmount_fuse "$T/file" "$FUSE_PID"
 
 # A read-only export mounts read-only without -r.
 start_qsd "$T/disk.img" "$T/ro.sock" writable=off
