@@ -69,6 +69,12 @@ parse_command_line (const struct command_line *cl, int argc, char **argv,
       die (EXIT_USAGE, "%soption '%s' needs a value", cl->prefix,
            argv[optind - 1]);
     case '?':
+      /* A known flag given a value ("--json=yes"): getopt sets optopt to
+       * its code; an unknown long option leaves it 0. */
+      if (optopt && !strncmp (argv[optind - 1], "--", 2)
+          && strchr (argv[optind - 1], '='))
+        die (EXIT_USAGE, "%soption '%.*s' takes no value", cl->prefix,
+             (int) strcspn (argv[optind - 1], "="), argv[optind - 1]);
       if (optopt > 0 && optopt < 128)
         die (EXIT_USAGE, "%sunknown option '-%c' (try %s --help)", cl->prefix,
              optopt, cl->command);

@@ -266,6 +266,7 @@ expect_error 2 "'0' is not a number of seconds above 0" bench --time 0 "$T/v.soc
 expect_error 2 "info: unknown option '--bogus' (try vublk info --help)" info --bogus "$T/v.sock"
 expect_error 2 "copy: option '--queue-size' needs a value" copy "$T/src" "$T/out" --queue-size
 expect_error 2 "info: more than one SOCKET given" info "$T/v.sock" "$T/v.sock"
+expect_error 2 "info: option '--json' takes no value" info --json=yes "$T/v.sock"
 # The command line as getopt reads it: --name=value, options after the
 # operand, "--" before it, -h after a command.
 "$V" info --queues=1 "$T/v.sock" | grep -q "^queues: *1 in use" \
