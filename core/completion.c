@@ -120,13 +120,14 @@ queue_validate_used (struct vublk_queue *q, const struct vring_used_elem *e)
   uint32_t max_len;
 
   if (idx >= q->nslots) {
-    set_error (EPROTO, "queue %u: used id %u out of range", q->index, e->id);
+    set_error (EPROTO, "queue %u: used id %u out of range", q->index,
+               ring_wire_id (&q->ring, e->id));
     return NULL;
   }
   s = &q->slots[idx];
   if (!s->req) {
     set_error (EPROTO, "queue %u: used id %u is not in flight", q->index,
-               e->id);
+               ring_wire_id (&q->ring, e->id));
     return NULL;
   }
   /* In flight again, but not as that entry says: it was published before
@@ -135,7 +136,7 @@ queue_validate_used (struct vublk_queue *q, const struct vring_used_elem *e)
   if (ring_published_before (&q->ring, s->placed_at_seen)) {
     set_error (EPROTO, "queue %u: used id %u appears twice (its second "
                "entry came before the id was given out again)", q->index,
-               e->id);
+               ring_wire_id (&q->ring, e->id));
     return NULL;
   }
   /* The used length is advisory for virtio-blk (Linux and QEMU ignore

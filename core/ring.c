@@ -50,6 +50,12 @@ ring_slots (const struct vq_ring *r)
   return r->indirect ? r->num : r->num / 3;
 }
 
+unsigned
+ring_wire_id (const struct vq_ring *r, unsigned slot)
+{
+  return r->packed || r->indirect ? slot : slot * 3;
+}
+
 void
 ring_addresses (const struct vq_ring *r, uint64_t *desc, uint64_t *driver,
                 uint64_t *device)

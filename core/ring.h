@@ -36,6 +36,11 @@ void ring_reset (struct vq_ring *r);
 /* How many requests (slots) can be in flight at once. */
 unsigned ring_slots (const struct vq_ring *r);
 
+/* The used id the device wrote for slot (what ring_harvest turned into a
+ * slot number: a chain's head descriptor on split rings without indirect
+ * descriptors), for messages that quote the device. */
+unsigned ring_wire_id (const struct vq_ring *r, unsigned slot);
+
 /* The three addresses for SET_VRING_ADDR (descriptors, driver area =
  * avail, device area = used) and the num of SET_VRING_BASE. */
 void ring_addresses (const struct vq_ring *r, uint64_t *desc,

@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <setjmp.h>
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -413,6 +414,15 @@ test_violation (void **state)
   assert_true (e.q->broken);
   assert_true (atomic_load (&e.dev->violation));
   assert_true (e.dev->violation_reason[0] != '\0');
+  /* The message quotes the id as the device wrote it, not the slot. */
+  if (what == V_ID_NOT_IN_FLIGHT) {
+    char want[64];
+
+    snprintf (want, sizeof want, " id %u ", ring_id (&e, 5));
+    if (!strstr (e.dev->violation_reason, want)
+        || !strstr (e.dev->violation_reason, "not in flight"))
+      fail_msg ("'%s' lacks '%s'", e.dev->violation_reason, want);
+  }
   assert_int_equal (read (e.dev->ctl_wake_fd, &wake, sizeof wake),
                     sizeof wake);
   assert_int_equal (x.calls, what == V_RUNAWAY_USED_IDX ? 0 : 1);
