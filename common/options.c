@@ -62,7 +62,7 @@ parse_whole (const char *option, const char *value, uint64_t min,
 {
   long double v;
 
-  if (!value || !isdigit ((unsigned char) *value))
+  if (!value || !(isdigit ((unsigned char) *value) || *value == '.'))
     die (EXIT_USAGE, "%s: '%s' is not a %snumber", option,
          value ? value : "", value && strchr (value, '-') ? "positive " : "");
   if (!number_parse (value, suffixes, &v))

@@ -120,9 +120,9 @@ vu_check_reply_header (const struct vhost_user_header *hdr, uint32_t request,
   if ((hdr->flags & VHOST_USER_VERSION_MASK) != VHOST_USER_VERSION
       || hdr->flags > 0xfu)
     return set_error (EPROTO, "vhost-user %s: the reply is not vhost-user "
-                      "(flags 0x%x): the socket belongs to a server of "
-                      "another protocol (NBD?), not a vhost-user-blk "
-                      "backend", vu_request_name (request), hdr->flags);
+                      "(flags 0x%x): the socket's server speaks another "
+                      "protocol (an NBD server?) or lost the message "
+                      "framing", vu_request_name (request), hdr->flags);
   if (hdr->flags != (VHOST_USER_VERSION | VHOST_USER_REPLY_MASK))
     return set_error (EPROTO,
                       "vhost-user %s: reply has flags 0x%x, expected 0x%x",

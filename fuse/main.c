@@ -226,7 +226,7 @@ parse_args (int argc, char **argv, struct config *cfg)
     die (EXIT_USAGE, "expected SOCKET and MOUNTPOINT, got %d argument%s "
          "(try vublk-fuse --help)", argc - optind,
          argc - optind == 1 ? "" : "s");
-  if (!*argv[optind])
+  if (!*socket_operand (argv[optind]))
     die (EXIT_USAGE, "no SOCKET given (an empty argument)");
   /* Both are used again after -d changed to "/": reconnecting, and
    * removing the pid file at exit. */

@@ -244,8 +244,9 @@ expect_error 1 "nothing listens on it: a backend that exited leaves its socket f
 if command -v nbdkit >/dev/null; then
   nbdkit -f -U "$T/nbd.sock" memory 1M 2>/dev/null &
   NBD_PID=$!
+  on_exit "kill $NBD_PID"
   for ((i = 0; i < 100; i++)); do [[ -S $T/nbd.sock ]] && break; sleep 0.05; done
-  expect_error 1 "the reply is not vhost-user .*another protocol (NBD?)" info "$T/nbd.sock"
+  expect_error 1 "the reply is not vhost-user .*another protocol (an NBD server?)" info "$T/nbd.sock"
   kill "$NBD_PID"; wait "$NBD_PID" 2>/dev/null || true
 fi
 # copy's device syntax where a SOCKET is asked for.
@@ -267,6 +268,12 @@ expect_error 2 "info: unknown option '--bogus' (try vublk info --help)" info --b
 expect_error 2 "copy: option '--queue-size' needs a value" copy "$T/src" "$T/out" --queue-size
 expect_error 2 "info: more than one SOCKET given" info "$T/v.sock" "$T/v.sock"
 expect_error 2 "info: option '--json' takes no value" info --json=yes "$T/v.sock"
+expect_error 2 "info: unknown option '-x'" info --pool-size=8M -xv "$T/v.sock"
+# Whole option names only: getopt would take --queue for --queues.
+expect_error 2 "info: unknown option '--queue' (options are written whole" info --queue 2 "$T/v.sock"
+expect_error 2 "bench: unknown option '--re' (options are written whole" bench --re 5 "$T/v.sock"
+POSIXLY_CORRECT=1 "$V" info "$T/v.sock" --json | grep -q '"size"' \
+  || fail "POSIXLY_CORRECT: an option after the operand"
 # The command line as getopt reads it: --name=value, options after the
 # operand, "--" before it, -h after a command.
 "$V" info --queues=1 "$T/v.sock" | grep -q "^queues: *1 in use" \

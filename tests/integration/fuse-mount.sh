@@ -104,6 +104,8 @@ expect_usage "unknown option '-x'" -xr "$T/v.sock" "$T/file"
 expect_usage "option '--threads' needs a value" --threads
 expect_usage "option '-o' needs a value" -o
 expect_usage "option '--readonly' takes no value" --readonly=yes "$T/v.sock" "$T/file"
+expect_usage "unknown option '--clone' (options are written whole" --clone "$T/v.sock" "$T/file"
+expect_usage "no SOCKET given" vhost-user: "$T/file"
 "$F" --help | grep -q "Usage: vublk-fuse" || fail "--help"
 "$F" --version | grep -q "^vublk-fuse " || fail "--version"
 
