@@ -213,7 +213,10 @@ struct vublk_info {
   uint64_t pool_size;                 /* bytes of it in the I/O buffer pool
                                          (vublk_buf_alloc, bounces) */
   unsigned queue_depth;               /* requests one queue holds in flight
-                                         (more wait in the library) */
+                                         (more wait in the library); since
+                                         1.2: an older library leaves it as
+                                         the caller had it (zero the struct
+                                         first: 0 = not known) */
 };
 
 /* Fills *info (size bytes of it) with the device's current description.
