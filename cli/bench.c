@@ -361,23 +361,18 @@ cmd_bench (int argc, char **argv)
   unsigned total;
   bool driven;
   sigset_t stop_set;
-  int interrupted, a;
+  int interrupted;
 
   device_options_init (&o);
-  a = parse_command_line (&(struct command_line) {
+  socket = only_socket (&(struct command_line) {
       .command = "vublk bench", .prefix = "bench: ", .own = own,
       .usage = usage, .option = take_option, .opaque = &args,
     }, argc, argv, &o);
-  if (argc - a > 1)
-    die (EXIT_USAGE, "bench: more than one SOCKET given");
-  socket = a < argc ? socket_operand (argv[a]) : NULL;
   mode = args.mode;
   qd = args.qd;
   limit = args.limit;
   seconds = args.seconds;
   driven = args.driven;
-  if (!socket || !*socket)
-    die (EXIT_USAGE, "bench: no SOCKET given (vublk bench --help)");
 
   b.dev = open_device (socket, &o);
   vublk_get_info (b.dev, &info);

@@ -113,18 +113,13 @@ cmd_info (int argc, char **argv)
   const char *socket = NULL;
   bool json = false;
   char serial[21], human[32], shared[32], pool[32], serial_error[200];
-  int r, a;
+  int r;
 
   device_options_init (&o);
-  a = parse_command_line (&(struct command_line) {
+  socket = only_socket (&(struct command_line) {
       .command = "vublk info", .prefix = "info: ", .own = own,
       .usage = usage, .option = take_option, .opaque = &json,
     }, argc, argv, &o);
-  if (argc - a > 1)
-    die (EXIT_USAGE, "info: more than one SOCKET given");
-  socket = a < argc ? socket_operand (argv[a]) : NULL;
-  if (!socket || !*socket)
-    die (EXIT_USAGE, "info: no SOCKET given (vublk info --help)");
 
   dev = open_device (socket, &o);
   vublk_get_info (dev, &i);

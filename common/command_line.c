@@ -43,6 +43,21 @@ require_whole_name (const struct command_line *cl, char **argv,
          opt->name, cl->command);
 }
 
+const char *
+only_socket (const struct command_line *cl, int argc, char **argv,
+             struct vublk_options *o)
+{
+  int first = parse_command_line (cl, argc, argv, o);
+  const char *socket = first < argc ? socket_operand (argv[first]) : "";
+
+  if (argc - first > 1)
+    die (EXIT_USAGE, "%smore than one SOCKET given", cl->prefix);
+  if (!*socket)
+    die (EXIT_USAGE, "%sno SOCKET given (%s --help)", cl->prefix,
+         cl->command);
+  return socket;
+}
+
 int
 parse_command_line (const struct command_line *cl, int argc, char **argv,
                     struct vublk_options *o)

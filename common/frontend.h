@@ -104,6 +104,12 @@ int parse_command_line (const struct command_line *cl, int argc, char **argv,
  * of naming a device, typed where a SOCKET is asked for). */
 const char *socket_operand (const char *operand);
 
+/* parse_command_line for a command whose one operand is SOCKET: returns
+ * its socket_operand, or dies with a usage error if there is none, an
+ * empty one, or more than one. */
+const char *only_socket (const struct command_line *cl, int argc,
+                         char **argv, struct vublk_options *o);
+
 /* Opens socket with o, dying with exit 1 and the library's message. */
 struct vublk *open_device (const char *socket, const struct vublk_options *o);
 
