@@ -40,7 +40,8 @@ struct config {
   char *pidfile;              /* absolute, or NULL */
   bool daemon;
   bool verbose;               /* -v: keeps stderr open when daemonized */
-  bool readonly;
+  bool readonly;              /* -r, or -o ro (fuse_ro) */
+  bool fuse_ro;               /* the last of -o ro and -o rw was ro */
   bool cache;
   unsigned threads;
   unsigned spin_us;           /* --spin: poll this long before sleeping */
@@ -116,9 +117,9 @@ startup_fail (const char *fmt, ...)
   exit (1);
 }
 
-/* Appends one -o value to cfg->fuse_opts.  An "ro" among them is -r:
- * the kernel would refuse writes anyway, and the file's mode and the
- * device's open say so too. */
+/* Appends one -o value to cfg->fuse_opts.  The last "ro" or "rw" among
+ * them decides, as for the kernel; "ro" is -r, so that the file's mode
+ * and the device's open say so too. */
 static void
 add_fuse_opts (struct config *cfg, const char *opts)
 {
@@ -126,8 +127,9 @@ add_fuse_opts (struct config *cfg, const char *opts)
   char *s = realloc (cfg->fuse_opts, old + strlen (opts) + 2);
 
   for (const char *p = opts; *p; p += strcspn (p, ","), p += *p == ',')
-    if (strcspn (p, ",") == 2 && !strncmp (p, "ro", 2))
-      cfg->readonly = true;
+    if (strcspn (p, ",") == 2 && (!strncmp (p, "ro", 2)
+                                  || !strncmp (p, "rw", 2)))
+      cfg->fuse_ro = p[1] == 'o';
 
   if (!s)
     die (1, "out of memory");
@@ -252,6 +254,7 @@ parse_args (int argc, char **argv, struct config *cfg)
     die (EXIT_USAGE, "--pidfile %s: inside the mount point %s (writing it "
          "there would wait for this very process)", cfg->pidfile,
          cfg->mountpoint);
+  cfg->readonly = cfg->readonly || cfg->fuse_ro;
   cfg->dev_opts.readonly = cfg->readonly;
 }
 

@@ -62,6 +62,11 @@ mount_fuse "$T/v.sock" "$T/file" -o ro
 [[ $(stat -c %a "$T/file") == "$ro_mode" ]] \
   || fail "-o ro: mode $(stat -c %a "$T/file"), -r gives $ro_mode"
 unmount_fuse "$T/file" "$FUSE_PID"
+# The last of ro and rw decides, as for the kernel.
+mount_fuse "$T/v.sock" "$T/file" -o nosuid,ro -o rw
+[[ $(stat -c %a "$T/file") != "$ro_mode" ]] || fail "-o ro -o rw: read-only"
+grep -q " $T/file fuse.vublk rw," /proc/mounts || fail "-o ro -o rw: not a rw mount"
+unmount_fuse "$T/file" "$FUSE_PID"
 
 # A read-only export mounts read-only without -r.
 start_qsd "$T/disk.img" "$T/ro.sock" writable=off
