@@ -37,11 +37,8 @@ set_state_unless_closing (struct vublk *dev, enum device_state to)
   return true;
 }
 
-/* Sleeps ms, returning early (true) only if the device is closing.  Other
- * wake-ups (a queue reporting a fault) are drained and the sleep goes on:
- * left readable, the wake fd would cut every later backoff short. */
-static bool
-sleep_or_close (struct vublk *dev, int ms)
+bool
+control_sleep (struct vublk *dev, int ms)
 {
   uint64_t end = now_ns () + (uint64_t) ms * 1000000;
 
@@ -228,7 +225,7 @@ reconnect (struct vublk *dev, enum reconnect_reason why)
                 "waiting %u ms", (unsigned long long)
                 ((now_ns () - dev->last_reconnect_ns) / 1000000),
                 dev->reconnect_backoff_ms);
-    if (sleep_or_close (dev, dev->reconnect_backoff_ms))
+    if (control_sleep (dev, dev->reconnect_backoff_ms))
       return;
   }
   else
@@ -258,7 +255,7 @@ reconnect (struct vublk *dev, enum reconnect_reason why)
       fail_everything (dev);
       return;      /* the control loop retries every second from now on */
     }
-    if (sleep_or_close (dev, backoff))
+    if (control_sleep (dev, backoff))
       return;
     backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
   }

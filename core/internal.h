@@ -379,6 +379,12 @@ int options_import (struct vublk_options *out,
 /* control.c: the control thread's body (arg is the device). */
 void *control_thread (void *arg);
 
+/* The control thread's backoff: sleeps ms, returning early (true) only
+ * if the device is closing.  Other wake-ups (a queue reporting a fault)
+ * are drained and the sleep goes on: left readable, the wake fd would
+ * cut every later backoff short. */
+bool control_sleep (struct vublk *dev, int ms);
+
 /* Negotiation half (up to and including memory) and ring half. */
 int handshake_features_and_memory (struct vublk *dev, bool first);
 int handshake_rings (struct vublk *dev);
