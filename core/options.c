@@ -26,7 +26,6 @@ enum option_type {
 
 struct option_desc {
   struct vublk_option_info info;
-  const char *alias;        /* another accepted name, or NULL */
   enum option_type type;
   size_t offset;            /* of the field in struct vublk_options */
   double min, max;          /* bounds (counts, sizes, seconds) */
@@ -36,38 +35,41 @@ struct option_desc {
 #define FIELD(f) offsetof (struct vublk_options, f)
 
 static const struct option_desc options[] = {
-  { { "queues", "N", "virtqueues to use (default: the backend's, at most 4)" },
-    "num-queues", TYPE_COUNT, FIELD (num_queues), 1, MAX_QUEUES, false },
+  { { "queues", "N", "virtqueues to use (default: the backend's, at most 4)",
+      "num-queues" },
+    TYPE_COUNT, FIELD (num_queues), 1, MAX_QUEUES, false },
   { { "queue-size", "N", "entries per virtqueue, a power of two "
-      "(default 256)" },
-    NULL, TYPE_COUNT, FIELD (queue_size), 8, MAX_QUEUE_SIZE, true },
-  { { "poll", "on|off", "poll for completions instead of sleeping" },
-    NULL, TYPE_BOOL, FIELD (poll), 0, 0, false },
+      "(default 256)", NULL },
+    TYPE_COUNT, FIELD (queue_size), 8, MAX_QUEUE_SIZE, true },
+  { { "poll", "on|off", "poll for completions instead of sleeping", NULL },
+    TYPE_BOOL, FIELD (poll), 0, 0, false },
   { { "ring", "auto|split|packed", "virtqueue layout (default auto: split, "
-      "which every backend serves; packed needs VIRTIO_F_RING_PACKED)" },
-    NULL, TYPE_RING, FIELD (ring), 0, 0, false },
+      "which every backend serves; packed needs VIRTIO_F_RING_PACKED)", NULL },
+    TYPE_RING, FIELD (ring), 0, 0, false },
   { { "memory", "normal|hugetlb", "back the memory shared with the backend by "
-      "ordinary or 2 MiB huge pages (SPDK needs huge pages; default normal)" },
-    NULL, TYPE_MEMORY, FIELD (memory), 0, 0, false },
-  { { "pool-size", "BYTES", "shared I/O buffer pool (default 64M)" },
-    NULL, TYPE_SIZE, FIELD (pool_size), 1 << 20, 68719476736.0, false },
+      "ordinary or 2 MiB huge pages (SPDK needs huge pages; default normal)",
+      NULL },
+    TYPE_MEMORY, FIELD (memory), 0, 0, false },
+  { { "pool-size", "BYTES", "shared I/O buffer pool (default 64M)", NULL },
+    TYPE_SIZE, FIELD (pool_size), 1 << 20, 68719476736.0, false },
   { { "connect-timeout", "S", "wait at most S seconds for the connection and "
-      "for each handshake reply (default 5)" },
-    NULL, TYPE_SECONDS, FIELD (connect_timeout), 0.001, 3600, false },
+      "for each handshake reply (default 5)", NULL },
+    TYPE_SECONDS, FIELD (connect_timeout), 0.001, 3600, false },
   { { "reconnect-timeout", "S", "keep reconnecting S seconds after the "
-      "backend goes away before failing I/O (default 30)" },
-    NULL, TYPE_SECONDS, FIELD (reconnect_timeout), 0, 86400, false },
+      "backend goes away before failing I/O (default 30)", NULL },
+    TYPE_SECONDS, FIELD (reconnect_timeout), 0, 86400, false },
   { { "request-timeout", "S", "treat a request unanswered for S seconds as a "
-      "hung backend (default 30, 0 = never)" },
-    NULL, TYPE_SECONDS, FIELD (request_timeout), 0, 86400, false },
+      "hung backend (default 30, 0 = never)", NULL },
+    TYPE_SECONDS, FIELD (request_timeout), 0, 86400, false },
   { { "spin", "USEC", "synchronous calls poll this long for their completion "
-      "at low queue depth (default 0)" },
-    NULL, TYPE_COUNT, FIELD (spin_us), 0, MAX_SPIN_US, false },
-  { { "readonly", "on|off", "refuse writes even if the device allows them" },
-    NULL, TYPE_BOOL, FIELD (readonly), 0, 0, false },
+      "at low queue depth (default 0)", NULL },
+    TYPE_COUNT, FIELD (spin_us), 0, MAX_SPIN_US, false },
+  { { "readonly", "on|off", "refuse writes even if the device allows them",
+      NULL },
+    TYPE_BOOL, FIELD (readonly), 0, 0, false },
   { { "thread-queues", "on|off", "each thread's synchronous calls drive a "
-      "queue of their own when one is free (default off)" },
-    NULL, TYPE_BOOL, FIELD (thread_queues), 0, 0, false },
+      "queue of their own when one is free (default off)", NULL },
+    TYPE_BOOL, FIELD (thread_queues), 0, 0, false },
 };
 
 const struct vublk_option_info *
@@ -115,7 +117,7 @@ find_option (const char *name)
 {
   for (size_t i = 0; i < ARRAY_SIZE (options); i++)
     if (!strcmp (options[i].info.name, name)
-        || (options[i].alias && !strcmp (options[i].alias, name)))
+        || (options[i].info.alias && !strcmp (options[i].info.alias, name)))
       return &options[i];
   return NULL;
 }

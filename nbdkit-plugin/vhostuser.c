@@ -86,9 +86,35 @@ vhostuser_unload (void)
   free (socket_path);
 }
 
+/* The name each library option was first given by (the table's own
+ * strings), indexed like vublk_option_info; NULL while not given. */
+static const char *given_as[64];
+
+/* The index in vublk_option_info of the option key names (by its name or
+ * its alias), with *as set to the table's string for key; -1 if none. */
+static int
+option_index (const char *key, const char **as)
+{
+  const struct vublk_option_info *opt;
+
+  for (unsigned i = 0; (opt = vublk_option_info (i)); i++) {
+    if (!strcmp (opt->name, key))
+      *as = opt->name;
+    else if (opt->alias && !strcmp (opt->alias, key))
+      *as = opt->alias;
+    else
+      continue;
+    return i < sizeof given_as / sizeof given_as[0] ? (int) i : -1;
+  }
+  return -1;
+}
+
 static int
 vhostuser_config (const char *key, const char *value)
 {
+  const char *as = NULL;
+  int i;
+
   if (!strcmp (key, "socket")) {
     /* One export, one backend: a second socket is a mistake, not an
      * override. */
@@ -102,9 +128,18 @@ vhostuser_config (const char *key, const char *value)
   }
   /* Every other key is one of the library's options, by the same name
    * as vublk's long options (num-queues also as queues): one table of
-   * names, bounds and messages for every program. */
-  if (vublk_options_set (&opts, key, value) == 0)
+   * names, bounds and messages for every program.  Given twice, under
+   * either name, it is a mistake too. */
+  if ((i = option_index (key, &as)) >= 0 && given_as[i]) {
+    nbdkit_error ("%s= given twice (first as %s=): give it once", key,
+                  given_as[i]);
+    return -1;
+  }
+  if (vublk_options_set (&opts, key, value) == 0) {
+    if (i >= 0)
+      given_as[i] = as;
     return 0;
+  }
   if (!strstr (vublk_get_error (), "unknown option")) {
     nbdkit_error ("%s", vublk_get_error ());
     return -1;
@@ -142,10 +177,9 @@ build_config_help (void)
 
     if (!strcmp (opt->name, "readonly"))
       continue;            /* nbdkit -r */
-    if (!strcmp (opt->name, "queues"))
-      snprintf (key, sizeof key, "num-queues=%s", opt->value_hint);
-    else
-      snprintf (key, sizeof key, "%s=%s", opt->name, opt->value_hint);
+    /* An alias is qemu's spelling (num-queues): the one users know. */
+    snprintf (key, sizeof key, "%s=%s", opt->alias ? opt->alias : opt->name,
+              opt->value_hint);
     if (!strcmp (opt->name, "thread-queues"))
       help = "each nbdkit worker drives a virtqueue of its own while one "
              "is left to share (default on here: ask the backend for more "

@@ -155,6 +155,8 @@ struct vublk_option_info {
   const char *name;          /* "queue-size" */
   const char *value_hint;    /* "N", "S", "split|packed" */
   const char *help;          /* one sentence, with the default */
+  const char *alias;         /* another name vublk_options_set takes for
+                                it ("num-queues"), or NULL; since 1.2 */
 };
 
 /* The i-th option settable by name (from 0), NULL past the last. */

@@ -114,4 +114,10 @@ timeout 30 nbdkit -f -U "$T/bad.nbd" "$P" socket="$T/v.sock" socket="$T/other.so
 [[ $rc == 1 ]] || fail "socket= twice: exit status $rc, expected 1: $(cat "$T/bad.err")"
 grep -q "socket= given twice" "$T/bad.err" || fail "socket= twice: $(cat "$T/bad.err")"
 [[ ! -e $T/bad.nbd ]] || fail "socket= twice: NBD socket left behind"
+# Any other key twice, under either of its names: refused as well.
+rc=0
+timeout 30 nbdkit -f -U "$T/bad.nbd" "$P" socket="$T/v.sock" num-queues=2 queues=1 \
+  2>"$T/bad.err" || rc=$?
+[[ $rc == 1 ]] && grep -q "queues= given twice (first as num-queues=)" "$T/bad.err" \
+  || fail "num-queues= then queues=: exit $rc: $(cat "$T/bad.err")"
 echo "nbdkit start-up checks passed (silent listener failed in ${elapsed}s, with connect-timeout=1 in $ms ms: $(head -c 300 "$T/silent1.err"))"
