@@ -94,8 +94,6 @@ parse_command_line (const struct command_line *cl, int argc, char **argv,
   opterr = 0;
   optind = 1;
   for (;;) {
-    char name[64];
-
     idx = -1;   /* stays -1 unless a long option was read */
     c = getopt_long (argc, argv, shortopts, opts, &idx);
     if (c == -1)
@@ -113,17 +111,16 @@ parse_command_line (const struct command_line *cl, int argc, char **argv,
       exit (0);
     case 'v':
     case OPT_VERBOSE:
-      parse_device_flag (o, "--verbose");
+      device_options_verbose (o);
       if (cl->option)
         cl->option (cl->opaque, 'v', NULL);
       break;
     case OPT_DEVICE_FLAG:
-      snprintf (name, sizeof name, "--%s", opts[idx].name);
-      parse_device_flag (o, name);
+      vublk_options_set (o, opts[idx].name, "on");
       break;
     case OPT_DEVICE:
-      snprintf (name, sizeof name, "--%s", opts[idx].name);
-      parse_device_option (o, name, optarg);
+      if (vublk_options_set (o, opts[idx].name, optarg) != 0)
+        die (EXIT_USAGE, "--%s", vublk_get_error ());
       break;
     /* optopt names a short option; for a long one, the word just read. */
     case ':':

@@ -42,33 +42,25 @@ uint64_t parse_count (const char *option, const char *value, uint64_t min,
  * sign, exponent or hex), dying with a usage error. */
 double parse_seconds (const char *option, const char *value);
 
-/* Handles an option common to every program that opens a device: name
- * is "--" and a library option's name (vublk_options_set), value its
- * value (NULL when nothing follows the option); dies with a usage error
- * naming the option if the value is bad or missing.  Returns false if
- * name is no such option. */
-bool parse_device_option (struct vublk_options *o, const char *name,
-                          const char *value);
-
 /* vublk_options_init, plus library warnings and errors (a backend lost,
  * huge pages missing) printed on stderr; -v adds the rest. */
 void device_options_init (struct vublk_options *o);
 
 /* Fills out (up to max entries) with getopt_long entries for every
- * device option: val with_value for those that take a value (handed to
- * parse_device_option), val flag for flags (parse_device_flag).  Returns
- * how many were written.  A program's own options come first in its
- * table, so its getopt stays in step with the library's list. */
+ * device option: val with_value for those that take a value, val flag
+ * for flags (on when present).  Returns how many were written.  A
+ * program's own options come first in its table, so its getopt stays in
+ * step with the library's list. */
 size_t device_long_options (struct option *out, size_t max, int with_value,
                             int flag);
 
-/* Handles a flag common to every program that opens a device (--poll,
- * -v/--verbose: library events to stderr); returns true if arg was one. */
-bool parse_device_flag (struct vublk_options *o, const char *arg);
+/* -v/--verbose: every library event on stderr, not only warnings and
+ * errors. */
+void device_options_verbose (struct vublk_options *o);
 
 /* The help text of the common device options, made from the library's
- * table of options (vublk_option_info), so it lists exactly what
- * parse_device_option accepts. */
+ * table of options (vublk_option_info), so it lists exactly the device
+ * options parse_command_line accepts. */
 const char *device_options_help (void);
 
 /* How a tool reads its command line (parse_command_line). */
@@ -89,8 +81,8 @@ struct command_line {
 };
 
 /* Reads argv with getopt_long: the tool's own options (cl->option), the
- * library's device options and flags into o (parse_device_option,
- * parse_device_flag), -v/--verbose, and -h/--help (cl->usage on stdout,
+ * library's device options and flags into o (vublk_options_set; a bad
+ * value dies naming it), -v/--verbose, and -h/--help (cl->usage on stdout,
  * then exit 0).  Both "--name value" and "--name=value" work, and "--"
  * ends the options.  Unless cl->options_first, options may follow
  * operands (argv is reordered, operands last).  Dies with a usage error

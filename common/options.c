@@ -28,18 +28,6 @@ left_out (const struct vublk_option_info *info)
   return !strcmp (info->name, "spin") || !strcmp (info->name, "readonly");
 }
 
-/* The library's option called name (without dashes), or NULL. */
-static const struct vublk_option_info *
-library_option (const char *name)
-{
-  const struct vublk_option_info *info;
-
-  for (unsigned i = 0; (info = vublk_option_info (i)); i++)
-    if (!strcmp (info->name, name) && !left_out (info))
-      return info;
-  return NULL;
-}
-
 
 void
 die (int code, const char *fmt, ...)
@@ -119,21 +107,11 @@ device_options_init (struct vublk_options *o)
   o->log_level = VUBLK_LOG_WARNING;
 }
 
-bool
-parse_device_flag (struct vublk_options *o, const char *arg)
+void
+device_options_verbose (struct vublk_options *o)
 {
-  const struct vublk_option_info *info;
-
-  if (!strncmp (arg, "--", 2) && (info = library_option (arg + 2))
-      && is_flag (info))
-    vublk_options_set (o, info->name, "on");
-  else if (!strcmp (arg, "-v") || !strcmp (arg, "--verbose")) {
-    o->log = log_to_stderr;
-    o->log_level = VUBLK_LOG_DEBUG;
-  }
-  else
-    return false;
-  return true;
+  o->log = log_to_stderr;
+  o->log_level = VUBLK_LOG_DEBUG;
 }
 
 size_t
@@ -150,22 +128,6 @@ device_long_options (struct option *out, size_t max, int with_value,
         is_flag (info) ? flag : with_value,
       };
   return n;
-}
-
-bool
-parse_device_option (struct vublk_options *o, const char *name,
-                     const char *value)
-{
-  const struct vublk_option_info *info;
-
-  if (strncmp (name, "--", 2) || !(info = library_option (name + 2))
-      || is_flag (info))
-    return false;
-  if (!value)
-    die (EXIT_USAGE, "%s needs a value (%s)", name, info->value_hint);
-  if (vublk_options_set (o, info->name, value) != 0)
-    die (EXIT_USAGE, "--%s", vublk_get_error ());
-  return true;
 }
 
 /* Appends to buf (at *len, capacity cap) the help text of one option:
