@@ -153,9 +153,9 @@ size_t queue_ring_bytes (unsigned num);
 size_t queue_ctl_bytes (unsigned num);
 
 /* Maps the used entry just harvested to its slot, checking the id is a
- * head we gave out and is in flight (and, on split rings, that the entry
- * came after the slot was placed), and notes a length other than what
- * the device may write.
+ * head we gave out and is in flight, and that the entry came after the
+ * slot was placed, and notes a length other than what the device may
+ * write.
  * Returns NULL on a violation (error recorded).  q->lock held. */
 struct slot *queue_validate_used (struct vublk_queue *q,
                                   const struct vring_used_elem *e);

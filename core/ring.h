@@ -70,10 +70,11 @@ int ring_harvest (struct vq_ring *r, struct vring_used_elem *out,
 /* True if a packed ring is in another lap than rings start in. */
 bool ring_lap_moved (const struct vq_ring *r);
 
-/* Split rings: the used entries the device had published when the ring
- * was last read (a chain placed now answers after them), and whether the
- * entry harvest returned last came before stamp, such a count (then it
- * cannot answer the chain placed at stamp).  Packed rings: 0, false. */
+/* How far the device's used entries had been seen when the ring was last
+ * read (a chain placed now is answered after them: split_ring_seen,
+ * packed_ring_seen), and whether the entry harvest returned last came
+ * before stamp, such a mark (then it cannot answer the chain placed at
+ * stamp). */
 uint64_t ring_seen (const struct vq_ring *r);
 bool ring_published_before (const struct vq_ring *r, uint64_t stamp);
 
