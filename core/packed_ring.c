@@ -30,8 +30,6 @@
 
 #include "internal.h"
 
-#define PACKED_DESC_F_AVAIL (1u << 7)
-#define PACKED_DESC_F_USED (1u << 15)
 #define PACKED_EVENT_FLAG_ENABLE 0
 #define PACKED_EVENT_FLAG_DISABLE 1
 

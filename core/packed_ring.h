@@ -15,6 +15,11 @@ struct packed_desc {
   uint16_t flags;
 };
 
+/* A descriptor's AVAIL and USED flag bits (virtio 1.1 2.8.1; bit numbers
+ * VRING_PACKED_DESC_F_AVAIL and _USED of linux/virtio_ring.h). */
+#define PACKED_DESC_F_AVAIL (1u << 7)
+#define PACKED_DESC_F_USED (1u << 15)
+
 /* The wrap counter both sides start with (see packed_ring.c). */
 #define PACKED_START_WRAP false
 

@@ -17,8 +17,6 @@
 
 #include "fake_peer.h"
 
-#define P_AVAIL (1u << 7)
-#define P_USED (1u << 15)
 
 unsigned fake_done_counter;
 
@@ -225,15 +223,15 @@ take_packed (struct fake_peer *peer)
                                       __ATOMIC_ACQUIRE);
     uint16_t id = 0;
 
-    if (!!(flags & P_AVAIL) != peer->avail_wrap
-        || !!(flags & P_USED) == peer->avail_wrap)
+    if (!!(flags & PACKED_DESC_F_AVAIL) != peer->avail_wrap
+        || !!(flags & PACKED_DESC_F_USED) == peer->avail_wrap)
       return got;
     do {
       const struct packed_desc *pd = &p->desc[peer->avail_pos];
 
       flags = __atomic_load_n (&pd->flags, __ATOMIC_ACQUIRE);
       assert_true (n < 4);
-      assert_true (!!(flags & P_AVAIL) == peer->avail_wrap);
+      assert_true (!!(flags & PACKED_DESC_F_AVAIL) == peer->avail_wrap);
       d[n++] = (struct vring_desc) {
         .addr = pd->addr, .len = pd->len,
         .flags = flags & (VRING_DESC_F_NEXT | VRING_DESC_F_WRITE),
@@ -318,7 +316,9 @@ put_used (struct fake_peer *peer, uint16_t id, uint32_t len, unsigned step)
 
     pd->id = id;
     pd->len = len;
-    __atomic_store_n (&pd->flags, peer->used_wrap ? P_AVAIL | P_USED : 0,
+    __atomic_store_n (&pd->flags, peer->used_wrap
+                                  ? PACKED_DESC_F_AVAIL | PACKED_DESC_F_USED
+                                  : 0,
                       __ATOMIC_RELEASE);
     peer->used_pos += step;
     if (peer->used_pos >= q->ring.p.num) {

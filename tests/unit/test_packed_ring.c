@@ -15,8 +15,6 @@
 
 #include "internal.h"
 
-#define P_AVAIL (1u << 7)
-#define P_USED (1u << 15)
 #define NUM 16
 #define NSLOTS (NUM / 3)
 
@@ -42,7 +40,8 @@ dev_take (struct dev *d)
     unsigned n = 0;
     uint16_t id;
 
-    if (!!(f & P_AVAIL) != lap (d->avail) || !!(f & P_USED) == lap (d->avail))
+    if (!!(f & PACKED_DESC_F_AVAIL) != lap (d->avail)
+        || !!(f & PACKED_DESC_F_USED) == lap (d->avail))
       return;
     do {
       pd = &d->r->desc[d->avail % NUM];
@@ -56,7 +55,8 @@ dev_take (struct dev *d)
   }
 }
 
-/* Writes the used descriptor of taken entry i at used position at. */
+/* Writes the used descriptor at position at: its id and length, or
+ * (flags) the flags that make it visible, in the lap of at. */
 static void
 dev_write (struct dev *d, uint64_t at, uint16_t id, bool flags)
 {
@@ -67,7 +67,8 @@ dev_write (struct dev *d, uint64_t at, uint16_t id, bool flags)
     pd->len = 1;
     return;
   }
-  __atomic_store_n (&pd->flags, lap (at) ? P_AVAIL | P_USED : 0,
+  __atomic_store_n (&pd->flags,
+                    lap (at) ? PACKED_DESC_F_AVAIL | PACKED_DESC_F_USED : 0,
                     __ATOMIC_RELEASE);
 }
 
