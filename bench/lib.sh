@@ -40,6 +40,13 @@ bench_check_seconds() {
     || { echo "$bench_name: $1 takes whole seconds, at least $3, not '$2'" >&2; exit 2; }
 }
 
+# bench_check_reps VALUE: exits 2 unless VALUE (--reps) is a positive
+# integer.
+bench_check_reps() {
+  [[ $1 =~ ^[1-9][0-9]*$ ]] \
+    || { echo "$bench_name: --reps must be a positive integer" >&2; exit 2; }
+}
+
 # The queues the plugin's backend exports and the plugin uses: one for
 # each of nbdkit's worker threads (16 by default), which each drive one
 # of their own (thread-queues), and one more to share, as the plugin's
