@@ -371,6 +371,43 @@ if [[ -x $VUBLK_FUSE_BIN ]] && command -v fusermount3 >/dev/null; then
   dd if="$T/file" of=/dev/null bs=1M skip=31 count=1 status=none || fail "reading the new part"
   unmount_fuse "$T/file" "$FUSE_PID"
   echo "ok: config-change -> the FUSE file grows"
+
+  # A write still in flight when vublk-fuse is told to stop: its exit
+  # flush covers only writes completed before it, so it must wait for
+  # the write's answer first.  The backend holds every write's
+  # completion for 300 ms and logs how many it still holds at each
+  # flush; the writer must see its write succeed, and the data must be
+  # there after the unmount.
+  for ring in split packed; do
+    start_backend slow-writes 1
+    touch "$T/wfile"
+    mount_fuse "$S" "$T/wfile" --ring "$ring"
+    head -c 65536 "$T/data" >"$T/pattern"
+    dd if="$T/pattern" of="$T/wfile" bs=64k seek=16 count=1 oflag=direct \
+      conv=notrunc status=none 2>"$T/dd.err" &
+    writer=$!
+    for ((i = 0; i < 100; i++)); do
+      grep -q "holding write completions" "$T/hb.log" && break
+      sleep 0.02
+    done
+    grep -q "holding write completions" "$T/hb.log" \
+      || fail "exit flush ($ring): the write never reached the backend: $(cat "$T/hb.log")"
+    kill -TERM "$FUSE_PID"
+    rc=0; timeout 20 tail --pid="$FUSE_PID" -f /dev/null || rc=124
+    ((rc == 0)) || fail "exit flush ($ring): vublk-fuse still running 20 s after SIGTERM"
+    wait "$writer" || fail "exit flush ($ring): the write in flight failed: $(cat "$T/dd.err")"
+    grep -q "flush with 0 writes still held" "$T/hb.log" \
+      || fail "exit flush ($ring): no flush after the write completed: $(cat "$T/hb.log")"
+    if grep -q "flush with [1-9][0-9]* writes still held" "$T/hb.log"; then
+      fail "exit flush ($ring): flushed before the write in flight was answered: $(grep flush "$T/hb.log")"
+    fi
+    grep -q " $T/wfile " /proc/mounts && fail "exit flush ($ring): still mounted"
+    mount_fuse "$S" "$T/wfile" --ring "$ring" -r
+    cmp <(dd if="$T/wfile" bs=64k skip=16 count=1 status=none) "$T/pattern" \
+      || fail "exit flush ($ring): the data written before SIGTERM is not on the device"
+    unmount_fuse "$T/wfile" "$FUSE_PID"
+    echo "ok: slow-writes -> vublk-fuse's exit flush waits for the write in flight ($ring ring)"
+  done
 fi
 if command -v nbdkit >/dev/null && command -v nbdinfo >/dev/null \
    && ! plugin_is_instrumented; then

@@ -79,6 +79,14 @@
  *                        segment, may unmap) and answer every write-zeroes
  *                        request UNSUPP, as any type it does not serve
  *
+ *   slow-writes          from the AFTER-th request on, hold the completion
+ *                        of every write for HOLD_MS (the data lands at
+ *                        once) while other requests are served, and log
+ *                        each flush with the number of writes still held:
+ *                        a flush covers only the writes completed before
+ *                        it, so a driver that wants one to cover a write
+ *                        must wait for that write first
+ *
  *   used-len-lies        from the AFTER-th request on, report the used length
  *                        of a write as its data length and of a read as 0
  *                        (as DPDK and SPDK do for writes): harmless, to be
@@ -479,13 +487,27 @@ spdk_check_chain (const struct vring_desc *d, unsigned n, uint32_t type)
   return VIRTIO_BLK_S_OK;
 }
 
-enum outcome { DROP, NO_ANSWER, ANSWER };
+enum outcome { DROP, NO_ANSWER, ANSWER, HOLD };
+
+/* slow-writes: completions held back, marked used once due. */
+#define HOLD_MS 300
+#define MAX_HELD 256u
+struct held {
+  struct vq *v;
+  uint16_t id;                /* split: head; packed: buffer id */
+  unsigned ndesc;             /* packed: the chain's descriptor count */
+  uint32_t written;
+  double due;                 /* monotonic seconds */
+};
+static struct held held[MAX_HELD];
+static unsigned nheld;
 
 /* Carries out the request in chain c, whichever ring it came from, and
  * decides whether the fault fires on it (*fire; never when can_fire is
  * false, then a later request gets it).  *written is the used length to
  * report.  Returns DROP to drop the connection, NO_ANSWER to leave the
- * chain unanswered, ANSWER to mark it used. */
+ * chain unanswered, ANSWER to mark it used, HOLD to mark it used after
+ * HOLD_MS (slow-writes). */
 static enum outcome
 serve_request (const struct chain *c, bool can_fire, bool *fire,
                uint32_t *written)
@@ -510,6 +532,9 @@ serve_request (const struct chain *c, bool can_fire, bool *fire,
   if (!status)
     return DROP;
   requests++;
+  if (is ("slow-writes") && hdr.type == VIRTIO_BLK_T_FLUSH)
+    fprintf (stderr, "hostile_backend: flush with %u writes still held\n",
+             nheld);
   /* A request the backend dies on, every time it is sent: it goes down
    * a little later, past the client's handshake (serve_connection). */
   if (is ("poison") && hdr.sector == fault_after) {
@@ -591,7 +616,24 @@ serve_request (const struct chain *c, bool can_fire, bool *fire,
     *written = data_len;
   if (lie_about_len)
     *written = hdr.type == VIRTIO_BLK_T_OUT ? data_len : 0;
+  if (is ("slow-writes") && requests >= fault_after
+      && hdr.type == VIRTIO_BLK_T_OUT && nheld < MAX_HELD)
+    return HOLD;
   return ANSWER;
+}
+
+/* Remembers chain c of v, served, to be marked used with written after
+ * HOLD_MS. */
+static void
+hold (struct vq *v, const struct chain *c, uint32_t written)
+{
+  if (nheld == 0)
+    fprintf (stderr, "hostile_backend: holding write completions for "
+             "%u ms\n", HOLD_MS);
+  held[nheld++] = (struct held) {
+    .v = v, .id = c->id, .ndesc = c->n, .written = written,
+    .due = monotonic_seconds () + HOLD_MS / 1000.0,
+  };
 }
 
 /* Split rings ------------------------------------------------------- */
@@ -628,6 +670,7 @@ split_serve_chain (struct vq *v, uint16_t head)
   switch (serve_request (&c, true, &fire, &written)) {
   case DROP: return false;
   case NO_ANSWER: return true;
+  case HOLD: hold (v, &c, written); return true;
   case ANSWER: break;
   }
   used_push (v, fire && is ("bad-id") ? v->num + 5 : head, written);
@@ -781,6 +824,7 @@ packed_serve_chain (struct vq *v)
   switch (serve_request (&c, packed_fault_can_fire (v), &fire, &written)) {
   case DROP: return false;
   case NO_ANSWER: return true;
+  case HOLD: hold (v, &c, written); return true;
   case ANSWER: break;
   }
   if (fire)
@@ -1064,9 +1108,47 @@ served_queues (void)
   return spdk_profile ? 1 : NQUEUES;
 }
 
+/* Marks used, in the order held, every held completion that is due, and
+ * signals their queues.  Returns the milliseconds until the next one is
+ * due, at most max_ms. */
+static int
+release_held (int max_ms)
+{
+  double now = monotonic_seconds ();
+  unsigned kept = 0;
+  int wait_ms = max_ms;
+
+  for (unsigned k = 0; k < nheld; k++) {
+    struct held *h = &held[k];
+
+    if (h->due > now) {
+      int ms = (int) ((h->due - now) * 1000) + 1;
+
+      if (ms < wait_ms)
+        wait_ms = ms;
+      held[kept++] = *h;
+      continue;
+    }
+    if (packed_rings ()) {
+      packed_write_used (h->v, h->v->next_used, h->v->used_wrap, h->id,
+                         h->written);
+      packed_advance (h->v, &h->v->next_used, &h->v->used_wrap, h->ndesc);
+      if (packed_wants_interrupt (h->v))
+        notify (h->v);
+    }
+    else {
+      used_push (h->v, h->id, h->written);
+      notify (h->v);
+    }
+  }
+  nheld = kept;
+  return wait_ms;
+}
+
 static void
 serve_connection (int sock)
 {
+  nheld = 0;                  /* the last connection's are lost */
   for (;;) {
     struct pollfd pfd[1 + NQUEUES];
     int n = 1;
@@ -1075,8 +1157,9 @@ serve_connection (int sock)
     for (unsigned q = 0; q < served_queues (); q++)
       if (vqs[q].kick >= 0 && vqs[q].ready)
         pfd[n++] = (struct pollfd) { .fd = vqs[q].kick, .events = POLLIN };
-    if (poll (pfd, n, 50) < 0 && errno != EINTR)
+    if (poll (pfd, n, release_held (50)) < 0 && errno != EINTR)
       return;
+    release_held (0);
     if (poisoned_at && monotonic_seconds () - poisoned_at > 0.2) {
       poisoned_at = 0;
       return;
