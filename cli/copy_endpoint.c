@@ -47,6 +47,10 @@ open_endpoint (struct endpoint *e, const char *spec, bool output,
     e->fd = output ? open (spec, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
                            0644)
                    : open (spec, O_RDONLY | O_CLOEXEC);
+    if (e->fd == -1 && errno == ENXIO && stat (spec, &st) == 0
+        && S_ISSOCK (st.st_mode))
+      die (EXIT_USAGE, "copy: %s is a socket, not a file: write %s%s for "
+           "the device behind it", spec, DEVICE_PREFIX, spec);
     if (e->fd == -1)
       die (1, "%s: %s", spec, strerror (errno));
   }

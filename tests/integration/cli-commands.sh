@@ -232,6 +232,10 @@ expect_error 1 "No such file" info "$T/missing.sock"
 expect_error 2 "no SOCKET given" info ""
 expect_error 2 "no SOCKET given" bench ""
 expect_error 2 "'vhost-user:' names no socket" copy vhost-user: "$T/x.out"
+# A socket given as a plain path, in either direction: the message shows
+# the spelling that works (before: "No such device or address").
+expect_error 2 "$T/v.sock is a socket, not a file: write vhost-user:$T/v.sock" copy "$T/src" "$T/v.sock"
+expect_error 2 "$T/v.sock is a socket, not a file: write vhost-user:$T/v.sock" copy "$T/v.sock" "$T/x.out"
 # A device onto itself is refused before connecting (before, after the
 # connect timeout, as "busy"), a symbolic link to its socket included.
 ln -s "$T/v.sock" "$T/v-link.sock"
