@@ -40,8 +40,7 @@ struct config {
   char *pidfile;              /* absolute, or NULL */
   bool daemon;
   bool verbose;               /* -v: keeps stderr open when daemonized */
-  bool readonly;              /* -r, or -o ro (fuse_ro) */
-  bool fuse_ro;               /* the last of -o ro and -o rw was ro */
+  bool readonly;              /* -r, or -o ro (ro_among) */
   bool cache;
   unsigned threads;
   unsigned spin_us;           /* --spin: poll this long before sleeping */
@@ -117,19 +116,12 @@ startup_fail (const char *fmt, ...)
   exit (1);
 }
 
-/* Appends one -o value to cfg->fuse_opts.  The last "ro" or "rw" among
- * them decides, as for the kernel; "ro" is -r, so that the file's mode
- * and the device's open say so too. */
+/* Appends one -o value to cfg->fuse_opts. */
 static void
 add_fuse_opts (struct config *cfg, const char *opts)
 {
   size_t old = cfg->fuse_opts ? strlen (cfg->fuse_opts) : 0;
   char *s = realloc (cfg->fuse_opts, old + strlen (opts) + 2);
-
-  for (const char *p = opts; *p; p += strcspn (p, ","), p += *p == ',')
-    if (strcspn (p, ",") == 2 && (!strncmp (p, "ro", 2)
-                                  || !strncmp (p, "rw", 2)))
-      cfg->fuse_ro = p[1] == 'o';
 
   if (!s)
     die (1, "out of memory");
@@ -137,6 +129,41 @@ add_fuse_opts (struct config *cfg, const char *opts)
     s[old++] = ',';
   strcpy (s + old, opts);
   cfg->fuse_opts = s;
+}
+
+enum { KEY_RO, KEY_RW };
+
+/* fuse_opt_parse's callback for ro_among: notes which came last. */
+static int
+note_ro_rw (void *data, const char *arg, int key, struct fuse_args *out)
+{
+  (void) arg;
+  (void) out;
+  if (key == KEY_RO || key == KEY_RW)
+    *(bool *) data = key == KEY_RO;
+  return 1;
+}
+
+/* True if the last "ro" or "rw" among the comma-separated FUSE options
+ * opts is "ro", as for the kernel.  libfuse splits them, so an escaped
+ * comma ("fsname=a\,ro") is part of a value, not a separator.  Options
+ * libfuse cannot parse are reported later (check_fuse_opts). */
+static bool
+ro_among (const char *opts)
+{
+  static const struct fuse_opt keys[] = {
+    FUSE_OPT_KEY ("ro", KEY_RO), FUSE_OPT_KEY ("rw", KEY_RW), FUSE_OPT_END,
+  };
+  struct fuse_args args = FUSE_ARGS_INIT (0, NULL);
+  bool ro = false;
+
+  if (fuse_opt_add_arg (&args, program_name) || fuse_opt_add_arg (&args, "-o")
+      || fuse_opt_add_arg (&args, opts))
+    die (1, "out of memory");
+  if (fuse_opt_parse (&args, &ro, keys, note_ro_rw) == -1)
+    ro = false;
+  fuse_opt_free_args (&args);
+  return ro;
 }
 
 /* True if path, or a directory it lies in, is the file or directory mnt
@@ -254,7 +281,9 @@ parse_args (int argc, char **argv, struct config *cfg)
     die (EXIT_USAGE, "--pidfile %s: inside the mount point %s (writing it "
          "there would wait for this very process)", cfg->pidfile,
          cfg->mountpoint);
-  cfg->readonly = cfg->readonly || cfg->fuse_ro;
+  /* -o ro is -r, so that the file's mode and the device's open say so
+   * too. */
+  cfg->readonly = cfg->readonly || (cfg->fuse_opts && ro_among (cfg->fuse_opts));
   cfg->dev_opts.readonly = cfg->readonly;
 }
 

@@ -67,6 +67,15 @@ mount_fuse "$T/v.sock" "$T/file" -o nosuid,ro -o rw
 [[ $(stat -c %a "$T/file") != "$ro_mode" ]] || fail "-o ro -o rw: read-only"
 grep -q " $T/file fuse.vublk rw," /proc/mounts || fail "-o ro -o rw: not a rw mount"
 unmount_fuse "$T/file" "$FUSE_PID"
+# "ro" after an escaped comma is part of a value, as libfuse reads it,
+# and "ro" among other options still counts.
+mount_fuse "$T/v.sock" "$T/file" -o 'fsname=a\,ro'
+[[ $(stat -c %a "$T/file") != "$ro_mode" ]] || fail "-o fsname=a\\,ro: read-only"
+grep -q " $T/file fuse.vublk rw," /proc/mounts || fail "-o fsname=a\\,ro: not a rw mount"
+unmount_fuse "$T/file" "$FUSE_PID"
+mount_fuse "$T/v.sock" "$T/file" -o rw,ro,nosuid
+[[ $(stat -c %a "$T/file") == "$ro_mode" ]] || fail "-o rw,ro,nosuid: mode $(stat -c %a "$T/file")"
+unmount_fuse "$T/file" "$FUSE_PID"
 
 # A read-only export mounts read-only without -r.
 start_qsd "$T/disk.img" "$T/ro.sock" writable=off
