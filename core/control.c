@@ -241,10 +241,10 @@ reconnect (struct vublk *dev, enum reconnect_reason why)
       return;
     device_log (dev, VUBLK_LOG_DEBUG, "reconnect attempt failed: %s",
                 vublk_get_error ());
-    if (dev->sock >= 0) {
-      close (dev->sock);
-      dev->sock = -1;
-    }
+    /* The backend channel too: an attempt that failed after handing it
+     * over leaves it open, and its hang-up would wake the control loop's
+     * poll at once, for ever (a busy loop while failed). */
+    drop_connection (dev);
     if (atomic_load (&dev->state) != DEV_FAILED && now_ns () >= deadline) {
       if (!set_state_unless_closing (dev, DEV_FAILED))
         return;
@@ -316,10 +316,8 @@ control_thread (void *arg)
     if (atomic_load (&dev->state) == DEV_FAILED) {
       if (now_ns () - last_retry >= 1000000000ull) {
         last_retry = now_ns ();
-        if (try_reconnect (dev) != 0 && dev->sock >= 0) {
-          close (dev->sock);
-          dev->sock = -1;
-        }
+        if (try_reconnect (dev) != 0)
+          drop_connection (dev);
       }
       continue;
     }

@@ -372,6 +372,30 @@ if [[ -x $VUBLK_FUSE_BIN ]] && command -v fusermount3 >/dev/null; then
   unmount_fuse "$T/file" "$FUSE_PID"
   echo "ok: config-change -> the FUSE file grows"
 
+  # A device that failed for good (the backend came back with another
+  # block size) stays mounted and retries every second, idle between:
+  # a failed attempt that had set up the backend channel once left it
+  # open, and the control loop's poll woke on its hang-up for ever.
+  start_backend block-on-reconnect 10
+  touch "$T/bfile"
+  mount_fuse "$S" "$T/bfile" -v --request-timeout 1 --reconnect-timeout 1 \
+    2>"$T/bfuse.log"
+  dd if="$T/bfile" of=/dev/null bs=4k count=40 iflag=direct status=none \
+    2>/dev/null && fail "block-on-reconnect: reads succeeded after the block size changed"
+  for ((i = 0; i < 150; i++)); do
+    grep -q "did not come back" "$T/bfuse.log" && break
+    sleep 0.1
+  done
+  grep -q "did not come back" "$T/bfuse.log" \
+    || fail "block-on-reconnect: the device never failed: $(tail -3 "$T/bfuse.log")"
+  cpu_ticks() { awk '{print $14 + $15}' "/proc/$FUSE_PID/stat"; }
+  before=$(cpu_ticks)
+  sleep 2
+  spent=$(($(cpu_ticks) - before))
+  ((spent < 40)) || fail "failed device: vublk-fuse used $spent of $((2 * $(getconf CLK_TCK))) clock ticks in 2 s (a busy loop)"
+  unmount_fuse "$T/bfile" "$FUSE_PID"
+  echo "ok: failed device -> idle between retries ($spent ticks in 2 s)"
+
   # A write still in flight when vublk-fuse is told to stop: its exit
   # flush covers only writes completed before it, so it must wait for
   # the write's answer first.  The backend holds every write's
