@@ -22,9 +22,10 @@ validate (struct vublk *dev, const struct vublk_io *io)
   if (io->flags & ~(VUBLK_F_UNMAP | VUBLK_F_FUA))
     return set_error (EINVAL, "%s: %s: unknown flags 0x%x", dev->socket_path,
                       op_name (io->op), io->flags);
-  if (op->modifies && dev->readonly)
-    return set_error (EROFS, "%s: %s: device is read-only", dev->socket_path,
-                      op->name);
+  if (op->modifies && device_readonly (dev))
+    return set_error (EROFS, "%s: %s: device is read-only%s",
+                      dev->socket_path, op->name, dev->readonly ? ""
+                      : " (the backend came back read-only)");
   if (op->feature >= 0 && !op->no_op_without_feature
       && !device_has (dev, op->feature))
     return set_error (ENOTSUP, "%s: device does not support %s",

@@ -40,6 +40,9 @@
    | (1ull << VHOST_USER_PROTOCOL_F_CONFIG)                             \
    | (1ull << VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS))
 
+/* The one feature a restarted backend may drop or gain. */
+#define RO_FEATURE (1ull << VIRTIO_BLK_F_RO)
+
 static bool
 has_protocol (const struct vublk *dev, unsigned bit)
 {
@@ -175,7 +178,8 @@ refuse_fewer_features (struct vublk *dev, uint64_t offered,
 {
   char virtio[256], protocol[256];
 
-  feature_list (dev->features & ~offered, false, virtio, sizeof virtio);
+  feature_list (dev->features & ~offered & ~RO_FEATURE, false, virtio,
+                sizeof virtio);
   feature_list (dev->protocol_features & ~proto_offered, true, protocol,
                 sizeof protocol);
   return set_error (EPROTO, "%s: backend came back without features "
@@ -185,8 +189,29 @@ refuse_fewer_features (struct vublk *dev, uint64_t offered,
                     *protocol ? "vhost-user protocol " : "", protocol);
 }
 
+/* Notes whether the backend offers VIRTIO_BLK_F_RO on this connection.
+ * A restarted backend may come back read-only (writes then fail with
+ * EROFS, reads go on) or writable again; that is logged, unless the
+ * device was opened read-only anyway. */
+static void
+note_backend_readonly (struct vublk *dev, bool first, uint64_t offered)
+{
+  bool now = offered & RO_FEATURE;
+  bool before = atomic_exchange (&dev->backend_readonly, now);
+
+  if (first || now == before || dev->readonly)
+    return;
+  if (now)
+    device_log (dev, VUBLK_LOG_WARNING, "backend came back read-only: "
+                "writes fail with EROFS until it is writable again");
+  else
+    device_log (dev, VUBLK_LOG_WARNING, "backend came back writable: "
+                "writes are accepted again");
+}
+
 /* Negotiates features; on a reconnect the backend must still offer what
- * was negotiated the first time (rings and memory are laid out for it). */
+ * was negotiated the first time (rings and memory are laid out for it),
+ * except VIRTIO_BLK_F_RO, which follows the backend (note_backend_readonly). */
 static int
 negotiate (struct vublk *dev, bool first, int timeout)
 {
@@ -205,7 +230,8 @@ negotiate (struct vublk *dev, bool first, int timeout)
     if (err)
       return err;
   }
-  if (!first && ((offered & dev->features) != dev->features
+  if (!first && ((offered & dev->features & ~RO_FEATURE)
+                 != (dev->features & ~RO_FEATURE)
                  || (proto_offered & dev->protocol_features)
                     != dev->protocol_features))
     return refuse_fewer_features (dev, offered, proto_offered);
@@ -213,6 +239,7 @@ negotiate (struct vublk *dev, bool first, int timeout)
   dev->backend_features = offered;
   dev->backend_protocol_features = proto_offered;
   pthread_mutex_unlock (&dev->info_lock);
+  note_backend_readonly (dev, first, offered);
   if (first) {
     /* Tests switch features off to exercise the other code paths (no
      * indirect descriptors, no EVENT_IDX) against real backends. */
@@ -268,7 +295,9 @@ negotiate (struct vublk *dev, bool first, int timeout)
   pthread_mutex_lock (&dev->info_lock);
   dev->backend_queues = queues;
   pthread_mutex_unlock (&dev->info_lock);
-  return vu_set_u64 (dev->sock, VHOST_USER_SET_FEATURES, dev->features,
+  /* RO is acknowledged only when offered now. */
+  return vu_set_u64 (dev->sock, VHOST_USER_SET_FEATURES,
+                     (dev->features & ~RO_FEATURE) | (offered & RO_FEATURE),
                      false, timeout);
 }
 

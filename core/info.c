@@ -40,10 +40,11 @@ vublk_get_info_size (struct vublk *dev, struct vublk_info *out, size_t size)
   info->max_write_zeroes_sectors = c->max_write_zeroes_sectors;
   info->max_write_zeroes_seg = c->max_write_zeroes_seg;
   info->write_zeroes_may_unmap = c->write_zeroes_may_unmap;
-  info->readonly = dev->readonly;
+  info->readonly = device_readonly (dev);
   info->can_flush = device_has (dev, VIRTIO_BLK_F_FLUSH);
-  info->can_discard = !dev->readonly && device_has (dev, VIRTIO_BLK_F_DISCARD);
-  info->can_write_zeroes = !dev->readonly
+  info->can_discard = !info->readonly
+                      && device_has (dev, VIRTIO_BLK_F_DISCARD);
+  info->can_write_zeroes = !info->readonly
                            && device_has (dev, VIRTIO_BLK_F_WRITE_ZEROES);
   info->writeback = c->writeback;
   info->num_queues = dev->nqueues;

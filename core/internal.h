@@ -302,7 +302,11 @@ struct vublk {
   unsigned backend_queues;
   struct blk_config cfg;
   struct plan_limits limits;
-  bool readonly;
+  bool readonly;                    /* opened read-only (asked, or the
+                                       backend was read-only then) */
+  atomic_bool backend_readonly;     /* this connection's backend offers
+                                       VIRTIO_BLK_F_RO (a restarted backend
+                                       may change it) */
 
   struct shared_memory mem;
   struct vublk_queue *queues;
@@ -356,6 +360,15 @@ static inline bool
 device_has (const struct vublk *dev, unsigned bit)
 {
   return dev->features & (1ull << bit);
+}
+
+/* True if writes must be refused: opened read-only, or the backend came
+ * back read-only after a restart. */
+static inline bool
+device_readonly (const struct vublk *dev)
+{
+  return dev->readonly
+         || atomic_load_explicit (&dev->backend_readonly, memory_order_relaxed);
 }
 
 /* device.c: takes / drops a reference to dev; the last one frees it. */

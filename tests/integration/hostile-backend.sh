@@ -372,6 +372,42 @@ if [[ -x $VUBLK_FUSE_BIN ]] && command -v fusermount3 >/dev/null; then
   unmount_fuse "$T/file" "$FUSE_PID"
   echo "ok: config-change -> the FUSE file grows"
 
+  head -c 65536 "$T/data" >"$T/pattern"
+  # A backend restarted read-only: reads go on, writes fail with EROFS
+  # and the log says why; one restarted writable after a read-only start
+  # is reconnected to too (before, it was refused for "losing" RO).
+  start_backend ro-on-reconnect 10
+  touch "$T/rfile"
+  mount_fuse "$S" "$T/rfile" -v --request-timeout 1 --reconnect-timeout 5 \
+    2>"$T/rfuse.log"
+  dd if="$T/pattern" of="$T/rfile" bs=64k count=1 oflag=direct conv=notrunc \
+    status=none || fail "ro-on-reconnect: the first write failed"
+  dd if="$T/rfile" of=/dev/null bs=4k count=40 iflag=direct status=none \
+    || fail "ro-on-reconnect: reads failed across the restart: $(tail -3 "$T/rfuse.log")"
+  grep -q "backend came back read-only: writes fail with EROFS" "$T/rfuse.log" \
+    || fail "ro-on-reconnect: not logged: $(tail -3 "$T/rfuse.log")"
+  if dd if="$T/pattern" of="$T/rfile" bs=64k count=1 oflag=direct conv=notrunc \
+       status=none 2>"$T/err"; then
+    fail "ro-on-reconnect: a write succeeded on a read-only backend"
+  fi
+  grep -q "Read-only file system" "$T/err" || fail "ro-on-reconnect: write: $(cat "$T/err")"
+  cmp <(dd if="$T/rfile" bs=64k count=1 status=none iflag=direct) "$T/pattern" \
+    || fail "ro-on-reconnect: the data written before the restart is gone"
+  unmount_fuse "$T/rfile" "$FUSE_PID"
+  echo "ok: ro-on-reconnect -> reads go on, writes get EROFS, logged"
+  start_backend rw-on-reconnect 10
+  mount_fuse "$S" "$T/rfile" -v --request-timeout 1 --reconnect-timeout 5 \
+    2>"$T/rfuse.log"
+  dd if="$T/rfile" of=/dev/null bs=4k count=40 iflag=direct status=none \
+    || fail "rw-on-reconnect: reads failed across the restart: $(tail -3 "$T/rfuse.log")"
+  grep -q "reconnected" "$T/rfuse.log" || fail "rw-on-reconnect: no reconnect: $(tail -3 "$T/rfuse.log")"
+  if dd if="$T/pattern" of="$T/rfile" bs=64k count=1 oflag=direct conv=notrunc \
+       status=none 2>/dev/null; then
+    fail "rw-on-reconnect: a device opened read-only took a write"
+  fi
+  unmount_fuse "$T/rfile" "$FUSE_PID"
+  echo "ok: rw-on-reconnect -> reconnected, still read-only as opened"
+
   # A device that failed for good (the backend came back with another
   # block size) stays mounted and retries every second, idle between:
   # a failed attempt that had set up the backend channel once left it

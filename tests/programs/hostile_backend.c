@@ -32,6 +32,12 @@
  *                        protocol feature CONFIG
  *   block-on-reconnect   as drop-mid-request, and from the second
  *                        connection on say blk_size 4096
+ *   ro-on-reconnect      as drop-mid-request, and from the second
+ *                        connection on offer VIRTIO_BLK_F_RO and fail
+ *                        writes with IOERR (as qemu-storage-daemon
+ *                        restarted with writable=off)
+ *   rw-on-reconnect      the other way: read-only on the first
+ *                        connection only
  *   wrong-request-code   answer GET_FEATURES with another request code
  *   wrong-size           answer GET_FEATURES with a 4-byte payload
  *   wrong-flags          answer GET_FEATURES without the reply flag
@@ -325,6 +331,15 @@ offering_fewer (void)
   return is ("fewer-on-reconnect") && connections > 1;
 }
 
+/* True while ro-on-reconnect / rw-on-reconnect serve read-only: from
+ * the second connection on, or on the first only. */
+static bool
+serving_readonly (void)
+{
+  return (is ("ro-on-reconnect") && connections > 1)
+         || (is ("rw-on-reconnect") && connections == 1);
+}
+
 /* The virtio features offered: ours, or the rte_vhost family's. */
 static uint64_t
 offered_features (void)
@@ -339,7 +354,8 @@ offered_features (void)
          | (1ull << VIRTIO_BLK_F_BLK_SIZE) | (1ull << VIRTIO_BLK_F_SEG_MAX)
          | (1ull << VIRTIO_BLK_F_MQ) | (1ull << VIRTIO_F_RING_PACKED)
          | (1ull << VHOST_USER_F_PROTOCOL_FEATURES)
-         | (is ("write-zeroes-unsupp") ? 1ull << VIRTIO_BLK_F_WRITE_ZEROES : 0);
+         | (is ("write-zeroes-unsupp") ? 1ull << VIRTIO_BLK_F_WRITE_ZEROES : 0)
+         | (serving_readonly () ? 1ull << VIRTIO_BLK_F_RO : 0);
 }
 
 static void
@@ -557,7 +573,8 @@ serve_request (const struct chain *c, bool can_fire, bool *fire,
     fprintf (stderr, "hostile_backend: fault %s fired on request %u (%s ring)\n",
              fault, requests, packed_rings () ? "packed" : "split");
     if (is ("drop-mid-request") || is ("fewer-on-reconnect")
-        || is ("block-on-reconnect"))
+        || is ("block-on-reconnect") || is ("ro-on-reconnect")
+        || is ("rw-on-reconnect"))
       return DROP;
     if (is ("stall"))
       return NO_ANSWER;
@@ -583,7 +600,10 @@ serve_request (const struct chain *c, bool can_fire, bool *fire,
       off += d[k].len;
       break;
     case VIRTIO_BLK_T_OUT:
-      if (off + d[k].len > disk_size) { st = VIRTIO_BLK_S_IOERR; break; }
+      if (off + d[k].len > disk_size || serving_readonly ()) {
+        st = VIRTIO_BLK_S_IOERR;
+        break;
+      }
       memcpy (disk + off, p, d[k].len);
       off += d[k].len;
       break;
