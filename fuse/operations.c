@@ -83,9 +83,14 @@ fill_stat (struct vublkfs *fs, fuse_ino_t ino, struct stat *st)
 }
 
 /* Large requests, many of them in the background, asynchronous direct
- * I/O, O_TRUNC handed to open (where it is ignored: the size is the
- * device's), and shared mmap of the direct-I/O file (see
- * vublkfs_allow_shared_mmap). */
+ * I/O, and shared mmap of the direct-I/O file (see
+ * vublkfs_allow_shared_mmap).  Not ATOMIC_O_TRUNC, which libfuse asks
+ * for by default: with it the kernel takes an O_TRUNC open for a
+ * truncation done, sets the file's size to 0 and drops its cached and
+ * mapped pages, and until the next stat an O_APPEND write lands at offset
+ * 0, an asynchronous direct read returns nothing and a mapping faults
+ * with SIGBUS.  Without it the kernel asks for the truncation as a
+ * setattr (vublkfs_setattr ignores it, as a block device does). */
 static void
 vublkfs_init (void *userdata, struct fuse_conn_info *conn)
 {
@@ -93,12 +98,12 @@ vublkfs_init (void *userdata, struct fuse_conn_info *conn)
   conn->max_write = 1 << 20;
   conn->max_background = 128;
   conn->congestion_threshold = 96;
-  conn->want |= conn->capable & (FUSE_CAP_ASYNC_DIO | FUSE_CAP_ATOMIC_O_TRUNC
-                                 | FUSE_CAP_ASYNC_READ);
+  conn->want |= conn->capable & (FUSE_CAP_ASYNC_DIO | FUSE_CAP_ASYNC_READ);
 #ifdef FUSE_CAP_DIRECT_IO_ALLOW_MMAP
   conn->want |= conn->capable & FUSE_CAP_DIRECT_IO_ALLOW_MMAP;
 #endif
-  conn->want &= ~(FUSE_CAP_WRITEBACK_CACHE | FUSE_CAP_AUTO_INVAL_DATA);
+  conn->want &= ~(FUSE_CAP_WRITEBACK_CACHE | FUSE_CAP_AUTO_INVAL_DATA
+                  | FUSE_CAP_ATOMIC_O_TRUNC);
 }
 
 /* Shared mmap of a direct-I/O file.  The kernel refuses mmap(MAP_SHARED)
@@ -231,8 +236,20 @@ chosen_time (int to_set, int set_now, const struct timespec *given)
   return *given;
 }
 
+/* True if a setattr may be the truncation of an O_TRUNC open: size 0
+ * with no file handle.  The kernel sends truncate(2) by path to 0 the same
+ * way, so that is ignored too; ftruncate carries a file handle. */
+static bool
+is_open_truncation (const struct stat *attr, int to_set,
+                    const struct fuse_file_info *fi)
+{
+  return (to_set & FUSE_SET_ATTR_SIZE) && attr->st_size == 0 && !fi;
+}
+
 /* Mode, owner and times are kept in memory.  The size is the device's:
- * setting it to anything else fails with EPERM and a message. */
+ * the truncation of an O_TRUNC open is ignored, as for a block device
+ * (the reply carries the real size, so the kernel keeps its pages);
+ * any other size change fails with EPERM and a message. */
 static void
 vublkfs_setattr (fuse_req_t req, fuse_ino_t ino, struct stat *attr,
                  int to_set, struct fuse_file_info *fi)
@@ -247,7 +264,8 @@ vublkfs_setattr (fuse_req_t req, fuse_ino_t ino, struct stat *attr,
       fuse_reply_err (req, EISDIR);
       return;
     }
-    if ((uint64_t) attr->st_size != size) {
+    if ((uint64_t) attr->st_size != size
+        && !is_open_truncation (attr, to_set, fi)) {
       fuse_log (FUSE_LOG_ERR, "vublk-fuse: %s: cannot change the size to "
                 "%lld bytes: a vhost-user-blk device has a fixed size "
                 "(%llu bytes)\n", fs->socket_path,

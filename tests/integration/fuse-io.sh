@@ -60,6 +60,47 @@ if truncate -s 1M "$T/file" 2>"$T/err"; then fail "truncate shrank the device"; 
 : >"$T/file"          # O_TRUNC is ignored
 [[ $(stat -c %s "$T/file") == "$M" ]] || fail "size changed"
 cmp "$T/file" "$T/shadow.img" || fail "O_TRUNC lost data"
+# The kernel's idea of the size stays the device's after an O_TRUNC
+# open: an O_APPEND write right after it is past the end (ENOSPC), not at
+# offset 0, and a mapping keeps its dirty page.  (With FUSE's atomic
+# O_TRUNC the kernel took the open for a truncation done: the append
+# overwrote the start of the disk, the page was dropped.)  The kernel
+# sends truncate(2) by path to 0 as it sends O_TRUNC, so that is ignored
+# too; ftruncate, and truncation by path to another size, still fail.
+/usr/bin/python3 - "$T/file" 2>"$T/err" <<'PY' || fail "O_TRUNC open: $(cat "$T/err")"
+import errno, mmap, os, sys
+path = sys.argv[1]
+fd = os.open(path, os.O_RDWR)
+m = mmap.mmap(fd, 1 << 20)
+m[4096:4100] = b"ZZZZ"
+os.close(os.open(path, os.O_WRONLY | os.O_TRUNC))
+app = os.open(path, os.O_WRONLY | os.O_APPEND)
+try:
+    os.write(app, b"XYZ")
+    sys.exit("an O_APPEND write after an O_TRUNC open succeeded")
+except OSError as e:
+    if e.errno != errno.ENOSPC:
+        raise
+m.flush()
+if os.pread(fd, 4, 4096) != b"ZZZZ":
+    sys.exit("the mapping's dirty page was dropped")
+if os.pread(fd, 3, 0) == b"XYZ":
+    sys.exit("the O_APPEND write landed at offset 0")
+size = os.fstat(fd).st_size
+os.truncate(path, 0)
+if os.stat(path).st_size != size:
+    sys.exit("truncate by path to 0 changed the size")
+for what, call in (("path to 1 MiB", lambda: os.truncate(path, 1 << 20)),
+                   ("descriptor to 0", lambda: os.ftruncate(fd, 0))):
+    try:
+        call()
+        sys.exit("truncation by %s succeeded" % what)
+    except OSError as e:
+        if e.errno != errno.EPERM:
+            raise
+PY
+printf ZZZZ | dd of="$T/shadow.img" bs=1 seek=4096 conv=notrunc status=none
+cmp "$T/file" "$T/shadow.img" || fail "O_TRUNC open with a mapping: data differs"
 
 # vublk copy onto the file, which ignores O_TRUNC: the zeroes of the
 # source are written, not skipped as holes (the old data would stay), and
