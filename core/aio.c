@@ -3,6 +3,7 @@
  * the harvest queue for callback-less completions, and buffers in the
  * shared pool. */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -46,12 +47,26 @@ validate (struct vublk *dev, const struct vublk_io *io)
                         (unsigned long long) size);
   }
   if (atomic_load (&dev->state) == DEV_FAILED)
-    return set_error (EIO, "%s: %s: backend is gone and did not come back "
-                      "within %g s", dev->socket_path, op_name (io->op),
-                      dev->opts.reconnect_timeout);
+    return aio_failed_error (dev, io->op, op->ranged, io->offset);
   if (atomic_load (&dev->state) >= DEV_CLOSING)
     return set_error (EIO, "%s: device is closing", dev->socket_path);
   return 0;
+}
+
+int
+aio_failed_error (struct vublk *dev, enum vublk_op op, bool with_offset,
+                  uint64_t offset)
+{
+  char at[40] = "", why[sizeof dev->failure_reason];
+
+  if (with_offset)
+    snprintf (at, sizeof at, " at offset %llu", (unsigned long long) offset);
+  pthread_mutex_lock (&dev->info_lock);
+  snprintf (why, sizeof why, "%s", dev->failure_reason);
+  pthread_mutex_unlock (&dev->info_lock);
+  return set_error (EIO, "%s: %s%s: backend is gone and did not come back "
+                    "within %g s (%s)", dev->socket_path, op_name (op), at,
+                    dev->opts.reconnect_timeout, why);
 }
 
 /* Makes sure the harvest queue has room for one more completion beyond

@@ -246,6 +246,10 @@ reconnect (struct vublk *dev, enum reconnect_reason why)
      * poll at once, for ever (a busy loop while failed). */
     drop_connection (dev);
     if (atomic_load (&dev->state) != DEV_FAILED && now_ns () >= deadline) {
+      pthread_mutex_lock (&dev->info_lock);
+      snprintf (dev->failure_reason, sizeof dev->failure_reason, "%s",
+                vublk_get_error ());
+      pthread_mutex_unlock (&dev->info_lock);
       if (!set_state_unless_closing (dev, DEV_FAILED))
         return;
       device_log (dev, VUBLK_LOG_ERROR, "backend did not come back within "

@@ -268,6 +268,12 @@ int aio_submit_checked (struct vublk *dev, struct vublk_queue *q,
 int aio_submit_to (struct vublk *dev, struct vublk_queue *q,
                    const struct vublk_io *io);
 
+/* Sets the error for operation op (at offset, if with_offset) on a
+ * device that failed for good: the backend did not come back, and why.
+ * Returns -EIO. */
+int aio_failed_error (struct vublk *dev, enum vublk_op op, bool with_offset,
+                      uint64_t offset);
+
 
 /* device.c */
 enum device_state {
@@ -334,6 +340,9 @@ struct vublk {
   atomic_uint once;                 /* enum device_once bits logged */
   char violation_reason[256];       /* what the backend did (control
                                        thread, under info_lock) */
+  char failure_reason[256];         /* why the last reconnect attempt
+                                       failed when the device failed
+                                       (control thread, under info_lock) */
   uint64_t last_reconnect_ns;       /* when the last reconnect succeeded */
   unsigned reconnect_backoff_ms;    /* delay before the next attempt when
                                        reconnects come too fast */

@@ -333,12 +333,13 @@ vhostuser_can_multi_conn (void *handle)
   return 1;         /* one device; a flush covers every connection */
 }
 
-/* Reports a failed operation: message naming the socket, errno kept. */
+/* Reports an operation the library failed with -err: its message names
+ * the socket, the operation and the reason (a backend gone for good says
+ * so on every request, not only once in the log).  errno is kept. */
 static int
-fail (const char *op, uint64_t offset, int err)
+fail (int err)
 {
-  nbdkit_error ("%s: %s at offset %" PRIu64 ": %s", socket_path, op, offset,
-                strerror (-err));
+  nbdkit_error ("%s", vublk_get_error ());
   errno = -err;
   return -1;
 }
@@ -352,9 +353,13 @@ vhostuser_pread (void *handle, void *buf, uint32_t count, uint64_t offset,
   (void) flags;
   r = vublk_pread (handle, buf, count, offset);
   if (r < 0)
-    return fail ("read", offset, r);
-  if ((uint32_t) r != count)
-    return fail ("read", offset, -EIO);
+    return fail (r);
+  if ((uint32_t) r != count) {
+    nbdkit_error ("%s: read at offset %" PRIu64 ": %zd of %" PRIu32
+                  " bytes", socket_path, offset, r, count);
+    errno = EIO;
+    return -1;
+  }
   return 0;
 }
 
@@ -365,7 +370,7 @@ vhostuser_pwrite (void *handle, const void *buf, uint32_t count,
   ssize_t r = vublk_pwrite (handle, buf, count, offset,
                             flags & NBDKIT_FLAG_FUA ? VUBLK_F_FUA : 0);
 
-  return r < 0 ? fail ("write", offset, r) : 0;
+  return r < 0 ? fail (r) : 0;
 }
 
 static int
@@ -375,7 +380,7 @@ vhostuser_flush (void *handle, uint32_t flags)
 
   (void) flags;
   r = vublk_flush (handle);
-  return r < 0 ? fail ("flush", 0, r) : 0;
+  return r < 0 ? fail (r) : 0;
 }
 
 static int
@@ -386,7 +391,7 @@ vhostuser_trim (void *handle, uint32_t count, uint64_t offset,
 
   if (r == 0 && (flags & NBDKIT_FLAG_FUA))
     r = vublk_flush (handle);
-  return r < 0 ? fail ("trim", offset, r) : 0;
+  return r < 0 ? fail (r) : 0;
 }
 
 static int
@@ -399,7 +404,7 @@ vhostuser_zero (void *handle, uint32_t count, uint64_t offset,
                           flags & NBDKIT_FLAG_MAY_TRIM ? VUBLK_F_UNMAP : 0);
   if (r == 0 && (flags & NBDKIT_FLAG_FUA))
     r = vublk_flush (handle);
-  return r < 0 ? fail ("zero", offset, r) : 0;
+  return r < 0 ? fail (r) : 0;
 }
 
 static struct nbdkit_plugin plugin = {

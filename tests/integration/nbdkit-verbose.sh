@@ -63,7 +63,14 @@ grep -qi "input/output error" "$T/err" || fail "read with the backend gone: $(ca
 wait_for_log "$T/quiet.log" "nbdkit: error: $S: backend did not come back within 1 s" 10
 grep -q "debug:\|reconnecting" "$T/quiet.log" \
   && fail "debug lines without -v: $(cat "$T/quiet.log")"
+# Every later request's error names the reason too, not only the log's
+# one line (before: "read at offset 0: Input/output error").
+if timeout 30 /usr/bin/nbdsh -u "$(uri quiet)" -c 'h.pread(4096, 8192)' 2>/dev/null; then
+  fail "a read succeeded on the failed device"
+fi
+wait_for_log "$T/quiet.log" "nbdkit: vhostuser.[0-9]+: error: $S: read at offset 8192: backend is gone and did not come back within 1 s \\(.*connect: Connection refused" 10
 echo "ok: without -v: $(grep -m1 'did not come back' "$T/quiet.log")"
+echo "ok: a request on the failed device: $(grep -m1 'backend is gone' "$T/quiet.log")"
 stop_nbdkit
 start_qsd "$T/disk.img" "$S"
 
