@@ -2,7 +2,8 @@
  * whose listen backlog is full makes a blocking connect() wait forever
  * (qemu-storage-daemon serves one client and leaves one more waiting), so
  * the connect is non-blocking and retried until the deadline, then
- * reported as a busy backend. */
+ * reported as a busy backend (or a frozen one: its backlog fills with the
+ * connections it never accepts, our own earlier attempts included). */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -70,9 +71,10 @@ connect_with_deadline (struct vublk *dev, int sock,
     default:
       return set_error_errno (errno, "%s: connect", dev->socket_path);
     }
-    return set_error (EBUSY, "%s: the backend is busy (it serves one client "
-                      "at a time): connect did not complete within %d ms",
-                      dev->socket_path, waited);
+    return set_error (EBUSY, "%s: the backend is busy or not responding: "
+                      "it accepted no connection within %d ms (it serves "
+                      "one client at a time and may be serving another, "
+                      "or it is frozen)", dev->socket_path, waited);
   }
 }
 
