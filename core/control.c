@@ -118,6 +118,8 @@ enum reconnect_reason {
   RECONNECT_CLOSED,         /* the socket closed or broke */
   RECONNECT_VIOLATION,      /* a queue saw a protocol violation */
   RECONNECT_HUNG,           /* a request outlived the request timeout */
+  RECONNECT_CONFIG,         /* a changed configuration could not be read
+                               (logged by handshake_backend_message) */
 };
 
 /* Closes the control socket and the backend channel. */
@@ -191,6 +193,8 @@ log_reconnect_reason (struct vublk *dev, enum reconnect_reason why,
       device_log (dev, VUBLK_LOG_WARNING, "backend closed the connection; "
                   "reconnecting");
     note_drop (dev);
+    break;
+  case RECONNECT_CONFIG:
     break;
   }
 }
@@ -325,9 +329,9 @@ control_thread (void *arg)
       }
       continue;
     }
-    if (r > 0 && pfd[2].revents)
-      handshake_backend_message (dev);
-    if (atomic_load (&dev->violation))
+    if (r > 0 && pfd[2].revents && !handshake_backend_message (dev))
+      reconnect (dev, RECONNECT_CONFIG);
+    else if (atomic_load (&dev->violation))
       reconnect (dev, RECONNECT_VIOLATION);
     else if ((r > 0 && pfd[1].revents) || dev->sock < 0)
       reconnect (dev, RECONNECT_CLOSED);

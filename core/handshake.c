@@ -63,6 +63,7 @@ handshake_read_config (struct vublk *dev)
                       + VIRTIO_BLK_CONFIG_SIZE;
   uint32_t got;
   struct blk_config parsed;
+  uint64_t size, old_size;
   int err;
 
   if (!has_protocol (dev, VHOST_USER_PROTOCOL_F_CONFIG))
@@ -96,8 +97,12 @@ handshake_read_config (struct vublk *dev)
   pthread_mutex_unlock (&dev->info_lock);
   /* A last partial logical block cannot be read or written (requests
    * are whole blocks): the device ends before it, as in Linux. */
-  atomic_store (&dev->size, parsed.capacity * SECTOR_SIZE
-                            / parsed.blk_size * parsed.blk_size);
+  size = parsed.capacity * SECTOR_SIZE / parsed.blk_size * parsed.blk_size;
+  old_size = atomic_exchange (&dev->size, size);
+  if (old_size && size != old_size)
+    device_log (dev, VUBLK_LOG_INFO, "device size is now %llu bytes "
+                "(was %llu)", (unsigned long long) size,
+                (unsigned long long) old_size);
   return 0;
 }
 
@@ -430,8 +435,11 @@ handshake_stop_rings (struct vublk *dev)
   }
 }
 
-/* Reads one message from the backend channel and acts on it. */
-void
+/* Reads one message from the backend channel and acts on it.  Returns
+ * false if the control socket must be reconnected: reading a
+ * configuration announced as changed failed (logged), and a reply may
+ * still be on its way there. */
+bool
 handshake_backend_message (struct vublk *dev)
 {
   struct vhost_user_header hdr;
@@ -454,7 +462,7 @@ handshake_backend_message (struct vublk *dev)
                   "listening to it", vublk_get_error ());
     close (dev->backend_fd);
     dev->backend_fd = -1;
-    return;
+    return true;
   }
   if (hdr.flags & VHOST_USER_NEED_REPLY_MASK) {
     struct {
@@ -472,6 +480,12 @@ handshake_backend_message (struct vublk *dev)
        * reading */
     }
   }
-  if (hdr.request == VHOST_USER_BACKEND_CONFIG_CHANGE_MSG)
-    handshake_read_config (dev);  /* a failure here shows as a broken socket */
+  if (hdr.request == VHOST_USER_BACKEND_CONFIG_CHANGE_MSG
+      && handshake_read_config (dev) != 0) {
+    device_log (dev, VUBLK_LOG_WARNING, "backend announced a configuration "
+                "change, and reading it failed (%s); reconnecting",
+                vublk_get_error ());
+    return false;
+  }
+  return true;
 }

@@ -425,8 +425,10 @@ void handshake_stop_rings (struct vublk *dev);
 int handshake_reply_timeout_ms (const struct vublk *dev);
 
 /* Reads one message from the backend channel and acts on it (a config
- * change re-reads the config; a broken channel is closed). */
-void handshake_backend_message (struct vublk *dev);
+ * change re-reads the config; a broken channel is closed).  Returns false
+ * if the control socket must be reconnected: the changed config could
+ * not be read (logged). */
+bool handshake_backend_message (struct vublk *dev);
 
 /* connect.c */
 

@@ -360,7 +360,7 @@ echo "ok: front-unasked -> named in the log, reconnected"
 if [[ -x $VUBLK_FUSE_BIN ]] && command -v fusermount3 >/dev/null; then
   start_backend none
   touch "$T/file"
-  mount_fuse "$S" "$T/file"
+  mount_fuse "$S" "$T/file" -v 2>"$T/cfuse.log"
   [[ $(stat -c %s "$T/file") == "$SIZE" ]] || fail "fuse size before resize"
   kill -USR1 "$HB_PID"
   for ((i = 0; i < 60; i++)); do
@@ -370,7 +370,30 @@ if [[ -x $VUBLK_FUSE_BIN ]] && command -v fusermount3 >/dev/null; then
   [[ $(stat -c %s "$T/file") == $((2 * SIZE)) ]] || fail "FUSE file size did not follow the resize"
   dd if="$T/file" of=/dev/null bs=1M skip=31 count=1 status=none || fail "reading the new part"
   unmount_fuse "$T/file" "$FUSE_PID"
-  echo "ok: config-change -> the FUSE file grows"
+  grep -q "device size is now $((2 * SIZE)) bytes (was $SIZE)" "$T/cfuse.log" \
+    || fail "config-change: the new size is not logged: $(cat "$T/cfuse.log")"
+  echo "ok: config-change -> the FUSE file grows, logged"
+
+  # A configuration announced as changed that cannot be taken (another
+  # block size): logged, reconnected, and failed after the reconnect
+  # timeout with the reason.  Before, the failure was ignored without a
+  # word and requests went on being cut in the old block size.
+  start_backend block-on-change
+  mount_fuse "$S" "$T/file" -v --reconnect-timeout 1 2>"$T/cfuse.log"
+  kill -USR1 "$HB_PID"
+  for ((i = 0; i < 100; i++)); do
+    grep -q "did not come back" "$T/cfuse.log" && break
+    sleep 0.1
+  done
+  grep -q "backend announced a configuration change, and reading it failed (.*block size of 4096 bytes, 512 before); reconnecting" "$T/cfuse.log" \
+    || fail "block-on-change: not logged: $(cat "$T/cfuse.log")"
+  grep -q "did not come back within 1 s (.*block size of 4096" "$T/cfuse.log" \
+    || fail "block-on-change: the device did not fail: $(tail -3 "$T/cfuse.log")"
+  if dd if="$T/file" of=/dev/null bs=4k count=1 iflag=direct status=none 2>/dev/null; then
+    fail "block-on-change: a read succeeded after the block size changed"
+  fi
+  unmount_fuse "$T/file" "$FUSE_PID"
+  echo "ok: block-on-change -> logged, reconnect refused, requests fail"
 
   head -c 65536 "$T/data" >"$T/pattern"
   # A backend restarted read-only: reads go on, writes fail with EROFS

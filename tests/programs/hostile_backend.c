@@ -32,6 +32,8 @@
  *                        protocol feature CONFIG
  *   block-on-reconnect   as drop-mid-request, and from the second
  *                        connection on say blk_size 4096
+ *   block-on-change      from the config change on (SIGUSR1), say
+ *                        blk_size 4096, on every connection
  *   ro-on-reconnect      as drop-mid-request, and from the second
  *                        connection on offer VIRTIO_BLK_F_RO and fail
  *                        writes with IOERR (as qemu-storage-daemon
@@ -323,6 +325,8 @@ queue_count (void)
 
 /* Connections accepted so far (the one being served included). */
 static unsigned connections;
+/* A config change was announced (SIGUSR1). */
+static bool config_changed;
 
 /* True once fewer-on-reconnect offers less (after the first connection). */
 static bool
@@ -365,7 +369,8 @@ fill_config (uint8_t *cfg)
   uint32_t blk = is ("blk-size-3") ? 3 : 512, seg_max = 64, size_max = 0;
   uint16_t nq = queue_count ();
 
-  if (is ("block-on-reconnect") && connections > 1)
+  if ((is ("block-on-reconnect") && connections > 1)
+      || (is ("block-on-change") && config_changed))
     blk = 4096;
 
   if (spdk_profile) {
@@ -1198,6 +1203,7 @@ serve_connection (int sock)
         }
         continue;
       }
+      config_changed = true;
       send_config_change ();
       fprintf (stderr, "hostile_backend: capacity now %llu bytes\n",
                (unsigned long long) disk_size);
