@@ -8,6 +8,9 @@
 #     after SIGCONT the same mount serves reads again; frozen once more,
 #     the file still unmounts and vublk-fuse exits while the backend is
 #     stopped.
+#     Frozen while idle and connected: a read-only mount unmounts (the
+#     rings' stop has its own deadline) and a writable one exits on
+#     SIGTERM, reporting the flush that failed.
 #  3. -v shows the reconnect and its reason.
 . "$(dirname "$0")/lib.sh"
 requires qemu-storage-daemon fusermount3 timeout dd
@@ -86,6 +89,49 @@ done
 running "$FUSE_PID" && fail "vublk-fuse still running 10 s after unmount with the backend frozen"
 echo "ok: unmounted and exited $((SECONDS - start))s after fusermount3 -u, backend frozen"
 kill -CONT "$QSD_PID"
+
+# --- 2b. frozen while idle and connected ----------------------------------
+# Nothing failed yet, so closing still talks to the backend: a read-only
+# mount's unmount stops the rings (1 s deadline per reply), and a
+# writable one's SIGTERM flushes first (request + reconnect timeout, then
+# reported); both exit with the backend still frozen.
+for mode in ro rw; do
+  touch "$T/idle"
+  ro_opt=(); [[ $mode == ro ]] && ro_opt=(-r)
+  "$VUBLK_FUSE_BIN" -d -v "${ro_opt[@]}" --pidfile "$T/idle.pid" --request-timeout 2 \
+    --reconnect-timeout 3 --connect-timeout 1 "$S" "$T/idle" 2>"$T/idle.err" \
+    || fail "vublk-fuse ($mode) did not mount: $(cat "$T/idle.err")"
+  IDLE_PID=$(cat "$T/idle.pid")
+  on_exit "fusermount3 -u '$T/idle'; kill -9 $IDLE_PID"
+  dd if="$T/idle" of=/dev/null bs=4k count=1 iflag=direct status=none \
+    || fail "$mode: read before freezing failed"
+  kill -STOP "$QSD_PID"
+  start=$SECONDS
+  if [[ $mode == ro ]]; then
+    timeout 10 fusermount3 -u "$T/idle" || fail "ro: fusermount3 -u while frozen failed"
+    limit=5
+  else
+    kill -TERM "$IDLE_PID"
+    limit=15
+  fi
+  for ((i = 0; i < limit * 20; i++)); do
+    running "$IDLE_PID" || break
+    sleep 0.05
+  done
+  running "$IDLE_PID" && fail "$mode: vublk-fuse still running ${limit} s after it was told to stop, backend frozen"
+  if [[ $mode == rw ]]; then
+    grep -q "flushing $S before unmount: .*backend is gone" "$T/idle.err" \
+      || fail "rw: the failed exit flush is not reported: $(cat "$T/idle.err")"
+    grep -q " $T/idle fuse.vublk" /proc/mounts && fail "rw: still mounted after SIGTERM"
+  fi
+  echo "ok: frozen while idle ($mode): exited $((SECONDS - start))s after being told to stop"
+  kill -CONT "$QSD_PID"
+  # Served again before the next round (the failed device let go of it).
+  for ((i = 0; i < 100; i++)); do
+    "$VUBLK_BIN" info --connect-timeout 1 "$S" >/dev/null 2>&1 && break
+    sleep 0.1
+  done
+done
 
 # --- 3. what -v said -------------------------------------------------------
 grep -q "reconnecting" "$T/fuse.err" || fail "-v printed no reconnect line: $(cat "$T/fuse.err")"
