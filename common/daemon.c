@@ -111,8 +111,10 @@ daemon_report_ready (bool keep_stderr)
   if ((null = open ("/dev/null", O_RDWR)) >= 0) {
     dup2 (null, 0);
     dup2 (null, 1);
-    if (!keep_stderr)
+    if (!keep_stderr) {
+      log_to_syslog ();
       dup2 (null, 2);
+    }
     if (null > 2)
       close (null);
   }

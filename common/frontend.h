@@ -8,6 +8,7 @@
 
 #include <getopt.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -22,6 +23,21 @@
 
 /* The name error messages start with ("vublk" unless a program sets it). */
 extern const char *program_name;
+
+/* From now on, log_message and log_formatted write to syslog (facility
+ * daemon, tagged with program_name and the pid) instead of stderr: for a
+ * background process that let go of its stderr. */
+void log_to_syslog (void);
+
+/* Logs one message at a library log level (VUBLK_LOG_*): "PROGRAM:
+ * MESSAGE" on stderr, or to syslog (log_to_syslog).  Thread-safe. */
+void log_message (int level, const char *fmt, ...)
+  __attribute__ ((format (printf, 2, 3)));
+
+/* Writes an already formatted message at syslog priority (FUSE's log
+ * levels are syslog's): as given on stderr, or to syslog. */
+void log_formatted (int priority, const char *fmt, va_list ap)
+  __attribute__ ((format (printf, 2, 0)));
 
 /* Prints "PROGRAM: MESSAGE" on stderr and exits with code. */
 void die (int code, const char *fmt, ...)
@@ -43,7 +59,8 @@ uint64_t parse_count (const char *option, const char *value, uint64_t min,
 double parse_seconds (const char *option, const char *value);
 
 /* vublk_options_init, plus library warnings and errors (a backend lost,
- * huge pages missing) printed on stderr; -v adds the rest. */
+ * huge pages missing) logged (log_message: stderr, or syslog in the
+ * background); -v adds the rest. */
 void device_options_init (struct vublk_options *o);
 
 /* Fills out (up to max entries) with getopt_long entries for every
@@ -125,7 +142,8 @@ int daemon_status_fd (void);
 bool daemon_release (void);
 
 /* Tells the waiting parent the service is ready and detaches stdin,
- * stdout and (unless keep_stderr) stderr.  Only the first call, from any
+ * stdout and (unless keep_stderr) stderr, whose messages then go to
+ * syslog (log_to_syslog).  Only the first call, from any
  * thread, does anything.  Returns false if the parent turned out to be
  * gone (daemon_parent_lost then says so): the caller takes the service
  * down again. */

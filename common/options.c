@@ -90,27 +90,26 @@ parse_seconds (const char *option, const char *value)
   return (double) v;
 }
 
-/* The log callback behind -v: one line per event, on stderr. */
+/* The log callback: one line per event (log_message). */
 static void
-log_to_stderr (void *opaque, int level, const char *msg)
+log_device_event (void *opaque, int level, const char *msg)
 {
   (void) opaque;
-  fprintf (stderr, "%s: %s: %s\n", program_name, vublk_log_level_name (level),
-           msg);
+  log_message (level, "%s: %s", vublk_log_level_name (level), msg);
 }
 
 void
 device_options_init (struct vublk_options *o)
 {
   vublk_options_init (o);
-  o->log = log_to_stderr;
+  o->log = log_device_event;
   o->log_level = VUBLK_LOG_WARNING;
 }
 
 void
 device_options_verbose (struct vublk_options *o)
 {
-  o->log = log_to_stderr;
+  o->log = log_device_event;
   o->log_level = VUBLK_LOG_DEBUG;
 }
 

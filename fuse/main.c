@@ -524,6 +524,14 @@ check_fuse_opts (const struct config *cfg)
   fuse_session_destroy (se);
 }
 
+/* libfuse's messages (and ours through fuse_log) go where the rest do:
+ * stderr, or syslog in the background.  FUSE's levels are syslog's. */
+static void
+log_fuse_message (enum fuse_log_level level, const char *fmt, va_list ap)
+{
+  log_formatted ((int) level, fmt, ap);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -536,6 +544,7 @@ main (int argc, char **argv)
 
   program_name = "vublk-fuse";
   signal (SIGPIPE, SIG_IGN);
+  fuse_set_log_func (log_fuse_message);
   parse_args (argc, argv, &cfg);
   check_fuse_opts (&cfg);
   keep_stderr = cfg.verbose;
@@ -598,8 +607,8 @@ main (int argc, char **argv)
    * still be in flight: a flush covers only those completed before it. */
   vublkfs_wait_answered (&fs);
   if (!fs.readonly && (errno = -vublk_flush (dev)) > 0) {
-    fprintf (stderr, "%s: flushing %s before unmount: %s\n", program_name,
-             cfg.socket, vublk_get_error ());
+    log_message (VUBLK_LOG_ERROR, "flushing %s before unmount: %s",
+                 cfg.socket, vublk_get_error ());
     r = 1;
   }
   fuse_session_unmount (se);

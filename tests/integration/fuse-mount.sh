@@ -3,7 +3,8 @@
 # owner from the mountpoint, the mount's name, read-only (-r and a
 # read-only export), -d failing with a message, usage errors, SIGTERM and
 # SIGINT unmounting cleanly, --help and --version; -d against a busy
-# backend, -d whose parent is killed, -v logging a backend restart.
+# backend, -d whose parent is killed, -v logging a backend restart, and
+# without -v, the restart's warning in syslog.
 . "$(dirname "$0")/lib.sh"
 requires qemu-storage-daemon fusermount3 cmp pgrep timeout
 F=$VUBLK_FUSE_BIN
@@ -226,4 +227,30 @@ grep -q "reconnected" "$T/verbose.log" || fail "-v logged no reconnect: $(cat "$
 unmount_fuse "$T/file" "$pid"
 cmp -n 4096 -i 0:12288 "$T/chunk" "$T/disk.img" || fail "write after the restart lost"
 echo "ok: -v logs the reconnect under -d"
+
+# Without -v, -d lets go of stderr once mounted, and warnings go to
+# syslog (before: to /dev/null).  A stand-in for syslog(3) (tests/shim)
+# writes them to a file; the same restart must be there as a warning.
+QSD_NOW=$QSD_PID
+VUBLK_TEST_SYSLOG=$T/syslog LD_PRELOAD=$VUBLK_TESTS/libsyslog_capture.so \
+  ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0 \
+  "$F" -d --pidfile "$T/q.pid" "$T/v.sock" "$T/file" 2>"$T/quiet.err" \
+  || fail "vublk-fuse -d: $(cat "$T/quiet.err")"
+pid=$(cat "$T/q.pid")
+on_exit "fusermount3 -u '$T/file'; kill -9 $pid"
+kill -9 "$QSD_NOW"
+wait "$QSD_NOW" 2>/dev/null || true
+start_qsd "$T/disk.img" "$T/v.sock"
+timeout 30 dd if="$T/file" of=/dev/null bs=4k count=1 iflag=direct status=none \
+  || fail "read after the backend restart (syslog)"
+for ((i = 0; i < 100; i++)); do
+  grep -q "backend closed the connection" "$T/syslog" 2>/dev/null && break
+  sleep 0.05
+done
+grep -q "^4 warning: $T/v.sock: backend closed the connection; reconnecting$" "$T/syslog" \
+  || fail "-d without -v: the restart is not in syslog: $(cat "$T/syslog" 2>&1)"
+grep -q "reconnected" "$T/syslog" && fail "-d without -v: info lines in syslog: $(cat "$T/syslog")"
+[[ ! -s $T/quiet.err ]] || fail "-d without -v wrote to the old stderr: $(cat "$T/quiet.err")"
+unmount_fuse "$T/file" "$pid"
+echo "ok: -d without -v logs warnings to syslog: $(head -1 "$T/syslog")"
 echo PASS
