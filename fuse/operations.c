@@ -264,6 +264,12 @@ vublkfs_setattr (fuse_req_t req, fuse_ino_t ino, struct stat *attr,
       fuse_reply_err (req, EISDIR);
       return;
     }
+    /* A read-only device under a mount the kernel thinks writable
+     * (-r -o rw) refuses even the truncation it would ignore. */
+    if (fs->readonly) {
+      fuse_reply_err (req, EROFS);
+      return;
+    }
     if ((uint64_t) attr->st_size != size
         && !is_open_truncation (attr, to_set, fi)) {
       fuse_log (FUSE_LOG_ERR, "vublk-fuse: %s: cannot change the size to "
@@ -297,8 +303,9 @@ vublkfs_setattr (fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 }
 
 /* Direct I/O unless --cache (shared mmap works either way, see
- * vublkfs_allow_shared_mmap); O_TRUNC is ignored (the device keeps its
- * size); writes to a read-only device fail here with EROFS. */
+ * vublkfs_allow_shared_mmap); writes to a read-only device fail here with
+ * EROFS.  O_TRUNC never reaches open: the kernel sends it as a setattr
+ * (vublkfs_setattr ignores it). */
 static void
 vublkfs_open (fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {

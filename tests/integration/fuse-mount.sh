@@ -77,6 +77,16 @@ unmount_fuse "$T/file" "$FUSE_PID"
 mount_fuse "$T/v.sock" "$T/file" -o rw,ro,nosuid
 [[ $(stat -c %a "$T/file") == "$ro_mode" ]] || fail "-o rw,ro,nosuid: mode $(stat -c %a "$T/file")"
 unmount_fuse "$T/file" "$FUSE_PID"
+# -r under a mount the kernel thinks writable (-o rw after it): even the
+# size-0 truncation that a writable mount ignores as O_TRUNC is refused.
+mount_fuse "$T/v.sock" "$T/file" -r -o rw
+/usr/bin/python3 -c 'import errno, os, sys
+try:
+    os.truncate(sys.argv[1], 0)
+except OSError as e:
+    sys.exit(0 if e.errno == errno.EROFS else "errno %d" % e.errno)
+sys.exit("truncate succeeded")' "$T/file" || fail "-r -o rw: truncate to 0 not refused with EROFS"
+unmount_fuse "$T/file" "$FUSE_PID"
 
 # A read-only export mounts read-only without -r.
 start_qsd "$T/disk.img" "$T/ro.sock" writable=off
