@@ -64,8 +64,9 @@ aio_failed_error (struct vublk *dev, enum vublk_op op, bool with_offset,
   pthread_mutex_lock (&dev->info_lock);
   snprintf (why, sizeof why, "%s", dev->failure_reason);
   pthread_mutex_unlock (&dev->info_lock);
-  return set_error (EIO, "%s: %s%s: backend is gone and did not come back "
-                    "within %g s (%s)", dev->socket_path, op_name (op), at,
+  return set_error (EIO, "%s: %s%s: the device failed: no reconnect to the "
+                    "backend succeeded within %g s (last attempt: %s)",
+                    dev->socket_path, op_name (op), at,
                     dev->opts.reconnect_timeout, why);
 }
 

@@ -12,6 +12,7 @@
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/ioctl.h>
 #include <unistd.h>
 
@@ -80,13 +81,14 @@ try_reconnect (struct vublk *dev)
   if (err)
     return err;
   for (unsigned i = 0; i < dev->nqueues; i++)
-    failed += queue_replay (&dev->queues[i]);
+    failed += queue_replay (&dev->queues[i], dev->offered_readonly);
   /* What queues reported until their rings were reset was the old
    * connection's fault, already counted: not a reason to reconnect again. */
   atomic_store (&dev->violation, false);
   err = handshake_rings (dev);
   if (err)
     return err;
+  handshake_apply_readonly (dev);
   test_pause_before_connected ();
   if (!set_state_unless_closing (dev, DEV_CONNECTED))
     return 0;          /* connected, but closing: the loop ends now */
@@ -199,6 +201,22 @@ log_reconnect_reason (struct vublk *dev, enum reconnect_reason why,
   }
 }
 
+/* Keeps the last reconnect attempt's error (this thread's) as the reason
+ * requests on the failed device give, without the socket path the
+ * messages that quote it already start with. */
+static void
+note_failure_reason (struct vublk *dev)
+{
+  const char *why = vublk_get_error ();
+  size_t n = strlen (dev->socket_path);
+
+  if (!strncmp (why, dev->socket_path, n) && !strncmp (why + n, ": ", 2))
+    why += n + 2;
+  pthread_mutex_lock (&dev->info_lock);
+  snprintf (dev->failure_reason, sizeof dev->failure_reason, "%s", why);
+  pthread_mutex_unlock (&dev->info_lock);
+}
+
 /* Reconnects that follow each other within this time back off, even when
  * each one succeeds: a backend that accepts and then misbehaves at once
  * must not be hammered thousands of times a second. */
@@ -250,10 +268,7 @@ reconnect (struct vublk *dev, enum reconnect_reason why)
      * poll at once, for ever (a busy loop while failed). */
     drop_connection (dev);
     if (atomic_load (&dev->state) != DEV_FAILED && now_ns () >= deadline) {
-      pthread_mutex_lock (&dev->info_lock);
-      snprintf (dev->failure_reason, sizeof dev->failure_reason, "%s",
-                vublk_get_error ());
-      pthread_mutex_unlock (&dev->info_lock);
+      note_failure_reason (dev);
       if (!set_state_unless_closing (dev, DEV_FAILED))
         return;
       device_log (dev, VUBLK_LOG_ERROR, "backend did not come back within "
@@ -324,8 +339,10 @@ control_thread (void *arg)
     if (atomic_load (&dev->state) == DEV_FAILED) {
       if (now_ns () - last_retry >= 1000000000ull) {
         last_retry = now_ns ();
-        if (try_reconnect (dev) != 0)
+        if (try_reconnect (dev) != 0) {
+          note_failure_reason (dev);
           drop_connection (dev);
+        }
       }
       continue;
     }

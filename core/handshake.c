@@ -194,17 +194,13 @@ refuse_fewer_features (struct vublk *dev, uint64_t offered,
                     *protocol ? "vhost-user protocol " : "", protocol);
 }
 
-/* Notes whether the backend offers VIRTIO_BLK_F_RO on this connection.
- * A restarted backend may come back read-only (writes then fail with
- * EROFS, reads go on) or writable again; that is logged, unless the
- * device was opened read-only anyway. */
-static void
-note_backend_readonly (struct vublk *dev, bool first, uint64_t offered)
+void
+handshake_apply_readonly (struct vublk *dev)
 {
-  bool now = offered & RO_FEATURE;
+  bool now = dev->offered_readonly;
   bool before = atomic_exchange (&dev->backend_readonly, now);
 
-  if (first || now == before || dev->readonly)
+  if (now == before || dev->readonly)
     return;
   if (now)
     device_log (dev, VUBLK_LOG_WARNING, "backend came back read-only: "
@@ -216,7 +212,8 @@ note_backend_readonly (struct vublk *dev, bool first, uint64_t offered)
 
 /* Negotiates features; on a reconnect the backend must still offer what
  * was negotiated the first time (rings and memory are laid out for it),
- * except VIRTIO_BLK_F_RO, which follows the backend (note_backend_readonly). */
+ * except VIRTIO_BLK_F_RO, which follows the backend (dev->offered_readonly,
+ * handshake_apply_readonly). */
 static int
 negotiate (struct vublk *dev, bool first, int timeout)
 {
@@ -244,7 +241,9 @@ negotiate (struct vublk *dev, bool first, int timeout)
   dev->backend_features = offered;
   dev->backend_protocol_features = proto_offered;
   pthread_mutex_unlock (&dev->info_lock);
-  note_backend_readonly (dev, first, offered);
+  dev->offered_readonly = offered & RO_FEATURE;
+  if (first)
+    atomic_store (&dev->backend_readonly, dev->offered_readonly);
   if (first) {
     /* Tests switch features off to exercise the other code paths (no
      * indirect descriptors, no EVENT_IDX) against real backends. */
@@ -481,7 +480,8 @@ handshake_backend_message (struct vublk *dev)
     }
   }
   if (hdr.request == VHOST_USER_BACKEND_CONFIG_CHANGE_MSG
-      && handshake_read_config (dev) != 0) {
+      && (err = handshake_read_config (dev)) != 0
+      && err != -ECANCELED && atomic_load (&dev->state) != DEV_CLOSING) {
     device_log (dev, VUBLK_LOG_WARNING, "backend announced a configuration "
                 "change, and reading it failed (%s); reconnecting",
                 vublk_get_error ());

@@ -269,8 +269,8 @@ int aio_submit_to (struct vublk *dev, struct vublk_queue *q,
                    const struct vublk_io *io);
 
 /* Sets the error for operation op (at offset, if with_offset) on a
- * device that failed for good: the backend did not come back, and why.
- * Returns -EIO. */
+ * device that failed: no reconnect succeeded within the reconnect
+ * timeout, and the last attempt's error.  Returns -EIO. */
 int aio_failed_error (struct vublk *dev, enum vublk_op op, bool with_offset,
                       uint64_t offset);
 
@@ -310,9 +310,11 @@ struct vublk {
   struct plan_limits limits;
   bool readonly;                    /* opened read-only (asked, or the
                                        backend was read-only then) */
-  atomic_bool backend_readonly;     /* this connection's backend offers
+  atomic_bool backend_readonly;     /* the connected backend offers
                                        VIRTIO_BLK_F_RO (a restarted backend
                                        may change it) */
+  bool offered_readonly;            /* the backend of the handshake under
+                                       way offers it (control thread) */
 
   struct shared_memory mem;
   struct vublk_queue *queues;
@@ -340,9 +342,9 @@ struct vublk {
   atomic_uint once;                 /* enum device_once bits logged */
   char violation_reason[256];       /* what the backend did (control
                                        thread, under info_lock) */
-  char failure_reason[256];         /* why the last reconnect attempt
-                                       failed when the device failed
-                                       (control thread, under info_lock) */
+  char failure_reason[256];         /* once failed: why the last
+                                       reconnect attempt failed (control
+                                       thread, under info_lock) */
   uint64_t last_reconnect_ns;       /* when the last reconnect succeeded */
   unsigned reconnect_backoff_ms;    /* delay before the next attempt when
                                        reconnects come too fast */
@@ -423,6 +425,11 @@ void handshake_stop_rings (struct vublk *dev);
 /* Milliseconds for the next handshake reply: the connect timeout, cut
  * short by the end of the reconnect window during a reconnect. */
 int handshake_reply_timeout_ms (const struct vublk *dev);
+
+/* After a reconnect's handshake succeeded: makes the read-only state the
+ * new backend offered the device's (writes then fail with EROFS, reads go
+ * on), logging a change unless the device was opened read-only. */
+void handshake_apply_readonly (struct vublk *dev);
 
 /* Reads one message from the backend channel and acts on it (a config
  * change re-reads the config; a broken channel is closed).  Returns false

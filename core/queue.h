@@ -237,8 +237,10 @@ void queue_pump_locked (struct vublk_queue *q);
  * ring and places every in-flight slot again in submission order;
  * abandoned slots (see queue_scan_timeouts, queue_note_violation,
  * queue_note_drop) fail
- * with EIO instead.  Returns how many failed.  Does not notify. */
-unsigned queue_replay (struct vublk_queue *q);
+ * with EIO instead, and, when the new backend is read-only, requests that
+ * modify fail with EROFS.  Returns how many failed with EIO.  Does not
+ * notify. */
+unsigned queue_replay (struct vublk_queue *q, bool backend_readonly);
 
 /* Counts a protocol violation against every slot in flight; a slot that
  * was in flight for an earlier one too is abandoned. */

@@ -2,7 +2,8 @@
  * is taken first, every slot still in flight is placed again on a fresh
  * ring in submission order, and requests that keep meeting the same fault
  * (a second request timeout, a second protocol violation, a third lost
- * connection) fail with EIO instead of being replayed forever.  Also
+ * connection) fail with EIO instead of being replayed forever; on a
+ * backend that came back read-only, writes fail with EROFS.  Also
  * failing everything once the reconnect window has passed.
  */
 #include <errno.h>
@@ -20,12 +21,12 @@ compare_slot_seq (const void *a, const void *b)
 }
 
 unsigned
-queue_replay (struct vublk_queue *q)
+queue_replay (struct vublk_queue *q, bool backend_readonly)
 {
   /* Allocated with the queue: recovery must not fail for memory. */
   struct finished_chunk *failed = q->recovery_chunks;
   struct slot **order = q->recovery_order;
-  unsigned n = 0, nfailed = 0;
+  unsigned n = 0, nfinished = 0, nfailed = 0;
 
   /* Entries the old backend completed before it went away are real
    * completions: take them first so they are not issued twice. */
@@ -40,7 +41,12 @@ queue_replay (struct vublk_queue *q)
   for (unsigned i = 0; i < n; i++) {
     struct slot *s = order[i];
     if (s->abandon) {
-      queue_slot_finish_locked (q, s, -EIO, &failed[nfailed++]);
+      queue_slot_finish_locked (q, s, -EIO, &failed[nfinished++]);
+      nfailed++;
+      continue;
+    }
+    if (backend_readonly && op_desc (s->req->io.op)->modifies) {
+      queue_slot_finish_locked (q, s, -EROFS, &failed[nfinished++]);
       continue;
     }
     s->submit_ns = now_coarse_ns ();
@@ -50,7 +56,7 @@ queue_replay (struct vublk_queue *q)
    * kicks once the ring is set up again. */
   ring_publish_silently (&q->ring);
   pthread_mutex_unlock (&q->lock);
-  queue_finish_chunks (q, failed, nfailed);
+  queue_finish_chunks (q, failed, nfinished);
   return nfailed;
 }
 

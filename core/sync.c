@@ -89,7 +89,7 @@ sync_io (struct vublk *dev, struct vublk_io io)
   sync_sleep (&w);
  done:
   if (w.result == -EIO && atomic_load (&dev->state) == DEV_FAILED)
-    return aio_failed_error (dev, io.op, true, io.offset);
+    return aio_failed_error (dev, io.op, op_desc (io.op)->ranged, io.offset);
   if (w.result)
     set_error (-w.result, "%s: %s at offset %llu failed: %s",
                dev->socket_path, op_name (io.op),

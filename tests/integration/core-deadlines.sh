@@ -120,7 +120,7 @@ for mode in ro rw; do
   done
   running "$IDLE_PID" && fail "$mode: vublk-fuse still running ${limit} s after it was told to stop, backend frozen"
   if [[ $mode == rw ]]; then
-    grep -q "flushing $S before unmount: .*backend is gone" "$T/idle.err" \
+    grep -q "flushing $S before unmount: .*the device failed: no reconnect" "$T/idle.err" \
       || fail "rw: the failed exit flush is not reported: $(cat "$T/idle.err")"
     grep -q " $T/idle fuse.vublk" /proc/mounts && fail "rw: still mounted after SIGTERM"
   fi

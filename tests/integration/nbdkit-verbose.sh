@@ -68,10 +68,23 @@ grep -q "debug:\|reconnecting" "$T/quiet.log" \
 if timeout 30 /usr/bin/nbdsh -u "$(uri quiet)" -c 'h.pread(4096, 8192)' 2>/dev/null; then
   fail "a read succeeded on the failed device"
 fi
-wait_for_log "$T/quiet.log" "nbdkit: vhostuser.[0-9]+: error: $S: read at offset 8192: backend is gone and did not come back within 1 s \\(.*connect: Connection refused" 10
+wait_for_log "$T/quiet.log" "nbdkit: vhostuser.[0-9]+: error: $S: read at offset 8192: the device failed: no reconnect to the backend succeeded within 1 s \\(last attempt: connect: Connection refused" 10
 echo "ok: without -v: $(grep -m1 'did not come back' "$T/quiet.log")"
-echo "ok: a request on the failed device: $(grep -m1 'backend is gone' "$T/quiet.log")"
+echo "ok: a request on the failed device: $(grep -m1 'the device failed' "$T/quiet.log")"
+# The reason follows the retries (every second): a backend back with
+# another block size is named, not the refused connect of before.
+start_qsd "$T/disk.img" "$S" logical-block-size=4096
+for ((i = 0; i < 40; i++)); do
+  timeout 30 /usr/bin/nbdsh -u "$(uri quiet)" -c 'h.pread(4096, 16384)' 2>/dev/null \
+    && fail "a read succeeded on a backend with another block size"
+  grep -qE "read at offset 16384: the device failed: .*last attempt: backend now reports a block size of 4096 bytes, 512 before" "$T/quiet.log" && break
+  sleep 0.25
+done
+grep -qE "read at offset 16384: the device failed: .*last attempt: backend now reports a block size of 4096 bytes" "$T/quiet.log" \
+  || fail "the failed device's reason did not follow the retries: $(grep 'offset 16384' "$T/quiet.log" | tail -1)"
+echo "ok: the reason follows the retries: $(grep -m1 'block size of 4096' "$T/quiet.log")"
 stop_nbdkit
+kill "$QSD_PID"; wait "$QSD_PID" 2>/dev/null || true
 start_qsd "$T/disk.img" "$S"
 
 # (c) memory=hugetlb with no huge page free: ordinary memory, and the

@@ -88,8 +88,8 @@
  *                        request UNSUPP, as any type it does not serve
  *
  *   slow-writes          from the AFTER-th request on, hold the completion
- *                        of every write for HOLD_MS (the data lands at
- *                        once) while other requests are served, and log
+ *                        of every write for HOLD_MS, 1.5 s (the data lands
+ *                        at once) while other requests are served, and log
  *                        each flush with the number of writes still held:
  *                        a flush covers only the writes completed before
  *                        it, so a driver that wants one to cover a write
@@ -511,7 +511,7 @@ spdk_check_chain (const struct vring_desc *d, unsigned n, uint32_t type)
 enum outcome { DROP, NO_ANSWER, ANSWER, HOLD };
 
 /* slow-writes: completions held back, marked used once due. */
-#define HOLD_MS 300
+#define HOLD_MS 1500
 #define MAX_HELD 256u
 struct held {
   struct vq *v;

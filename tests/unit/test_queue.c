@@ -56,7 +56,7 @@ reconnect (struct fake_env *e)
 
   atomic_store (&e->dev->state, DEV_RECONNECTING);
   atomic_store (&e->dev->violation, false);
-  failed = queue_replay (e->q);
+  failed = queue_replay (e->q, false);
   fake_peer_reset (e->peer);
   atomic_store (&e->dev->state, DEV_CONNECTED);
   queue_kick (e->q);
