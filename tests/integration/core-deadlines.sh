@@ -98,11 +98,9 @@ kill -CONT "$QSD_PID"
 for mode in ro rw; do
   touch "$T/idle"
   ro_opt=(); [[ $mode == ro ]] && ro_opt=(-r)
-  "$VUBLK_FUSE_BIN" -d -v "${ro_opt[@]}" --pidfile "$T/idle.pid" --request-timeout 2 \
-    --reconnect-timeout 3 --connect-timeout 1 "$S" "$T/idle" 2>"$T/idle.err" \
-    || fail "vublk-fuse ($mode) did not mount: $(cat "$T/idle.err")"
-  IDLE_PID=$(cat "$T/idle.pid")
-  on_exit "fusermount3 -u '$T/idle'; kill -9 $IDLE_PID"
+  mount_fuse "$S" "$T/idle" -v "${ro_opt[@]}" --request-timeout 2 \
+    --reconnect-timeout 3 --connect-timeout 1 2>"$T/idle.err"
+  IDLE_PID=$FUSE_PID
   dd if="$T/idle" of=/dev/null bs=4k count=1 iflag=direct status=none \
     || fail "$mode: read before freezing failed"
   kill -STOP "$QSD_PID"

@@ -244,19 +244,14 @@ echo "ok: -v logs the reconnect under -d"
 QSD_NOW=$QSD_PID
 VUBLK_TEST_SYSLOG=$T/syslog LD_PRELOAD=$VUBLK_TESTS/libsyslog_capture.so \
   ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0 \
-  "$F" -d --pidfile "$T/q.pid" "$T/v.sock" "$T/file" 2>"$T/quiet.err" \
-  || fail "vublk-fuse -d: $(cat "$T/quiet.err")"
-pid=$(cat "$T/q.pid")
-on_exit "fusermount3 -u '$T/file'; kill -9 $pid"
+  mount_fuse "$T/v.sock" "$T/file" 2>"$T/quiet.err"
+pid=$FUSE_PID
 kill -9 "$QSD_NOW"
 wait "$QSD_NOW" 2>/dev/null || true
 start_qsd "$T/disk.img" "$T/v.sock"
 timeout 30 dd if="$T/file" of=/dev/null bs=4k count=1 iflag=direct status=none \
   || fail "read after the backend restart (syslog)"
-for ((i = 0; i < 100; i++)); do
-  grep -q "backend closed the connection" "$T/syslog" 2>/dev/null && break
-  sleep 0.05
-done
+wait_for_log "$T/syslog" "backend closed the connection" 5
 grep -q "^4 warning: $T/v.sock: backend closed the connection; reconnecting$" "$T/syslog" \
   || fail "-d without -v: the restart is not in syslog: $(cat "$T/syslog" 2>&1)"
 grep -q "reconnected" "$T/syslog" && fail "-d without -v: info lines in syslog: $(cat "$T/syslog")"

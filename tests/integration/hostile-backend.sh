@@ -385,10 +385,7 @@ if [[ -x $VUBLK_FUSE_BIN ]] && command -v fusermount3 >/dev/null; then
   start_backend block-on-change
   mount_fuse "$S" "$T/file" -v --reconnect-timeout 1 2>"$T/cfuse.log"
   kill -USR1 "$HB_PID"
-  for ((i = 0; i < 100; i++)); do
-    grep -q "did not come back" "$T/cfuse.log" && break
-    sleep 0.1
-  done
+  wait_for_log "$T/cfuse.log" "did not come back" 10
   grep -q "backend announced a configuration change, and reading it failed (.*block size of 4096 bytes, 512 before); reconnecting" "$T/cfuse.log" \
     || fail "block-on-change: not logged: $(cat "$T/cfuse.log")"
   grep -q "did not come back within 1 s (.*block size of 4096" "$T/cfuse.log" \
@@ -456,12 +453,7 @@ if [[ -x $VUBLK_FUSE_BIN ]] && command -v fusermount3 >/dev/null; then
     2>"$T/bfuse.log"
   dd if="$T/bfile" of=/dev/null bs=4k count=40 iflag=direct status=none \
     2>/dev/null && fail "block-on-reconnect: reads succeeded after the block size changed"
-  for ((i = 0; i < 150; i++)); do
-    grep -q "did not come back" "$T/bfuse.log" && break
-    sleep 0.1
-  done
-  grep -q "did not come back" "$T/bfuse.log" \
-    || fail "block-on-reconnect: the device never failed: $(tail -3 "$T/bfuse.log")"
+  wait_for_log "$T/bfuse.log" "did not come back" 15
   # Time on a CPU or waiting for one, over all threads: a thread that
   # never sleeps scores about 2 s in 2 s however loaded the machine is.
   busy_ms() {
@@ -488,12 +480,7 @@ if [[ -x $VUBLK_FUSE_BIN ]] && command -v fusermount3 >/dev/null; then
     dd if="$T/pattern" of="$T/wfile" bs=64k seek=16 count=1 oflag=direct \
       conv=notrunc status=none 2>"$T/dd.err" &
     writer=$!
-    for ((i = 0; i < 100; i++)); do
-      grep -q "holding write completions" "$T/hb.log" && break
-      sleep 0.02
-    done
-    grep -q "holding write completions" "$T/hb.log" \
-      || fail "exit flush ($ring): the write never reached the backend: $(cat "$T/hb.log")"
+    wait_for_log "$T/hb.log" "holding write completions" 2
     # Still held (1.5 s) when the signal comes, or the test tests nothing.
     running "$writer" || fail "exit flush ($ring): the write was answered before SIGTERM"
     kill -TERM "$FUSE_PID"

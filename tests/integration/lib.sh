@@ -110,6 +110,17 @@ PY
 }
 
 # Waits up to 20 s for FILE to exist.
+# wait_for_log LOG PATTERN SECONDS: waits until LOG (which may not exist
+# yet) has a line matching PATTERN (grep -E), failing after SECONDS.
+wait_for_log() {
+  local log=$1 pattern=$2 i
+  for ((i = 0; i < $3 * 20; i++)); do
+    grep -qE "$pattern" "$log" 2>/dev/null && return 0
+    sleep 0.05
+  done
+  fail "no line matching '$pattern' in $log within $3 s: $(tail -20 "$log" 2>&1)"
+}
+
 wait_for_file() {
   local i
   for ((i = 0; i < 400; i++)); do

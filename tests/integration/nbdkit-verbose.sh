@@ -17,17 +17,6 @@ if plugin_is_instrumented; then
 fi
 uri() { echo "nbd+unix:///?socket=$T/$1.nbd"; }
 
-# wait_for_log LOG PATTERN SECONDS: waits until LOG has a line matching
-# PATTERN (grep -E), failing after SECONDS.
-wait_for_log() {
-  local log=$1 pattern=$2 i
-  for ((i = 0; i < $3 * 20; i++)); do
-    grep -qE "$pattern" "$log" && return 0
-    sleep 0.05
-  done
-  fail "no line matching '$pattern' in $log within $3 s: $(tail -20 "$log")"
-}
-
 make_random_image "$T/disk.img" 16M
 start_qsd "$T/disk.img" "$S"
 
