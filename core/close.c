@@ -41,6 +41,10 @@ rewind_packed_rings (struct vublk *dev, atomic_uint *done)
     /* A driven queue's completions need its owner: left as it is. */
     if (atomic_load (&q->driven))
       continue;
+    if (ring_lap_moved (&q->ring))
+      device_log (dev, VUBLK_LOG_DEBUG, "closing: moving queue %u's packed "
+                  "ring back to its first lap (harmless get-id requests, "
+                  "for at most 1 s)", q->index);
     for (unsigned n = 0; n < q->ring.num && ring_lap_moved (&q->ring); n++) {
       struct vublk_io io = {
         .op = VUBLK_OP_GET_ID, .buf = buf, .len = VIRTIO_BLK_ID_BYTES,

@@ -466,6 +466,30 @@ if [[ -x $VUBLK_FUSE_BIN ]] && command -v fusermount3 >/dev/null; then
   unmount_fuse "$T/bfile" "$FUSE_PID"
   echo "ok: failed device -> idle between retries ($spent ms busy in 2 s)"
 
+  # Closing leaves a packed ring in the lap rings start in (DPDK's
+  # example needs it) with harmless requests; against a frozen backend
+  # the one in flight fails with the request timeout (it is what bounds
+  # this wait) and the unmount still ends.  A queue of 8 descriptors:
+  # five 4k reads (3 descriptors each) end in the odd lap.
+  start_backend none
+  touch "$T/pfile"
+  mount_fuse "$S" "$T/pfile" -v -r --ring packed --queue-size 8 --spin 0 \
+    --request-timeout 1 --reconnect-timeout 1 --connect-timeout 0.5 2>"$T/pfuse.log"
+  dd if="$T/pfile" of=/dev/null bs=4k count=5 iflag=direct status=none \
+    || fail "packed rewind: reads failed"
+  kill -STOP "$HB_PID"
+  start=$SECONDS
+  timeout 10 fusermount3 -u "$T/pfile" || fail "packed rewind: fusermount3 -u while frozen failed"
+  for ((i = 0; i < 300; i++)); do
+    running "$FUSE_PID" || break
+    sleep 0.05
+  done
+  kill -CONT "$HB_PID"
+  running "$FUSE_PID" && fail "packed rewind: vublk-fuse still running 15 s after unmount, backend frozen"
+  grep -q "moving queue 0's packed ring back to its first lap" "$T/pfuse.log" \
+    || fail "packed rewind: the ring was not in its odd lap: $(grep -v 'drives queue' "$T/pfuse.log" | tail -3)"
+  echo "ok: packed rewind against a frozen backend -> exited $((SECONDS - start))s after unmount"
+
   # A write still in flight when vublk-fuse is told to stop: its exit
   # flush covers only writes completed before it, so it must wait for
   # the write's answer first.  The backend holds every write's
