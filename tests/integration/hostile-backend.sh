@@ -395,6 +395,20 @@ if [[ -x $VUBLK_FUSE_BIN ]] && command -v fusermount3 >/dev/null; then
   fi
   unmount_fuse "$T/file" "$FUSE_PID"
   echo "ok: block-on-change -> logged, reconnect refused, requests fail"
+  # ... and one whose reading times out (the backend falls silent): the
+  # control socket is reconnected, since the late reply could otherwise
+  # be taken for the next one's, and the mount serves again.
+  start_backend mute-after-change
+  mount_fuse "$S" "$T/file" -v --connect-timeout 1 --reconnect-timeout 10 2>"$T/cfuse.log"
+  kill -USR1 "$HB_PID"
+  wait_for_log "$T/cfuse.log" "backend announced a configuration change, and reading it failed \\(.*GET_CONFIG.*\\); reconnecting" 10
+  wait_for_log "$T/cfuse.log" "reconnected" 15
+  dd if="$T/file" of=/dev/null bs=4k count=4 iflag=direct status=none \
+    || fail "mute-after-change: reads failed after the reconnect: $(tail -3 "$T/cfuse.log")"
+  [[ $(stat -c %s "$T/file") == $((2 * SIZE)) ]] \
+    || fail "mute-after-change: the new size was not taken on the reconnect"
+  unmount_fuse "$T/file" "$FUSE_PID"
+  echo "ok: mute-after-change -> logged, reconnected, the new size taken"
 
   head -c 65536 "$T/data" >"$T/pattern"
   # A backend restarted read-only: reads go on, writes fail with EROFS

@@ -34,6 +34,9 @@
  *                        connection on say blk_size 4096
  *   block-on-change      from the config change on (SIGUSR1), say
  *                        blk_size 4096, on every connection
+ *   mute-after-change    after the config change (SIGUSR1), answer
+ *                        nothing for 3 s (the client's GET_CONFIG goes
+ *                        unanswered), then drop the connection
  *   ro-on-reconnect      as drop-mid-request, and from the second
  *                        connection on offer VIRTIO_BLK_F_RO and fail
  *                        writes with IOERR (as qemu-storage-daemon
@@ -1207,6 +1210,11 @@ serve_connection (int sock)
       send_config_change ();
       fprintf (stderr, "hostile_backend: capacity now %llu bytes\n",
                (unsigned long long) disk_size);
+      if (is ("mute-after-change")) {
+        fprintf (stderr, "hostile_backend: silent for 3 s\n");
+        sleep (3);
+        return;               /* and this connection is done */
+      }
       continue;
     }
     if (pfd[0].revents && !handle_message (sock))
