@@ -61,5 +61,9 @@ parse_copy_args (int argc, char **argv, struct copy_args *a)
     die (EXIT_USAGE, "copy: need SRC and DST (vublk copy --help)");
   a->spec[0] = argv[first];
   a->spec[1] = argv[first + 1];
+  for (int i = 0; i < 2; i++)
+    if (!*a->spec[i])
+      die (EXIT_USAGE, "copy: %s is empty (a file, - or vhost-user:SOCKET)",
+           i ? "DST" : "SRC");
   a->show_progress = a->show_progress && isatty (STDERR_FILENO);
 }

@@ -86,12 +86,18 @@ void
 refuse_same_file (const struct endpoint *src, const char *dst)
 {
   struct stat in, out;
+  bool to_stdout = !strcmp (dst, "-");
 
-  if (src->dev || !strcmp (dst, "-") || !strncmp (dst, DEVICE_PREFIX, strlen (DEVICE_PREFIX)))
+  if (src->dev || !strncmp (dst, DEVICE_PREFIX, strlen (DEVICE_PREFIX)))
     return;
-  if (fstat (src->fd, &in) == 0 && stat (dst, &out) == 0
+  /* Standard output too (">> SRC"): a copy appending to its own source
+   * would never end.  Only a regular file: a terminal or a pipe may be
+   * both input and output. */
+  if (fstat (src->fd, &in) == 0 && S_ISREG (in.st_mode)
+      && (to_stdout ? fstat (STDOUT_FILENO, &out) : stat (dst, &out)) == 0
       && in.st_dev == out.st_dev && in.st_ino == out.st_ino)
-    die (1, "copy: %s and %s are the same file", src->name, dst);
+    die (1, "copy: %s and %s are the same file", src->name,
+         to_stdout ? "standard output" : dst);
 }
 
 size_t

@@ -75,6 +75,22 @@ daemon_start (void)
   exit (1);
 }
 
+void
+keep_standard_fds_open (void)
+{
+  for (int fd = 0; fd <= 2; fd++)
+    if (fcntl (fd, F_GETFD) == -1 && errno == EBADF) {
+      int null = open ("/dev/null", fd == 0 ? O_RDONLY : O_WRONLY);
+
+      if (null == -1)
+        exit (1);           /* nowhere to say so */
+      if (null != fd) {     /* lower ones are open by now */
+        dup2 (null, fd);
+        close (null);
+      }
+    }
+}
+
 int
 daemon_status_fd (void)
 {

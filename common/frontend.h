@@ -124,6 +124,12 @@ struct vublk *open_device (const char *socket, const struct vublk_options *o);
 
 /* daemon.c ------------------------------------------------------------ */
 
+/* Opens /dev/null on standard input, output or error if the program was
+ * started with one closed: otherwise the next fd opened (a library
+ * eventfd, /dev/fuse) takes its number, and input is read from it or
+ * output written to it.  Call first thing in main. */
+void keep_standard_fds_open (void);
+
 /* Forks.  The parent waits until the child reports the mount (or
  * whatever it serves) ready — then exits 0 — or failed: it prints the
  * child's message and exits 1.  Returns in the child, a session leader

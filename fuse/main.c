@@ -543,6 +543,7 @@ main (int argc, char **argv)
   int r;
 
   program_name = "vublk-fuse";
+  keep_standard_fds_open ();
   signal (SIGPIPE, SIG_IGN);
   fuse_set_log_func (log_fuse_message);
   parse_args (argc, argv, &cfg);

@@ -232,6 +232,30 @@ expect_error 1 "No such file" info "$T/missing.sock"
 expect_error 2 "no SOCKET given" info ""
 expect_error 2 "no SOCKET given" bench ""
 expect_error 2 "'vhost-user:' names no socket" copy vhost-user: "$T/x.out"
+expect_error 2 "copy: DST is empty" copy "$T/src" ""
+# A copy appending to its own source through standard output would never
+# end (it grew a 20 MiB file to 1.5 GB in 5 s): refused, file untouched.
+cp "$T/src" "$T/self2"
+size=$(stat -c %s "$T/self2")
+for form in file stdin; do
+  rc=0
+  if [[ $form == file ]]; then
+    timeout 20 "$V" copy "$T/self2" - >>"$T/self2" 2>"$T/err" || rc=$?
+  else
+    timeout 20 "$V" copy - - <"$T/self2" >>"$T/self2" 2>"$T/err" || rc=$?
+  fi
+  [[ $rc == 1 ]] && grep -q "are the same file" "$T/err" \
+    || fail "copy ($form) >> its source: exit $rc: $(cat "$T/err")"
+  [[ $(stat -c %s "$T/self2") == "$size" ]] || fail "copy ($form) >> its source grew it"
+done
+# Closed standard streams: the library's fds must not take their numbers
+# (stdin closed made copy wait on an eventfd for ever).
+timeout 20 "$V" copy - "vhost-user:$T/v.sock" <&- 2>"$T/err" \
+  || fail "copy with stdin closed: exit $? (124: hung): $(cat "$T/err")"
+# Output that cannot be written is an error, not exit 0.
+rc=0; "$V" info --json "$T/v.sock" >/dev/full 2>"$T/err" || rc=$?
+[[ $rc == 1 ]] && grep -q "writing standard output: No space left on device" "$T/err" \
+  || fail "info >/dev/full: exit $rc: $(cat "$T/err")"
 # A socket given as a plain path, in either direction: the message shows
 # the spelling that works (before: "No such device or address").
 expect_error 2 "$T/v.sock is a socket, not a file: write vhost-user:$T/v.sock" copy "$T/src" "$T/v.sock"
