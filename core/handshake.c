@@ -242,9 +242,8 @@ negotiate (struct vublk *dev, bool first, int timeout)
   dev->backend_protocol_features = proto_offered;
   pthread_mutex_unlock (&dev->info_lock);
   dev->offered_readonly = offered & RO_FEATURE;
-  if (first)
-    atomic_store (&dev->backend_readonly, dev->offered_readonly);
   if (first) {
+    atomic_store (&dev->backend_readonly, dev->offered_readonly);
     /* Tests switch features off to exercise the other code paths (no
      * indirect descriptors, no EVENT_IDX) against real backends. */
     const char *mask = getenv ("VUBLK_TEST_DISABLE_FEATURES");
