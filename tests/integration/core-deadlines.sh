@@ -82,11 +82,8 @@ timeout 30 dd if="$T/disk" of=/dev/null bs=4k count=1 skip=9 iflag=direct \
   status=none 2>/dev/null && fail "second frozen read succeeded"
 start=$SECONDS
 timeout 10 fusermount3 -u "$T/disk" || fail "fusermount3 -u while frozen failed"
-for ((i = 0; i < 200; i++)); do
-  running "$FUSE_PID" || break
-  sleep 0.05
-done
-running "$FUSE_PID" && fail "vublk-fuse still running 10 s after unmount with the backend frozen"
+exited_within "$FUSE_PID" 10 \
+  || fail "vublk-fuse still running 10 s after unmount with the backend frozen"
 echo "ok: unmounted and exited $((SECONDS - start))s after fusermount3 -u, backend frozen"
 kill -CONT "$QSD_PID"
 
@@ -112,11 +109,8 @@ for mode in ro rw; do
     kill -TERM "$IDLE_PID"
     limit=15
   fi
-  for ((i = 0; i < limit * 20; i++)); do
-    running "$IDLE_PID" || break
-    sleep 0.05
-  done
-  running "$IDLE_PID" && fail "$mode: vublk-fuse still running ${limit} s after it was told to stop, backend frozen"
+  exited_within "$IDLE_PID" "$limit" \
+    || fail "$mode: vublk-fuse still running ${limit} s after it was told to stop, backend frozen"
   if [[ $mode == rw ]]; then
     grep -q "flushing $S before unmount: .*the device failed: no reconnect" "$T/idle.err" \
       || fail "rw: the failed exit flush is not reported: $(cat "$T/idle.err")"

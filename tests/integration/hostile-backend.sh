@@ -494,12 +494,9 @@ if [[ -x $VUBLK_FUSE_BIN ]] && command -v fusermount3 >/dev/null; then
   kill -STOP "$HB_PID"
   start=$SECONDS
   timeout 10 fusermount3 -u "$T/pfile" || fail "packed rewind: fusermount3 -u while frozen failed"
-  for ((i = 0; i < 300; i++)); do
-    running "$FUSE_PID" || break
-    sleep 0.05
-  done
-  kill -CONT "$HB_PID"
-  running "$FUSE_PID" && fail "packed rewind: vublk-fuse still running 15 s after unmount, backend frozen"
+  rc=0; exited_within "$FUSE_PID" 15 || rc=1
+  kill -CONT "$HB_PID"     # before any fail: a stopped backend outlives the test
+  ((rc == 0)) || fail "packed rewind: vublk-fuse still running 15 s after unmount, backend frozen"
   grep -q "moving queue 0's packed ring back to its first lap" "$T/pfuse.log" \
     || fail "packed rewind: the ring was not in its odd lap: $(grep -v 'drives queue' "$T/pfuse.log" | tail -3)"
   echo "ok: packed rewind against a frozen backend -> exited $((SECONDS - start))s after unmount"

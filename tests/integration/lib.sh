@@ -153,16 +153,23 @@ running() {
   [[ -n $state && $state != Z && $state != X ]]
 }
 
-# unmount_fuse MOUNTPOINT PID: fusermount3 -u, then waits up to 20 s for
-# the daemon to flush, close and exit.
-unmount_fuse() {
-  local mnt=$1 pid=$2 i
-  fusermount3 -u "$mnt" || fail "fusermount3 -u $mnt"
-  for ((i = 0; i < 400; i++)); do
+# exited_within PID SECONDS: true once process PID has exited (see
+# running), false if it still runs after SECONDS.
+exited_within() {
+  local pid=$1 i
+  for ((i = 0; i < $2 * 20; i++)); do
     running "$pid" || return 0
     sleep 0.05
   done
-  fail "vublk-fuse (pid $pid) still running 20 s after unmount"
+  ! running "$pid"
+}
+
+# unmount_fuse MOUNTPOINT PID: fusermount3 -u, then waits up to 20 s for
+# the daemon to flush, close and exit.
+unmount_fuse() {
+  local mnt=$1 pid=$2
+  fusermount3 -u "$mnt" || fail "fusermount3 -u $mnt"
+  exited_within "$pid" 20 || fail "vublk-fuse (pid $pid) still running 20 s after unmount"
 }
 
 # start_nbdkit NAME ARGS...: runs `nbdkit -f` serving on $T/NAME.nbd
